@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Each sets itself up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test setup setup-dev vendor bench bench-quick cluster clean
+
+run: setup
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+test: setup-dev
+	$(PY) -m pytest
+
+setup: $(VENV)/.runtime vendor
+
+setup-dev: setup $(VENV)/.dev
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+vendor: $(VENV)/.runtime
+	$(PY) tools/vendor.py
+
+clean:
+	rm -rf $(VENV) static/vendor instance .pytest_cache

@@ -1,0 +1,60 @@
+"""Papo: a real-time chat, notification and monitoring server on Flask-SocketIO."""
+import logging
+import os
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from . import api, config, events, pages
+from .auth import Identity
+from .extension import Papo
+from .limits import RateLimiter
+from .presence import Presence
+from .runtime import cap_websocket_frames
+from .service import ChatService
+from .store import Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SocketIOBroadcaster:
+    """Hands the service's outgoing events to Flask-SocketIO (and so to every process when scaled)."""
+
+    def __init__(self, socketio):
+        self.socketio = socketio
+
+    def emit(self, event, data, to, skip=None):
+        self.socketio.emit(event, data, to=to, skip_sid=skip or None)
+
+    def enter(self, sid, channel):
+        self.socketio.server.enter_room(sid, channel, namespace="/")
+
+    def exit(self, sid, channel):
+        self.socketio.server.leave_room(sid, channel, namespace="/")
+
+
+def create_app(test_config=None, async_mode="threading"):
+    """Build the app: settings, storage, services, the Socket.IO server and the blueprints."""
+    app = Flask(__name__, instance_path=os.path.join(ROOT, "instance"),
+                template_folder=os.path.join(ROOT, "templates"), static_folder=os.path.join(ROOT, "static"))
+    settings = config.load(app.instance_path, overrides=test_config)
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=settings.MAX_FRAME_BYTES,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", **settings.extra)
+
+    store = Store(settings.DATABASE_URL)
+    store.migrate()
+    socketio = SocketIO(app, async_mode=async_mode, message_queue=settings.REDIS_URL or None,
+                        cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
+                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False)
+    cap_websocket_frames(socketio.server.eio, settings.MAX_FRAME_BYTES)
+    limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
+    service = ChatService(store, Presence(), SocketIOBroadcaster(socketio), limiter)
+    identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL)
+    app.extensions["papo"] = Papo(settings, store, service, identity, socketio)
+
+    events.register(socketio)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    return app

@@ -1,0 +1,109 @@
+"""HTTP JSON adapter under /api, the polling endpoints included, plus /healthz."""
+import logging
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .auth import current_user
+from .errors import ChatError
+from .extension import papo
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+
+_HTTP_CODES = {400: "invalid_payload", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "not_found", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+
+
+def is_api_request():
+    return request.path.startswith(("/api/", "/healthz", "/metrics"))
+
+
+@bp.app_errorhandler(ChatError)
+def chat_error(error):
+    response = jsonify(error=error.body())
+    response.status_code = error.status
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(error):
+    if not is_api_request():
+        return error
+    code = _HTTP_CODES.get(error.code, "invalid_payload" if error.code < 500 else "unavailable")
+    response = jsonify(error={"code": code, "message": error.description or error.name})
+    response.status_code = error.code
+    return response
+
+
+@bp.app_errorhandler(Exception)
+def unexpected_error(error):
+    log.exception("request %s %s failed", request.method, request.path)
+    if not is_api_request():
+        return "Internal Server Error", 500
+    return chat_error(ChatError("unavailable", "the server could not complete this; try again"))
+
+
+def json_body():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ChatError("invalid_payload", "the body must be a JSON object")
+    return body
+
+
+def signed_in_user():
+    user = current_user()
+    if user is None:
+        raise ChatError("unauthorized", "sign in or send Authorization: Bearer <token>")
+    return user
+
+
+@bp.post("/api/users")
+def register():
+    body = json_body()
+    username = papo().identity.register(body.get("username"), body.get("password"))
+    return {"username": username}, 201
+
+
+@bp.post("/api/tokens")
+def issue_token():
+    body = json_body()
+    username = papo().identity.authenticate(body.get("username"), body.get("password"))
+    return papo().identity.issue_token(username)
+
+
+@bp.get("/api/rooms")
+def list_rooms():
+    return {"rooms": papo().service.rooms()}
+
+
+@bp.get("/api/rooms/<room>/messages")
+def read_messages(room):
+    signed_in_user()
+    args = request.args
+    return papo().service.messages_after(room, args.get("after"), args.get("before"), args.get("limit"))
+
+
+@bp.post("/api/rooms/<room>/messages")
+def post_message(room):
+    user = signed_in_user()
+    body = json_body()
+    message, created = papo().service.post(user, room, body.get("text"), body.get("client_id"))
+    return {"message": message}, 201 if created else 200
+
+
+@bp.get("/api/rooms/<room>/poll")
+def poll(room):
+    signed_in_user()
+    return papo().service.wait_for_messages(room, request.args.get("after"), request.args.get("timeout"))
+
+
+@bp.get("/healthz")
+def health():
+    try:
+        papo().service.health()
+    except Exception as error:
+        return {"status": "unavailable", "error": {"code": "unavailable", "message": str(error)[:200]}}, 503
+    return {"status": "ok", "connections": papo().service.presence.connection_count()}

@@ -1,0 +1,90 @@
+"""The production server behind `python app.py --host H --port P`, in ASYNC_MODE (eventlet or gevent).
+
+app.py monkey-patches for the mode before it imports this module.
+"""
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+
+from chat import create_app
+from chat.config import SettingError
+
+BACKLOG = 2048
+log = logging.getLogger("papo.server")
+
+
+def main(mode, argv=None):
+    """Serve the app until SIGTERM; 2 when a setting is bad."""
+    args = _arguments(argv)
+    try:
+        app = create_app(async_mode=mode)
+    except SettingError as error:
+        print(f"papo: {error}", file=sys.stderr)
+        return 2
+    papo = app.extensions["papo"]
+    log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
+    serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
+    serve(app, args.host, args.port, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
+    return 0
+
+
+def _arguments(argv):
+    parser = argparse.ArgumentParser(prog="app.py", description="Run the Papo server.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    return parser.parse_args(argv)
+
+
+def _listener(make_socket, host, port):
+    """A listening socket with Nagle off (inherited by accepted sockets) and a deep accept queue."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = make_socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    return sock
+
+
+def _shut_down(papo):
+    """Disconnect every client, release the database, and leave."""
+    log.info("shutting down")
+    try:
+        papo.socketio.server.shutdown()
+    except Exception:
+        log.exception("socket.io shutdown failed")
+    papo.store.close()
+    logging.shutdown()
+    os._exit(0)
+
+
+def _serve_eventlet(app, host, port, max_connections, shut_down):
+    import eventlet
+    import eventlet.wsgi
+    from eventlet.green import socket as green_socket
+
+    listener = _listener(green_socket.socket, host, port)
+    signal.signal(signal.SIGTERM, lambda *_: eventlet.spawn(shut_down))
+    eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=True,
+                         socket_timeout=None, debug=False)
+
+
+def _serve_gevent(app, host, port, max_connections, shut_down):
+    import gevent
+    from gevent import socket as green_socket
+    from gevent.pool import Pool
+    from gevent.pywsgi import WSGIServer
+
+    listener = _listener(green_socket.socket, host, port)
+    server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None)
+    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(shut_down))
+    server.serve_forever()
+
+
+def _serve_threading(app, host, port, max_connections, shut_down):
+    papo = app.extensions["papo"]
+    signal.signal(signal.SIGTERM, lambda *_: shut_down())
+    papo.socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)

@@ -1,0 +1,245 @@
+"""The chat domain: rooms, messages, presence, direct messages, long polls. No transport in here."""
+import math
+import re
+import threading
+import time
+
+from .errors import ChatError
+
+ROOM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_TEXT = 4000
+MAX_CLIENT_ID = 64
+REPLAY_LIMIT = 500
+RECENT_LIMIT = 50
+HISTORY_LIMIT = 100
+MAX_POLL_SECONDS = 30
+MAX_INT = 2**53
+
+
+def room_channel(room):
+    """The broadcast channel of a chat room."""
+    return "room:" + room
+
+
+def user_channel(user):
+    """The broadcast channel that reaches every connection of one user."""
+    return "user:" + user
+
+
+class RoomSignals:
+    """Wakes long polls when a room gets a message. Shape: {room: threading.Event of the current wait}."""
+
+    def __init__(self):
+        self._events = {}
+        self._lock = threading.Lock()
+
+    def current(self, room):
+        with self._lock:
+            return self._events.setdefault(room, threading.Event())
+
+    def notify(self, room):
+        with self._lock:
+            event = self._events.pop(room, None)
+        if event:
+            event.set()
+
+
+class ChatService:
+    """Join, leave, post, history, direct; assigns seq through the store and tells the broadcaster."""
+
+    def __init__(self, store, presence, broadcaster, limiter, clock=time.time):
+        self.store = store
+        self.presence = presence
+        self.broadcaster = broadcaster
+        self.limiter = limiter
+        self.clock = clock
+        self.signals = RoomSignals()
+
+    def now_ms(self):
+        return int(self.clock() * 1000)
+
+    # connections and rooms
+
+    def connect(self, sid, user):
+        self.presence.connect(sid, user)
+        self.broadcaster.enter(sid, user_channel(user))
+
+    def disconnect(self, sid):
+        user = self.presence.user_of(sid)
+        for room in self.presence.disconnect(sid):
+            self._announce(room, user, "leave")
+
+    def join(self, sid, room, since=None):
+        """Enter a room; the ack has its members, last seq and the messages the client is missing."""
+        room = valid_room(room)
+        since = _optional_int("since", since, 0)
+        self.broadcaster.enter(sid, room_channel(room))
+        if self.presence.join(sid, room):
+            self._announce(room, self.presence.user_of(sid), "join")
+        if since is None:
+            messages, truncated = self.store.messages_before(room, None, RECENT_LIMIT), False
+        else:
+            messages = self.store.messages_after(room, since, REPLAY_LIMIT + 1)
+            truncated = len(messages) > REPLAY_LIMIT
+            messages = messages[:REPLAY_LIMIT]
+        return {"room": room, "members": self.presence.members(room), "last_seq": self.store.last_seq(room),
+                "messages": messages, "truncated": truncated}
+
+    def leave(self, sid, room):
+        room = valid_room(room)
+        self.broadcaster.exit(sid, room_channel(room))
+        if self.presence.leave(sid, room):
+            self._announce(room, self.presence.user_of(sid), "leave")
+
+    def _announce(self, room, user, action):
+        self.broadcaster.emit("presence", {"room": room, "user": user, "action": action,
+                                           "members": self.presence.members(room)}, to=room_channel(room))
+
+    def typing(self, sid, room, typing):
+        room = self._joined_room(sid, room)
+        if not isinstance(typing, bool):
+            raise ChatError("invalid_payload", "typing must be true or false")
+        user = self.presence.user_of(sid)
+        self.broadcaster.emit("typing", {"room": room, "user": user, "typing": typing},
+                              to=room_channel(room), skip=self.presence.sids_of(user, room))
+
+    def _joined_room(self, sid, room):
+        room = valid_room(room)
+        if not self.presence.is_member(sid, room):
+            raise ChatError("not_in_room", f"join {room} first")
+        return room
+
+    # messages
+
+    def send(self, sid, room, text, client_id):
+        """Post from a connection, which must have joined the room."""
+        room = self._joined_room(sid, room)
+        return self.post(self.presence.user_of(sid), room, text, client_id)
+
+    def post(self, user, room, text, client_id):
+        """Store a message and broadcast it once; (message, created). A repeated client_id is harmless."""
+        room = valid_room(room)
+        text = valid_text(text)
+        client_id = valid_client_id(client_id)
+        self._spend(user)
+        message, created = self.store.append(room, user, text, self.now_ms(), client_id)
+        if created:
+            self.broadcaster.emit("message", message, to=room_channel(room))
+            self.signals.notify(room)
+        return message, created
+
+    def _spend(self, user):
+        wait = self.limiter.take(user)
+        if wait:
+            raise ChatError("rate_limited", "too many messages; slow down",
+                            retry_after=max(1, math.ceil(wait)))
+
+    def history(self, room, before=None, limit=None):
+        """Older messages, oldest first, and whether there are more before them."""
+        room = valid_room(room)
+        before = _optional_int("before", before, 1)
+        limit = _optional_int("limit", limit, 1, HISTORY_LIMIT)
+        limit = RECENT_LIMIT if limit is None else limit
+        found = self.store.messages_before(room, before, limit + 1)
+        return {"messages": found[-limit:], "has_more": len(found) > limit}
+
+    def messages_after(self, room, after=None, before=None, limit=None):
+        """Messages between after and before, oldest first, for HTTP readers."""
+        room = valid_room(room)
+        after = _optional_int("after", after, 0)
+        before = _optional_int("before", before, 1)
+        limit = _optional_int("limit", limit, 1, REPLAY_LIMIT)
+        limit = HISTORY_LIMIT if limit is None else limit
+        if after is None:
+            return self.history(room, before, min(limit, HISTORY_LIMIT))
+        found = self.store.messages_after(room, after, limit + 1)
+        if before is not None:
+            found = [m for m in found if m["seq"] < before]
+        return {"messages": found[:limit], "has_more": len(found) > limit}
+
+    def wait_for_messages(self, room, after, timeout):
+        """A long poll: the messages after `after`, waiting up to `timeout` seconds for the first."""
+        room = valid_room(room)
+        after = _optional_int("after", after, 0) or 0
+        timeout = _optional_number("timeout", timeout, 0, MAX_POLL_SECONDS)
+        deadline = time.monotonic() + (MAX_POLL_SECONDS if timeout is None else timeout)
+        while True:
+            wake = self.signals.current(room)
+            found = self.store.messages_after(room, after, REPLAY_LIMIT)
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return {"messages": found}
+            wake.wait(remaining)
+
+    def rooms(self):
+        sizes = self.presence.room_sizes()
+        return [{"name": name, "members": sizes.get(name, 0), "last_seq": last_seq}
+                for name, last_seq in self.store.rooms()]
+
+    # direct messages
+
+    def direct(self, user, to, text, client_id):
+        """Send a direct message to every connection of both its users."""
+        if not isinstance(to, str) or not to:
+            raise ChatError("invalid_payload", "to must be a username")
+        text = valid_text(text)
+        client_id = valid_client_id(client_id)
+        found = self.store.find_user(to) if len(to) <= 32 else None
+        if found is None:
+            raise ChatError("not_found", f"no user named {to}")
+        self._spend(user)
+        message, created = self.store.add_direct(user, found.username, text, self.now_ms(), client_id)
+        if created:
+            for name in {user, found.username}:
+                self.broadcaster.emit("direct", message, to=user_channel(name))
+        return message, created
+
+    def health(self):
+        """Raise when the database or presence backend is unreachable."""
+        self.store.ping()
+        self.presence.ping()
+
+
+def valid_room(room):
+    if not isinstance(room, str) or not ROOM_NAME.fullmatch(room):
+        raise ChatError("invalid_room", "room names are 1-64 of a-z, 0-9, _ and -, starting with a letter or digit")
+    return room
+
+
+def valid_text(text):
+    if not isinstance(text, str):
+        raise ChatError("invalid_message", "text must be a string")
+    text = text.strip()
+    if not 1 <= len(text) <= MAX_TEXT:
+        raise ChatError("invalid_message", f"text must be 1 to {MAX_TEXT} characters")
+    return text
+
+
+def valid_client_id(client_id):
+    if client_id is None:
+        return None
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_ID:
+        raise ChatError("invalid_payload", f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters")
+    return client_id
+
+
+def _optional_int(name, value, low, high=MAX_INT):
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ChatError("invalid_payload", f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _optional_number(name, value, low, high):
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ChatError("invalid_payload", f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ChatError("invalid_payload", f"{name} must be between {low} and {high}")
+    return value
