@@ -1,0 +1,63 @@
+"""Fixtures: an app on a fresh SQLite file, its HTTP client, users and Socket.IO test clients."""
+import itertools
+
+import pytest
+
+from chat import create_app
+
+TEST_SECRET = "test-secret-key-for-papo-tests"
+PASSWORD = "correct-horse"
+_names = itertools.count(1)
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
+                      "TESTING": True})
+    yield app
+    app.extensions["papo"].store.close()
+
+
+@pytest.fixture
+def papo(app):
+    return app.extensions["papo"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def user(papo):
+    """Register a user; returns (name, bearer token)."""
+
+    def make(name=None):
+        name = name or f"user{next(_names)}"
+        papo.identity.register(name, PASSWORD)
+        return name, papo.identity.issue_token(name)["token"]
+
+    return make
+
+
+@pytest.fixture
+def connect(app, papo):
+    """Open a Socket.IO test client for a user token."""
+    clients = []
+
+    def make(token):
+        socket = papo.socketio.test_client(app, auth={"token": token})
+        assert socket.is_connected()
+        clients.append(socket)
+        return socket
+
+    yield make
+    for socket in clients:
+        if socket.is_connected():
+            socket.disconnect()
+
+
+def events(socket, name):
+    """The payloads of the events called `name` a test client has received since the last call."""
+    return [e["args"] if isinstance(e["args"], dict) else e["args"][0]
+            for e in socket.get_received() if e["name"] == name]

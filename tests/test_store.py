@@ -1,0 +1,88 @@
+import threading
+
+import pytest
+
+from chat.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/store.db")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def test_seq_starts_at_one_per_room_and_grows_by_one(store):
+    seqs = [store.append("a", "ana", f"m{i}", 1, None)[0]["seq"] for i in range(3)]
+    assert seqs == [1, 2, 3]
+    assert store.append("b", "ana", "x", 1, None)[0]["seq"] == 1
+    assert store.last_seq("a") == 3
+    assert store.last_seq("never") == 0
+
+
+def test_a_repeated_client_id_returns_the_first_message(store):
+    first, created = store.append("a", "ana", "hello", 1, "c1")
+    again, created_again = store.append("a", "ana", "hello (retry)", 2, "c1")
+    assert created and not created_again
+    assert again == first
+    assert store.last_seq("a") == 1
+
+
+def test_the_same_client_id_from_another_author_or_room_is_a_new_message(store):
+    store.append("a", "ana", "x", 1, "c1")
+    assert store.append("a", "bo", "x", 1, "c1")[1]
+    assert store.append("b", "ana", "x", 1, "c1")[1]
+
+
+def test_seq_survives_reopening_the_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/again.db"
+    first = Store(url)
+    first.migrate()
+    first.append("a", "ana", "one", 1, None)
+    first.close()
+    second = Store(url)
+    second.migrate()
+    assert second.append("a", "ana", "two", 1, None)[0]["seq"] == 2
+    second.close()
+
+
+def test_concurrent_writers_and_retries_leave_no_gap_and_no_repeat(tmp_path):
+    url = f"sqlite:///{tmp_path}/race.db"
+    Store(url).migrate()
+    stores = [Store(url) for _ in range(4)]
+
+    def write(store, author):
+        for i in range(25):
+            store.append("race", author, f"{author}-{i}", 1, f"{author}-{i}")
+            store.append("race", author, f"{author}-{i}", 1, f"{author}-{i}")
+
+    threads = [threading.Thread(target=write, args=(s, f"u{n}")) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seqs = [m["seq"] for m in stores[0].messages_after("race", 0, 1000)]
+    assert seqs == list(range(1, 101))
+    for store in stores:
+        store.close()
+
+
+def test_replay_and_history_windows(store):
+    for i in range(10):
+        store.append("a", "ana", f"m{i}", 1, None)
+    assert [m["seq"] for m in store.messages_after("a", 7, 10)] == [8, 9, 10]
+    assert [m["seq"] for m in store.messages_before("a", 5, 2)] == [3, 4]
+    assert [m["seq"] for m in store.messages_before("a", None, 3)] == [8, 9, 10]
+
+
+def test_usernames_are_unique_case_insensitively(store):
+    assert store.add_user("Ana", "h", 1) == "Ana"
+    assert store.add_user("ana", "h", 1) is None
+    assert store.find_user("ANA").username == "Ana"
+
+
+def test_direct_messages_deduplicate_by_sender_and_client_id(store):
+    first, created = store.add_direct("ana", "bo", "psst", 1, "d1")
+    again, created_again = store.add_direct("ana", "bo", "psst", 2, "d1")
+    assert created and not created_again and again == first
