@@ -1,0 +1,164 @@
+'use strict';
+// Open-loop chat load: clients in rooms, each sending `rate` messages/s on a fixed
+// schedule whether or not the server keeps up; every delivery's end-to-end latency
+// from the send time written into the text. Serves `latency` (Socket.IO over WebSocket)
+// and `transport` (any of the four ways).
+
+const { now, log, Samples, round, CpuMeter, ServerProc, loopDelay, generatorFields, sleep, pool, textOf } = require('./common');
+const { Meter } = require('./http');
+const { makeChatClient } = require('./clients');
+const { kernelBytes, kernelDelta } = require('./kernel');
+
+async function runChat(ctx, o) {
+  const { base } = ctx;
+  const way = o.way;
+  const n = o.clients;
+  const nRooms = o.rooms > 0 ? o.rooms : Math.max(1, Math.ceil(n / o.roomSize));
+  const users = await ctx.tokens(Math.min(n, o.users > 0 ? o.users : n));
+  const meter = new Meter();
+  const roomName = (r) => `${o.roomPrefix}-${ctx.runId}-${r}`;
+  const members = new Array(nRooms).fill(0);
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    const r = i % nRooms;
+    members[r]++;
+    clients.push(makeChatClient(way, base, users[i % users.length].token, roomName(r),
+      meter, { interval: o.interval, pollTimeout: o.pollTimeout }));
+  }
+
+  // window [t0, t1): deliveries of messages sent in it are the sample
+  let t0 = Infinity; let t1 = Infinity;
+  const lat = new Samples();
+  const ackLat = new Samples();
+  let deliveredInWindow = 0; // arrivals during the window, any send time
+  let deliveredOfWindow = 0; // arrivals (until the drain ends) of messages sent in the window
+  let expectedOfWindow = 0;
+  let lastDeliveryOfWindow = 0;
+  const ackErrors = {};
+  let sentInWindow = 0; let skipped = 0;
+  let clientErrors = 0; const clientErrorSamples = [];
+
+  const onText = (text, t) => {
+    if (t >= t0 && t < t1) deliveredInWindow++;
+    const ts = parseFloat(text);
+    if (ts >= t0 && ts < t1) {
+      deliveredOfWindow++;
+      lat.add(t - ts);
+      lastDeliveryOfWindow = t;
+    }
+  };
+  for (const c of clients) c.onText = onText;
+
+  const tConn = now();
+  await pool(clients, o.connectConcurrency, async (c) => {
+    try {
+      await c.start();
+    } catch (e) {
+      clientErrors++;
+      if (clientErrorSamples.length < 3) clientErrorSamples.push(e.message);
+      c.failed = true;
+    }
+  });
+  const connectS = (now() - tConn) / 1000;
+  const live = clients.filter((c) => !c.failed);
+  log(`${way}: ${live.length}/${n} clients in ${nRooms} rooms ready in ${connectS.toFixed(1)}s`);
+  if (live.length === 0) throw new Error(`no client could start: ${clientErrorSamples.join('; ')}`);
+
+  // sending schedule: client i sends at start + phase_i + k/rate
+  const period = 1000 / o.rate;
+  let stopping = false;
+  let seqNo = 0;
+  const outstanding = new Array(n).fill(0);
+  const start = now() + 50;
+  const schedule = (i) => {
+    const c = clients[i];
+    if (c.failed) return;
+    let k = 0;
+    const phase = Math.random() * period;
+    let pauseUntil = 0;
+    const tick = () => {
+      if (stopping) return;
+      const t = now();
+      if (t >= pauseUntil) {
+        if (outstanding[i] >= o.maxOutstanding) {
+          skipped++;
+        } else {
+          const inWin = t >= t0 && t < t1;
+          if (inWin) { sentInWindow++; expectedOfWindow += members[i % nRooms]; }
+          outstanding[i]++;
+          const id = ++seqNo;
+          c.send(textOf(o.textSize, `${t.toFixed(3)}:${id}`), `${ctx.runId}-${id}`, (ack) => {
+            outstanding[i]--;
+            const ta = now();
+            if (ack && ack.ok) {
+              if (inWin) ackLat.add(ta - t);
+            } else {
+              const code = (ack && ack.error && ack.error.code) || 'no_ack';
+              ackErrors[code] = (ackErrors[code] || 0) + 1;
+              if (inWin) expectedOfWindow -= members[i % nRooms];
+              if (code === 'rate_limited') pauseUntil = ta + 1000 * (Number(ack.error.retry_after) || 1);
+            }
+          });
+        }
+      }
+      k++;
+      setTimeout(tick, Math.max(0, start + phase + k * period - now()));
+    };
+    setTimeout(tick, Math.max(0, start + phase - now()));
+  };
+  for (let i = 0; i < n; i++) schedule(i);
+
+  await sleep(50 + o.warmup * 1000);
+  const cpu = new CpuMeter(); const lag = loopDelay();
+  const kb0 = o.kernelCheck ? await kernelBytes(base.port) : null;
+  const s0 = ctx.server.snapshot(); const b0 = meter.bytes();
+  t0 = now(); t1 = t0 + o.duration * 1000;
+  await sleep(o.duration * 1000);
+  const s1 = ctx.server.snapshot(); const b1 = meter.bytes();
+  const kb1 = o.kernelCheck ? await kernelBytes(base.port) : null;
+  const gen = cpu.read(); const lagR = lag.read();
+  stopping = true;
+  const tStop = now();
+  const drainMs = o.drain > 0 ? o.drain * 1000 : Math.max(3000, 2 * o.interval);
+  while (deliveredOfWindow < expectedOfWindow && now() - tStop < drainMs) await sleep(20);
+  for (const c of clients) c.stop();
+
+  const delivered = deliveredInWindow;
+  const bytesUp = b1.written - b0.written; const bytesDown = b1.read - b0.read;
+  const requests = b1.requests - b0.requests;
+  const server = ServerProc.delta(s0, s1);
+  const summary = lat.summary(o.cdf);
+  const sendTarget = live.length * o.rate;
+  const sendRate = sentInWindow / o.duration;
+  const deliveredRatio = expectedOfWindow > 0 ? deliveredOfWindow / expectedOfWindow : 0;
+  const p99Limit = o.keepupP99Ms > 0 ? o.keepupP99Ms : (way === 'short-poll' ? 2 * o.interval + 1000 : 1000);
+  const keptUp = sendRate >= 0.97 * sendTarget && deliveredRatio >= 0.99 && summary.count > 0 && summary.p99 <= p99Limit;
+  const errorsHttp = clients.reduce((a, c) => a + (c.errors || 0), 0);
+  const sampleHttp = clients.map((c) => c.errorSample).filter(Boolean).slice(0, 2);
+  return {
+    way,
+    clients: n, clients_live: live.length, rooms: nRooms, rate_per_client: o.rate,
+    connect_s: round(connectS),
+    send_target_per_s: sendTarget, sent_per_s: round(sendRate, 1), skipped_over_outstanding: skipped,
+    deliveries_per_s: round(delivered / o.duration, 1),
+    expected_deliveries: expectedOfWindow, delivered_of_window: deliveredOfWindow,
+    delivered_ratio: round(deliveredRatio, 4),
+    drain_ms: lastDeliveryOfWindow > t1 ? round(lastDeliveryOfWindow - t1, 1) : 0,
+    latency_ms: summary,
+    ack_ms: ackLat.summary(),
+    kept_up: keptUp, kept_up_rule: `sent>=97% of target, delivered>=99%, p99<=${p99Limit}ms`,
+    wire: {
+      bytes_up: bytesUp, bytes_down: bytesDown, requests,
+      bytes_up_per_delivery: delivered ? round(bytesUp / delivered, 1) : null,
+      bytes_down_per_delivery: delivered ? round(bytesDown / delivered, 1) : null,
+      requests_per_delivery: delivered ? round(requests / delivered, 4) : null,
+      kernel: kernelDelta(kb0, kb1),
+    },
+    server_cpu_us_per_delivery: server && delivered ? round((server.cpu_s * 1e6) / delivered, 2) : null,
+    server,
+    errors: { clients: clientErrors, client_samples: clientErrorSamples, acks: ackErrors, http: errorsHttp, http_samples: sampleHttp },
+    ...generatorFields(gen, lagR),
+  };
+}
+
+module.exports = { runChat };

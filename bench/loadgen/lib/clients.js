@@ -1,0 +1,152 @@
+'use strict';
+// Chat clients of the four ways of the transport study, one interface:
+//   start() -> Promise        connected and receiving the room
+//   send(text, clientId, cb)  cb({ok, error?}) once the server accepted (ack or HTTP answer)
+//   onText(text, tRecv)       set by the workload: one call per delivered message
+//   stop()
+// ways: ws (Socket.IO over WebSocket), sio-polling (Socket.IO over Engine.IO long-polling
+// only), short-poll (GET /api/rooms/<r>/messages?after=N every interval), long-poll
+// (GET /api/rooms/<r>/poll?after=N&timeout=S). HTTP ways send with POST /api/rooms/<r>/messages.
+
+const { makeClient, isMessageEvent } = require('./sio');
+const { CountingAgent, request } = require('./http');
+const { now, sleep } = require('./common');
+
+const TEXT_KEY = '"text":"';
+
+// The text of a `message` event, without parsing the whole packet.
+function textOfPacket(p) {
+  const s = typeof p === 'string' ? p : p.latin1Slice(0, p.length);
+  const i = s.indexOf(TEXT_KEY);
+  if (i < 0) return null;
+  return s.slice(i + TEXT_KEY.length, s.indexOf('"', i + TEXT_KEY.length));
+}
+
+class SioChatClient {
+  constructor(way, base, token, room, meter) {
+    this.room = room;
+    this.c = makeClient(way, base, token, { meter });
+    this.onText = null;
+    this.errors = 0;
+    this.c.onPacket = (p) => {
+      if (!isMessageEvent(p)) return;
+      const t = now();
+      const text = textOfPacket(p);
+      if (text !== null && this.onText) this.onText(text, t);
+    };
+  }
+
+  async start() {
+    await this.c.connect();
+    const r = await this.c.call('join', { room: this.room });
+    if (!r || !r.ok) throw new Error(`join ${this.room}: ${JSON.stringify(r)}`);
+  }
+
+  send(text, clientId, cb) {
+    this.c.emit('message', { room: this.room, text, client_id: clientId }, cb);
+  }
+
+  stop() { this.c.close(); }
+}
+
+class HttpChatClient {
+  constructor(way, base, token, room, meter, { interval = 1000, pollTimeout = 25 } = {}) {
+    this.way = way;
+    this.base = base;
+    this.room = room;
+    this.meter = meter;
+    this.interval = interval;
+    this.pollTimeout = pollTimeout;
+    this.agent = new CountingAgent(meter, { maxSockets: 2 });
+    this.auth = { Authorization: `Bearer ${token}` };
+    this.after = 0;
+    this.stopped = false;
+    this.onText = null;
+    this.errors = 0;
+    this.errorSample = null;
+    this.pathBase = `/api/rooms/${encodeURIComponent(room)}`;
+  }
+
+  async start() {
+    // rooms are new for each run, so polling starts after seq 0; this first call checks the token
+    const r = await request(this.agent, this.base, 'GET', `${this.pathBase}/messages?after=0&limit=1`, { headers: this.auth });
+    if (r.status !== 200 && r.status !== 404) {
+      throw new Error(`GET ${this.pathBase}/messages: HTTP ${r.status} ${r.body.slice(0, 200)}`);
+    }
+    this.loop = this.way === 'short-poll' ? this._shortLoop() : this._longLoop();
+  }
+
+  _take(body) {
+    const t = now();
+    const j = JSON.parse(body);
+    for (const m of j.messages) {
+      if (m.seq > this.after) this.after = m.seq;
+      if (this.onText) this.onText(m.text, t);
+    }
+    return j.has_more;
+  }
+
+  _error(what) {
+    this.errors++;
+    if (!this.errorSample) this.errorSample = what;
+  }
+
+  async _fetch(path, timeoutMs) {
+    try {
+      const r = await request(this.agent, this.base, 'GET', path, { headers: this.auth, meter: this.meter, timeoutMs });
+      if (r.status === 200) return this._take(r.body);
+      if (r.status !== 404) this._error(`GET ${path}: HTTP ${r.status} ${r.body.slice(0, 120)}`);
+    } catch (e) {
+      if (!this.stopped) this._error(`GET ${path}: ${e.message}`);
+    }
+    return null;
+  }
+
+  async _shortLoop() {
+    await sleep(Math.random() * this.interval); // spread the clients over the interval
+    let next = now();
+    while (!this.stopped) {
+      let more = true;
+      while (more && !this.stopped) {
+        more = await this._fetch(`${this.pathBase}/messages?after=${this.after}&limit=100`, 30000);
+      }
+      next += this.interval;
+      const wait = next - now();
+      if (wait > 0) await sleep(wait); else next = now();
+    }
+  }
+
+  async _longLoop() {
+    while (!this.stopped) {
+      const got = await this._fetch(`${this.pathBase}/poll?after=${this.after}&timeout=${this.pollTimeout}`, (this.pollTimeout + 10) * 1000);
+      if (got === null && !this.stopped && this.errors) await sleep(100);
+    }
+  }
+
+  send(text, clientId, cb) {
+    request(this.agent, this.base, 'POST', `${this.pathBase}/messages`, {
+      body: { text, client_id: clientId }, headers: this.auth, meter: this.meter,
+    }).then((r) => {
+      if (r.status === 200 || r.status === 201) return cb({ ok: true });
+      let error = { code: `http_${r.status}` };
+      try { error = JSON.parse(r.body).error || error; } catch (e) { /* keep */ }
+      if (r.status === 429) error.retry_after = Number(r.headers['retry-after']) || 1;
+      return cb({ ok: false, error });
+    }, (e) => cb({ ok: false, error: { code: 'network', message: e.message } }));
+  }
+
+  stop() {
+    this.stopped = true;
+    this.agent.destroy();
+  }
+}
+
+const WAYS = ['ws', 'sio-polling', 'short-poll', 'long-poll'];
+
+function makeChatClient(way, base, token, room, meter, opts) {
+  if (way === 'ws' || way === 'sio-polling') return new SioChatClient(way, base, token, room, meter);
+  if (way === 'short-poll' || way === 'long-poll') return new HttpChatClient(way, base, token, room, meter, opts);
+  throw new Error(`unknown way ${way}: one of ${WAYS.join(', ')}`);
+}
+
+module.exports = { makeChatClient, textOfPacket, WAYS };
