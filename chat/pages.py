@@ -1,0 +1,122 @@
+"""HTML pages: lobby, room, direct messages, register, login, logout.
+
+The pages are shells: static/js/chat.js does the live part over Socket.IO and
+/api. Data for the script travels in data- attributes, never inline script.
+"""
+import functools
+import re
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+
+from chat.auth import current_user
+from chat.errors import ChatError
+from chat.extension import papo
+
+bp = Blueprint("pages", __name__)
+
+ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+STATUS = {"unauthorized": 401, "rate_limited": 429, "conflict": 409}
+
+
+def login_required(view):
+    """Redirect to the login page unless someone is logged in."""
+    @functools.wraps(view)
+    def wrapped(**kwargs):
+        if current_user() is None:
+            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+        return view(**kwargs)
+    return wrapped
+
+
+def safe_next(target):
+    """Return target if it is a path on this site, else the lobby."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("pages.lobby")
+
+
+def log_in(username):
+    """Start a fresh session for username and go where the user was heading."""
+    session.clear()
+    session["user"] = username
+    return redirect(safe_next(request.args.get("next")))
+
+
+@bp.get("/")
+@login_required
+def lobby():
+    """Show the rooms and the direct conversations."""
+    return render_template("lobby.html", user=current_user(), page="lobby")
+
+
+@bp.get("/room/<name>")
+@login_required
+def room(name):
+    """Show one room."""
+    if not ROOM_RE.match(name):
+        abort(404)
+    return render_template("room.html", user=current_user(), page="room", room=name)
+
+
+@bp.get("/dm/<peer>")
+@login_required
+def direct(peer):
+    """Show the direct conversation with peer."""
+    if not USER_RE.match(peer):
+        abort(404)
+    return render_template("room.html", user=current_user(), page="direct", peer=peer)
+
+
+@bp.get("/go")
+@login_required
+def go():
+    """Open the room or conversation named in the lobby's forms (works without script)."""
+    room_name = request.args.get("room", "").strip().lstrip("#").lower()
+    if room_name:
+        if ROOM_RE.match(room_name):
+            return redirect(url_for("pages.room", name=room_name))
+        return redirect(url_for("pages.lobby"))
+    peer = request.args.get("user", "").strip().lstrip("@")
+    if USER_RE.match(peer):
+        return redirect(url_for("pages.direct", peer=peer))
+    return redirect(url_for("pages.lobby"))
+
+
+@bp.route("/register", methods=("GET", "POST"))
+def register():
+    """Create an account and log in."""
+    error, username = None, ""
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        if password != request.form.get("confirm", password):
+            error = "The two passwords differ."
+        else:
+            try:
+                return log_in(papo().identity.register(username, password))
+            except ChatError as e:
+                error = "That username is taken." if e.code == "conflict" else e.message
+    status = 400 if error else 200
+    return render_template("register.html", error=error, username=username, page="register"), status
+
+
+@bp.route("/login", methods=("GET", "POST"))
+def login():
+    """Log in with a username and password."""
+    error, username, status = None, "", 200
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        try:
+            return log_in(papo().identity.authenticate(username, request.form.get("password", "")))
+        except ChatError as e:
+            error = "Wrong username or password." if e.code == "unauthorized" else e.message
+            status = STATUS.get(e.code, 400)
+    return render_template("login.html", error=error, username=username, page="login"), status
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    session.clear()
+    return redirect(url_for("pages.login"))

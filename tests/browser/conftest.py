@@ -1,0 +1,191 @@
+"""Fixtures for the browser suite: a real server process, Debian's Chromium, and people using it.
+
+Each person is a Playwright browser context (own cookies and localStorage) with one page.
+The server is `python app.py` on a free loopback port, over a SQLite file in tmp_path;
+it can be killed and started again on the same port and database.
+"""
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.needs import need
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("PAPO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SECRET = "browser-test-secret-key-0123456789"
+PASSWORD = "correct-horse-battery"
+WAIT = 15_000  # ms: how long a page may take to show what a test expects
+_names = itertools.count(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python app.py` on 127.0.0.1:port over one database; start, kill, start again."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.workdir}/papo.db",
+                    "SECRET_KEY": SECRET, "ASYNC_MODE": "eventlet", "PYTHONUNBUFFERED": "1"}
+        self.env.pop("REDIS_URL", None)
+        self.proc = None
+        self.starts = 0
+
+    def start(self, timeout=30):
+        assert self.proc is None, "already running"
+        self.starts += 1
+        self.log = self.workdir / f"server-{self.starts}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError(f"server exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not answer /healthz in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self):
+        """Kill the process at once, as a crash would (SIGKILL, no clean shutdown)."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+
+class Person:
+    """One user in their own browser context: cookies, localStorage and pages of their own."""
+
+    def __init__(self, context, base_url, name):
+        self.context = context
+        self.base_url = base_url
+        self.name = name
+        self.dialogs = []
+        self.errors = []
+        self.page = self.new_page()
+
+    def new_page(self):
+        page = self.context.new_page()
+        page.set_default_timeout(WAIT)
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        return page
+
+    def register(self):
+        page = self.page
+        page.goto(f"{self.base_url}/register")
+        page.fill("#username", self.name)
+        page.fill("#password", PASSWORD)
+        page.fill("#confirm", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{self.base_url}/")
+        return self
+
+    def open_room(self, room, page=None):
+        page = page or self.page
+        page.goto(f"{self.base_url}/room/{room}")
+        self.wait_online(page)
+        page.wait_for_selector(f'#members li[data-user="{self.name}"]')
+        return page
+
+    def open_direct(self, peer, page=None):
+        page = page or self.page
+        page.goto(f"{self.base_url}/dm/{peer}")
+        self.wait_online(page)
+        return page
+
+    def wait_online(self, page=None):
+        (page or self.page).wait_for_selector('#connection[data-status="online"]')
+
+    def say(self, text, page=None):
+        page = page or self.page
+        page.fill("#composer-text", text)
+        page.press("#composer-text", "Enter")
+
+    def texts(self, page=None):
+        """The message texts on screen, in order."""
+        return (page or self.page).locator("#messages li .text").all_text_contents()
+
+    def message(self, text, page=None, status=None):
+        """Locator of the messages whose text is exactly `text` (in that status, if given)."""
+        page = page or self.page
+        sel = "#messages li" + (f'[data-status="{status}"]' if status else "")
+        return page.locator(sel).filter(has=page.get_by_text(text, exact=True))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium under Playwright; skipped (failed under CI) when either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    need(sync_playwright is not None, "playwright (requirements-dev.txt) is not installed")
+    need(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (apt-get install chromium)")
+    vendor = subprocess.run([sys.executable, "tools/vendor.py"], cwd=ROOT, capture_output=True, text=True)
+    need(vendor.returncode == 0, f"static/vendor could not be installed: {vendor.stderr.strip()[-500:]}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A Papo server process on a free port; killed at the end of the test."""
+    proc = ServerProcess(tmp_path)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def person(chromium, server):
+    """Make a registered user with their own browser context: person(prefix="alice")."""
+    contexts = []
+
+    def make(prefix="user", register=True, viewport=None):
+        context = chromium.new_context(viewport=viewport or {"width": 1280, "height": 800})
+        contexts.append(context)
+        someone = Person(context, server.url, f"{prefix}{next(_names)}")
+        return someone.register() if register else someone
+
+    yield make
+    for context in contexts:
+        context.close()
