@@ -121,6 +121,7 @@ async function idle(ctx, o) {
     await sleep(o.hold * 1000);
   }
   const held = ctx.server.snapshot();
+  const connectServer = before && held ? round(((held.cpu_s - before.cpu_s) * 1e6) / Math.max(1, connected), 1) : null;
   const connectCpu = genCpu.read();
   const cpu = new CpuMeter(); const lag = loopDelay();
   const broadcasts = [];
@@ -158,6 +159,7 @@ async function idle(ctx, o) {
     broadcasts,
     reach_all_ms_median: all.length ? all[Math.floor((all.length - 1) / 2)] : null,
     server_rss_kb: before ? { before: before.rss_kb, held: held.rss_kb, per_connection_kb: perConn } : null,
+    server_cpu_us_per_connect: connectServer, // connect + join, hold included
     errors: { connect: conn.failed, connect_samples: conn.errors, missed_broadcasts: broadcasts.filter((x) => x.reach_all_ms === null).length },
     generator_connect: connectCpu,
     ...generatorFields(gen, lagR),
