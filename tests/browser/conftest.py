@@ -19,6 +19,11 @@ import pytest
 
 from tests.needs import need
 
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the chromium fixture skips (or fails under CI) with the reason
+    expect = None
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PAPO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -160,6 +165,7 @@ def chromium():
     need(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (apt-get install chromium)")
     vendor = subprocess.run([sys.executable, "tools/vendor.py"], cwd=ROOT, capture_output=True, text=True)
     need(vendor.returncode == 0, f"static/vendor could not be installed: {vendor.stderr.strip()[-500:]}")
+    expect.set_options(timeout=WAIT)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser

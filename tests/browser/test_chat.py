@@ -2,9 +2,7 @@
 import re
 
 import pytest
-from playwright.sync_api import expect
-
-from .conftest import PASSWORD
+from .conftest import PASSWORD, expect
 
 pytestmark = pytest.mark.browser
 

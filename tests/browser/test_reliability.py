@@ -1,0 +1,127 @@
+"""The client never loses a message: server crashes, restarts and page reloads."""
+import pytest
+from .conftest import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
+
+RECONNECT = 30_000  # ms: the client retries with a back-off of at most 4 s
+
+
+def stored(person, room):
+    """The room's messages as the server has them, read through the page's own session."""
+    return person.page.evaluate(
+        """async (room) => (await (await fetch(`/api/rooms/${room}/messages?after=0&limit=100`)).json()).messages""",
+        room)
+
+
+def test_server_killed_while_sending_loses_nothing(person, server):
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("crash")
+    bob.open_room("crash")
+    alice.say("before the crash")
+    expect(bob.message("before the crash", status="delivered")).to_have_count(1)
+
+    server.kill()
+    for someone in (alice, bob):
+        expect(someone.page.locator("#connection")).to_have_attribute("data-status", "offline")
+    alice.say("sent into the void")
+    bob.say("bob one")
+    bob.say("bob two")
+    expect(alice.message("sent into the void", status="pending")).to_have_count(1)
+    expect(bob.message("bob one", status="pending")).to_have_count(1)
+    expect(bob.message("bob two", status="pending")).to_have_count(1)
+    expect(alice.page.locator("#connection")).to_contain_text("1 waiting")
+
+    server.start()
+    for someone in (alice, bob):
+        expect(someone.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    for someone in (alice, bob):
+        expect(someone.message("sent into the void", status="delivered")).to_have_count(1)
+        expect(someone.message("bob two", status="delivered")).to_have_count(1)
+        expect(someone.page.locator('#messages li[data-status="pending"]')).to_have_count(0)
+    server_texts = [m["text"] for m in stored(alice, "crash")]
+    assert sorted(server_texts) == sorted(["before the crash", "sent into the void", "bob one", "bob two"])
+    assert server_texts.index("bob one") < server_texts.index("bob two")
+    for someone in (alice, bob):  # both pages show exactly what the server stored, in seq order
+        assert someone.texts() == server_texts
+        seqs = [int(s) for s in someone.page.locator("#messages li").evaluate_all(
+            "(items) => items.map((li) => li.dataset.seq)")]
+        assert seqs == [1, 2, 3, 4]
+    assert alice.page.evaluate("localStorage.length") >= 1
+    assert alice.page.evaluate("window.papoState.outbox.length") == 0
+
+
+def test_messages_missed_while_offline_arrive_in_order(person, server):
+    """A page that was cut off rejoins with `since` and gets what others said meanwhile, in order."""
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("gap")
+    bob.open_room("gap")
+    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    server.kill()  # both lose their connection; only bob may reconnect
+    server.start()
+    bob_page = bob.page
+    expect(bob_page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    for n in range(1, 6):
+        bob.say(f"meanwhile {n}")
+    expect(bob.message("meanwhile 5", status="delivered")).to_have_count(1)
+    expect(alice.page.locator("#connection")).not_to_have_attribute("data-status", "online")
+    assert alice.texts() == []
+    alice.context.unroute("**/socket.io/**")
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    expect(alice.message("meanwhile 5")).to_have_count(1)
+    assert alice.texts() == [f"meanwhile {n}" for n in range(1, 6)]
+
+
+def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("reload")
+    bob.open_room("reload")
+    server.kill()
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "offline")
+    alice.say("survives a reload")
+    expect(alice.message("survives a reload", status="pending")).to_have_count(1)
+
+    # The server comes back, but alice's page may not reach its socket yet: it reloads offline.
+    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    server.start()
+    alice.page.reload()
+    expect(alice.message("survives a reload", status="pending")).to_have_count(1)
+    expect(alice.page.locator("#connection")).not_to_have_attribute("data-status", "online")
+    expect(bob.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    assert bob.texts() == []
+
+    alice.context.unroute("**/socket.io/**")
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    expect(alice.message("survives a reload", status="delivered")).to_have_count(1)
+    expect(bob.message("survives a reload", status="delivered")).to_have_count(1)
+    alice.page.reload()
+    alice.wait_online()
+    expect(alice.message("survives a reload")).to_have_count(1)
+    assert [m["text"] for m in stored(alice, "reload")] == ["survives a reload"]
+
+
+def test_a_retry_of_an_unanswered_send_is_shown_once(person, server):
+    """The ack is lost (server killed right after storing): the resend returns the same message."""
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("retry")
+    bob.open_room("retry")
+    # Store a message with alice's next client_id behind the page's back, as if the ack got lost.
+    alice.page.evaluate("""() => {
+        const box = document.getElementById('composer-text');
+        box.value = 'stored twice?';
+    }""")
+    server.kill()
+    alice.page.press("#composer-text", "Enter")
+    entry = alice.page.evaluate("window.papoState.outbox[0]")
+    server.start()
+    status = alice.page.evaluate(
+        """async (e) => (await fetch(`/api/rooms/retry/messages`, {method: 'POST',
+             headers: {'Content-Type': 'application/json'},
+             body: JSON.stringify({text: e.text, client_id: e.client_id})})).status""", entry)
+    assert status in (200, 201)
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    for someone in (alice, bob):
+        expect(someone.message("stored twice?", status="delivered")).to_have_count(1)
+        someone.page.wait_for_timeout(500)
+        expect(someone.message("stored twice?")).to_have_count(1)
+    assert [m["text"] for m in stored(alice, "retry")] == ["stored twice?"]
