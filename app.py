@@ -12,7 +12,7 @@ def _monkey_patch():
     mode = os.environ.get("ASYNC_MODE") or "eventlet"
     if mode == "eventlet":
         import warnings
-        warnings.filterwarnings("ignore", message="\nEventlet is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # a setting picks gevent
         import eventlet
         eventlet.monkey_patch()
     elif mode == "gevent":

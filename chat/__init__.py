@@ -5,12 +5,12 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, config, events, pages
+from . import api, cluster, config, events, pages
 from .auth import Identity
 from .extension import Papo
 from .limits import RateLimiter
 from .presence import Presence
-from .runtime import cap_websocket_frames
+from .runtime import cap_websocket_frames, cooperation
 from .service import ChatService
 from .store import Store
 
@@ -43,18 +43,22 @@ def create_app(test_config=None, async_mode="threading"):
     app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=settings.MAX_FRAME_BYTES,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", **settings.extra)
 
-    store = Store(settings.DATABASE_URL)
+    store = Store(settings.DATABASE_URL, cooperate=cooperation(async_mode))
     store.migrate()
-    socketio = SocketIO(app, async_mode=async_mode, message_queue=settings.REDIS_URL or None,
+    scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
+    socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False)
     cap_websocket_frames(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
-    service = ChatService(store, Presence(), SocketIOBroadcaster(socketio), limiter)
+    service = ChatService(store, scaled.presence if scaled else Presence(), SocketIOBroadcaster(socketio), limiter,
+                          notifier=scaled.wake if scaled else None)
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL)
     app.extensions["papo"] = Papo(settings, store, service, identity, socketio)
 
     events.register(socketio)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    if scaled:
+        scaled.start(service, socketio.start_background_task)
     return app

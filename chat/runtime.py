@@ -1,4 +1,5 @@
 """What differs between the async modes: running blocking work off the event loop, capping frames."""
+import functools
 import sys
 
 
@@ -11,6 +12,17 @@ def offload(fn, *args):
         import gevent
         return gevent.get_hub().threadpool.apply(fn, args)
     return fn(*args)
+
+
+def cooperation(async_mode):
+    """A call that lets every other ready green thread run once; None with OS threads."""
+    if async_mode == "eventlet":
+        import eventlet
+        return functools.partial(eventlet.sleep, 0)
+    if async_mode == "gevent":
+        import gevent
+        return functools.partial(gevent.sleep, 0)
+    return None
 
 
 def _patched(name):

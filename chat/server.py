@@ -25,9 +25,14 @@ def main(mode, argv=None):
         print(f"papo: {error}", file=sys.stderr)
         return 2
     papo = app.extensions["papo"]
+    try:
+        listener = _listener(_socket_class(mode), args.host, args.port)
+    except OSError as error:
+        print(f"papo: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return 2
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
-    serve(app, args.host, args.port, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
+    serve(app, listener, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
     return 0
 
 
@@ -36,6 +41,16 @@ def _arguments(argv):
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
     return parser.parse_args(argv)
+
+
+def _socket_class(mode):
+    if mode == "eventlet":
+        from eventlet.green import socket as green_socket
+        return green_socket.socket
+    if mode == "gevent":
+        from gevent import socket as green_socket
+        return green_socket.socket
+    return socket.socket
 
 
 def _listener(make_socket, host, port):
@@ -61,30 +76,28 @@ def _shut_down(papo):
     os._exit(0)
 
 
-def _serve_eventlet(app, host, port, max_connections, shut_down):
+def _serve_eventlet(app, listener, max_connections, shut_down):
     import eventlet
     import eventlet.wsgi
-    from eventlet.green import socket as green_socket
 
-    listener = _listener(green_socket.socket, host, port)
     signal.signal(signal.SIGTERM, lambda *_: eventlet.spawn(shut_down))
     eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=True,
                          socket_timeout=None, debug=False)
 
 
-def _serve_gevent(app, host, port, max_connections, shut_down):
+def _serve_gevent(app, listener, max_connections, shut_down):
     import gevent
-    from gevent import socket as green_socket
     from gevent.pool import Pool
     from gevent.pywsgi import WSGIServer
 
-    listener = _listener(green_socket.socket, host, port)
     server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None)
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(shut_down))
     server.serve_forever()
 
 
-def _serve_threading(app, host, port, max_connections, shut_down):
-    papo = app.extensions["papo"]
+def _serve_threading(app, listener, max_connections, shut_down):
+    from werkzeug.serving import make_server
+
+    host, port = listener.getsockname()[:2]
     signal.signal(signal.SIGTERM, lambda *_: shut_down())
-    papo.socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
+    make_server(host, port, app, threaded=True, fd=listener.fileno()).serve_forever()

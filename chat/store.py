@@ -2,9 +2,10 @@
 import os
 import threading
 import time
+from collections import Counter
 
 from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, func, insert, select, text, update)
+                        UniqueConstraint, bindparam, create_engine, event, func, insert, select, text, update)
 from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
@@ -51,18 +52,34 @@ directs = Table(
     Index("ix_directs_pair", "sender", "recipient", "id"),
 )
 
+notifications = Table(
+    "notifications", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("recipient", String(32), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("read_at", BigInteger),
+    Index("ix_notifications_recipient", "recipient", "id"),
+)
+
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
 class Store:
     """All reads and writes of Papo's data, each in its own short transaction."""
 
-    def __init__(self, url):
+    def __init__(self, url, cooperate=None):
         self.url = url
+        self._cooperate = cooperate or (lambda: None)
         self.engine = _engine(url)
         self._writer = self.engine.execution_options(papo_write=True)
         self._room_ids = {}
         self._room_ids_lock = threading.Lock()
+        self._queue = []  # [_Slot] waiting for the next group commit, oldest first
+        self._queue_lock = threading.Lock()
+        self._committing = False
 
     def migrate(self):
         """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL)."""
@@ -105,25 +122,88 @@ class Store:
     # rooms and messages
 
     def append(self, room, author, text_, ts, client_id):
-        """Store a message with the room's next seq; (message, created). A known client_id returns its message."""
-        if client_id is not None:
-            known = self._by_client_id(room, author, client_id)
-            if known:
-                return known, False
-        room_id = self._room_id(room)
+        """Store a message with the room's next seq; (message, created). A known client_id returns its message.
+
+        Concurrent callers are committed together: the first becomes the leader, lets the others
+        queue behind it, and stores the whole batch in one transaction.
+        """
+        slot = _Slot((room, author, text_, ts, client_id))
+        with self._queue_lock:
+            self._queue.append(slot)
+            leading = not self._committing
+            self._committing = True
+        if not leading:
+            slot.wake.wait()
+        if not slot.finished:
+            self._lead()
+        return slot.outcome()
+
+    def _lead(self):
+        self._cooperate()  # on an event loop: let connections whose messages are in hand join this batch
+        with self._queue_lock:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        try:
+            outcomes = self.append_many([slot.item for slot in batch])
+        except Exception as error:
+            outcomes = [error] * len(batch)
+        for slot, outcome in zip(batch, outcomes):
+            slot.finish(outcome)
+        with self._queue_lock:
+            if self._queue:
+                self._queue[0].wake.set()
+            else:
+                self._committing = False
+
+    def append_many(self, items):
+        """Store (room, author, text, ts, client_id) items in one transaction; (message, created) for each."""
+        room_ids = [self._room_id(item[0]) for item in items]
         try:
             with self._writer.begin() as conn:
-                seq = conn.execute(update(rooms).where(rooms.c.id == room_id)
-                                   .values(last_seq=rooms.c.last_seq + 1).returning(rooms.c.last_seq)).scalar_one()
-                row_id = conn.execute(insert(messages).values(
-                    room_id=room_id, seq=seq, author=author, text=text_, ts=ts, client_id=client_id
-                ).returning(messages.c.id)).scalar_one()
+                return self._insert_batch(conn, items, room_ids)
         except IntegrityError:
-            known = client_id is not None and self._by_client_id(room, author, client_id)
+            if len(items) > 1:
+                return [self.append_many([item])[0] for item in items]
+            known = items[0][4] is not None and self._by_client_id(items[0][0], items[0][1], items[0][4])
             if not known:
                 raise
-            return known, False
-        return _message(row_id, room, seq, author, text_, ts, client_id), True
+            return [(known, False)]
+
+    def _insert_batch(self, conn, items, room_ids):
+        outcomes = [None] * len(items)
+        first_of = {}  # {(room_id, author, client_id): index of its first item in this batch}
+        fresh = []
+        for index, ((room, author, _, _, client_id), room_id) in enumerate(zip(items, room_ids)):
+            key = (room_id, author, client_id)
+            if client_id is not None and key in first_of:
+                outcomes[index] = first_of[key]
+                continue
+            if client_id is not None:
+                row = conn.execute(_FIND_BY_CLIENT_ID, {"b_room": room_id, "b_author": author,
+                                                        "b_client": client_id}).first()
+                if row:
+                    outcomes[index] = (_message(*row), False)
+                    continue
+                first_of[key] = index
+            fresh.append(index)
+        next_seq = {}
+        for room_id, count in sorted(Counter(room_ids[i] for i in fresh).items()):
+            last = conn.execute(_RESERVE_SEQS, {"b_room": room_id, "b_count": count}).scalar_one()
+            next_seq[room_id] = last - count + 1
+        rows = []
+        for index in fresh:
+            room, author, text_, ts, client_id = items[index]
+            seq = next_seq[room_ids[index]]
+            next_seq[room_ids[index]] += 1
+            rows.append({"room_id": room_ids[index], "seq": seq, "author": author, "text": text_, "ts": ts,
+                         "client_id": client_id})
+        ids = conn.execute(_INSERT_MESSAGES, rows).scalars().all() if rows else []
+        for index, row, row_id in zip(fresh, rows, ids):
+            outcomes[index] = (_message(row_id, items[index][0], row["seq"], row["author"], row["text"],
+                                        row["ts"], row["client_id"]), True)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, int):
+                outcomes[index] = (outcomes[outcome][0], False)
+        return outcomes
 
     def messages_after(self, room, after, limit):
         """Messages with seq > after, oldest first, at most limit."""
@@ -203,9 +283,77 @@ class Store:
                 directs.c.sender == sender, directs.c.client_id == client_id)).first()
         return _direct(*row) if row else None
 
+    # notifications to one user, kept until read
+
+    def add_notification(self, recipient, title, body, level, ts):
+        """Store a notification for one user; it as the `notification` event carries it."""
+        with self._writer.begin() as conn:
+            row_id = conn.execute(insert(notifications).values(
+                recipient=recipient, title=title, body=body, level=level, ts=ts
+            ).returning(notifications.c.id)).scalar_one()
+        return _notification(row_id, recipient, title, body, level, ts, None)
+
+    def notifications(self, recipient, after=None, limit=50, unread=False):
+        """The user's notifications oldest first: those with id > after, else the latest; at most limit."""
+        query = select(*_NOTIFICATION_COLUMNS).where(notifications.c.recipient == recipient)
+        if unread:
+            query = query.where(notifications.c.read_at.is_(None))
+        if after is not None:
+            query = query.where(notifications.c.id > after).order_by(notifications.c.id).limit(limit)
+        else:
+            query = query.order_by(notifications.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            found = [_notification(*row) for row in conn.execute(query)]
+        return found if after is not None else found[::-1]
+
+    def unread_count(self, recipient):
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(notifications).where(
+                notifications.c.recipient == recipient, notifications.c.read_at.is_(None))).scalar_one()
+
+    def mark_read(self, recipient, ids=None, up_to=None, now=None):
+        """Mark the user's unread notifications read, by id or every one up to an id; the ids marked."""
+        where = [notifications.c.recipient == recipient, notifications.c.read_at.is_(None)]
+        where.append(notifications.c.id.in_(ids) if ids is not None else notifications.c.id <= up_to)
+        with self._writer.begin() as conn:
+            marked = conn.execute(select(notifications.c.id).where(*where)).scalars().all()
+            if marked:
+                conn.execute(update(notifications).where(notifications.c.id.in_(marked))
+                             .values(read_at=now or _now_ms()))
+        return sorted(marked)
+
 
 _MESSAGE_COLUMNS = (messages.c.id, rooms.c.name, messages.c.seq, messages.c.author, messages.c.text,
                     messages.c.ts, messages.c.client_id)
+_FIND_BY_CLIENT_ID = select(*_MESSAGE_COLUMNS).join(rooms).where(
+    messages.c.room_id == bindparam("b_room"), messages.c.author == bindparam("b_author"),
+    messages.c.client_id == bindparam("b_client"))
+_RESERVE_SEQS = (update(rooms).where(rooms.c.id == bindparam("b_room"))
+                 .values(last_seq=rooms.c.last_seq + bindparam("b_count")).returning(rooms.c.last_seq))
+_INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+MAX_BATCH = 256
+
+
+class _Slot:
+    """One caller's message waiting in the group commit queue, then its outcome."""
+
+    __slots__ = ("item", "wake", "finished", "result")
+
+    def __init__(self, item):
+        self.item = item
+        self.wake = threading.Event()
+        self.finished = False
+        self.result = None
+
+    def finish(self, result):
+        self.result = result
+        self.finished = True
+        self.wake.set()
+
+    def outcome(self):
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
 _DIRECT_COLUMNS = (directs.c.id, directs.c.sender, directs.c.recipient, directs.c.text, directs.c.ts,
                    directs.c.client_id)
 
@@ -218,6 +366,15 @@ def _message(row_id, room, seq, author, text_, ts, client_id):
 def _direct(row_id, sender, recipient, text_, ts, client_id):
     return {"id": "d" + str(row_id), "from": sender, "to": recipient, "text": text_, "ts": ts,
             "client_id": client_id}
+
+
+_NOTIFICATION_COLUMNS = (notifications.c.id, notifications.c.recipient, notifications.c.title, notifications.c.body,
+                         notifications.c.level, notifications.c.ts, notifications.c.read_at)
+
+
+def _notification(row_id, recipient, title, body, level, ts, read_at):
+    return {"id": "n" + str(row_id), "title": title, "body": body, "level": level, "ts": ts,
+            "user": recipient, "read": read_at is not None}
 
 
 def _now_ms():
