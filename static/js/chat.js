@@ -704,6 +704,11 @@ function renderTitle() {
   let total = 0;
   for (const room of state.rooms.values()) if (room.name !== view.room) total += unread(room);
   for (const conv of state.directs.values()) if (!(view.peer && same(view.peer, conv.peer))) total += directUnread(conv);
+  const badge = $("side-unread");
+  if (badge) {
+    badge.hidden = !total;
+    badge.textContent = String(total);
+  }
   const base = view.room ? `#${view.room}` : view.peer ? `@${view.peer}` : "Lobby";
   document.title = `${total ? `(${total}) ` : ""}${base} · Papo`;
 }
@@ -839,7 +844,18 @@ document.addEventListener("visibilitychange", () => {
   render();
 });
 
+// On a narrow screen the lists fold away in a conversation; on a wide one they are always open.
+function wireSidebar() {
+  const details = $("side-details");
+  if (!details) return;
+  const narrow = window.matchMedia("(max-width: 820px)");
+  const apply = () => { details.open = !narrow.matches || view.page === "lobby"; };
+  narrow.addEventListener("change", apply);
+  apply();
+}
+
 loadSaved();
+wireSidebar();
 wireForms();
 wireComposer();
 if (view.page === "lobby") {
