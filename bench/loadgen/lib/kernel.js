@@ -3,6 +3,17 @@
 // (ss -ti: bytes_acked, bytes_received per socket), to cross-check the socket counters.
 
 const { execFile } = require('child_process');
+const fs = require('fs');
+
+// Loopback interface totals: every packet on lo, TCP/IP headers included, whoever sent it.
+function loStats() {
+  try {
+    const read = (f) => Number(fs.readFileSync(`/sys/class/net/lo/statistics/${f}`, 'utf8'));
+    return { bytes: read('tx_bytes'), packets: read('tx_packets') };
+  } catch (e) {
+    return null;
+  }
+}
 
 // Map "localaddr:port" -> {sent, received}, for established connections to `port`.
 function kernelBytes(port) {
@@ -10,6 +21,7 @@ function kernelBytes(port) {
     execFile('ss', ['-tinH', 'state', 'established', `( dport = :${port} )`], { maxBuffer: 256 * 1024 * 1024 }, (err, out) => {
       if (err) return resolve(null);
       const map = new Map();
+      map.lo = loStats();
       let key = null;
       for (const line of out.split('\n')) {
         if (!line) continue;
@@ -41,7 +53,10 @@ function kernelDelta(a, b) {
     received += v1.received - v0.received;
   }
   for (const k of a.keys()) if (!b.has(k)) changed++;
-  return { bytes_up: sent, bytes_down: received, sockets: both, sockets_changed: changed };
+  const lo = a.lo && b.lo ? { bytes: b.lo.bytes - a.lo.bytes, packets: b.lo.packets - a.lo.packets } : null;
+  // lo: all loopback traffic in the window, both directions, with TCP/IP headers (other
+  // processes' traffic included)
+  return { bytes_up: sent, bytes_down: received, sockets: both, sockets_changed: changed, lo };
 }
 
 module.exports = { kernelBytes, kernelDelta };
