@@ -10,6 +10,8 @@
 // process on one core takes ~200k deliveries/s, which a Python client does not.
 
 const crypto = require('crypto');
+const fs = require('fs');
+const os = require('os');
 const { parseArgs, checkLoopback, log, emit, ServerProc } = require('./lib/common');
 const users = require('./lib/users');
 const workloads = require('./lib/workloads');
@@ -69,6 +71,15 @@ function usage() {
   return lines.join('\n');
 }
 
+function openFilesLimit() {
+  try {
+    const m = /Max open files\s+(\d+)/.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch (e) {
+    return null;
+  }
+}
+
 function kebab(k) { return k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()); }
 
 async function main() {
@@ -81,6 +92,13 @@ async function main() {
   const { opts } = parseArgs(process.argv.slice(3), Object.assign({}, COMMON, spec.defaults));
   const base = checkLoopback(opts.url);
   if (name === 'transport' && !WAYS.includes(opts.way)) throw new Error(`--way: one of ${WAYS.join(', ')}`);
+
+  const need = Math.max(opts.clients || 0, opts.maxClients || 0, opts.senders || 0)
+    * (['sio-polling', 'short-poll', 'long-poll'].includes(opts.way) ? 2 : 1) + 200;
+  const have = openFilesLimit();
+  if (have && have < need) {
+    throw new Error(`${need} open files needed, the limit is ${have}: raise it (ulimit -n) before starting the generator`);
+  }
 
   const started = new Date();
   const result = { workload: name, ok: false, label: opts.label, url: base.origin, started: started.toISOString() };
@@ -108,6 +126,8 @@ async function main() {
     log(e.stack);
   }
   result.seconds = Math.round((Date.now() - started) / 100) / 10;
+  // other work on the machine skews every figure: the driver can warn on a high load
+  result.machine = { cpus: os.cpus().length, loadavg_1m_at_end: Math.round(os.loadavg()[0] * 100) / 100 };
   result.node = process.version;
   clearTimeout(limit);
   emit(result);

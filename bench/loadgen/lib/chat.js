@@ -121,7 +121,7 @@ async function runChat(ctx, o) {
   const tStop = now();
   const drainMs = o.drain > 0 ? o.drain * 1000 : Math.max(3000, 2 * o.interval);
   while (deliveredOfWindow < expectedOfWindow && now() - tStop < drainMs) await sleep(20);
-  for (const c of clients) c.stop();
+  await Promise.race([Promise.all(clients.map((c) => c.stop())), sleep(3000)]);
 
   const delivered = deliveredInWindow;
   const bytesUp = b1.written - b0.written; const bytesDown = b1.read - b0.read;

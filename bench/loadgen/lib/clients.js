@@ -46,7 +46,7 @@ class SioChatClient {
     this.c.emit('message', { room: this.room, text, client_id: clientId }, cb);
   }
 
-  stop() { this.c.close(); }
+  stop() { return this.c.close(); }
 }
 
 class HttpChatClient {

@@ -203,15 +203,17 @@ class SioPolling extends SioBase {
     return undefined;
   }
 
+  // Tell the server (engine.io close packet), then drop the sockets; resolves when done.
   close() {
+    let done = Promise.resolve();
     if (!this.closed && this.sid) {
-      // tell the server, without waiting; then drop the sockets
-      request(this.agent, this.base, 'POST', this._path(), { body: '1', timeoutMs: 2000 })
+      done = request(this.agent, this.base, 'POST', this._path(), { body: '1', timeoutMs: 2000 })
         .catch(() => {}).finally(() => this.agent.destroy());
     } else {
       this.agent.destroy();
     }
     this._closed();
+    return done;
   }
 }
 
