@@ -9,6 +9,7 @@ const ACK_TIMEOUT = 10000;       // ms to wait for an ack before trying again
 const FLUSH_EVERY = 3000;        // ms between outbox sweeps while online
 const LOBBY_EVERY = 10000;       // ms between two lobby refreshes
 const DIRECT_KEEP = 200;         // direct messages kept per conversation
+const BACKGROUND_KEEP = 200;     // messages kept in memory per room not on screen
 const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const USER_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 
@@ -152,6 +153,11 @@ function addMessages(room, messages) {
     room.typing.delete(m.user);
   }
   while (room.messages.has(room.seq + 1)) room.seq += 1;
+  if (room.name !== view.room && room.messages.size > BACKGROUND_KEEP * 1.5) {
+    // Rooms not on screen keep only their latest messages; seq and unread counts stay exact.
+    const keys = [...room.messages.keys()].sort((a, b) => a - b);
+    for (const seq of keys.slice(0, keys.length - BACKGROUND_KEEP)) room.messages.delete(seq);
+  }
   const lowest = Math.min(...room.messages.keys());
   room.hasOlder = room.messages.size > 0 && lowest > 1;
   markRead(room);

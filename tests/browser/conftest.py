@@ -30,6 +30,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SECRET = "browser-test-secret-key-0123456789"
 PASSWORD = "correct-horse-battery"
+NOTIFY_TOKEN = "browser-test-notify-token"
 WAIT = 15_000  # ms: how long a page may take to show what a test expects
 _names = itertools.count(1)
 
@@ -48,7 +49,8 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.workdir}/papo.db",
-                    "SECRET_KEY": SECRET, "ASYNC_MODE": "eventlet", "PYTHONUNBUFFERED": "1"}
+                    "SECRET_KEY": SECRET, "ASYNC_MODE": "eventlet", "PYTHONUNBUFFERED": "1",
+                    "RATE_BURST": "100000", "RATE_PER_SECOND": "100000", "NOTIFY_TOKEN": NOTIFY_TOKEN}
         self.env.pop("REDIS_URL", None)
         self.proc = None
         self.starts = 0

@@ -125,3 +125,30 @@ def test_a_retry_of_an_unanswered_send_is_shown_once(person, server):
         someone.page.wait_for_timeout(500)
         expect(someone.message("stored twice?")).to_have_count(1)
     assert [m["text"] for m in stored(alice, "retry")] == ["stored twice?"]
+
+
+def test_a_long_absence_is_caught_up_past_the_replay_limit(person, server):
+    """Over 500 messages missed: the rejoin answers `truncated`, the client fetches the rest by seq."""
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("backlog")
+    bob.open_room("backlog")
+    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    server.kill()
+    server.start()
+    expect(bob.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    posted = bob.page.evaluate("""async () => {
+        let ok = 0;
+        for (let n = 1; n <= 520; n++) {
+          const r = await fetch('/api/rooms/backlog/messages', {method: 'POST',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({text: `backlog ${n}`, client_id: `backlog-${n}`})});
+          if (r.ok) ok++;
+        }
+        return ok;
+    }""")
+    assert posted == 520
+    expect(bob.message("backlog 520")).to_have_count(1)
+    alice.context.unroute("**/socket.io/**")
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    expect(alice.message("backlog 520")).to_have_count(1)
+    assert alice.texts() == [f"backlog {n}" for n in range(1, 521)]
