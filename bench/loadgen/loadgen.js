@@ -19,7 +19,7 @@ const { WAYS } = require('./lib/clients');
 
 const COMMON = {
   url: 'http://127.0.0.1:5000',
-  users: 0, // size of the user pool (0: the workload's default)
+  users: 0, // size of the user pool (0: the workload's default: fanout 10, latency and transport 20, idle and capacity 50, persist one per sender)
   userPrefix: 'bench_u',
   password: 'bench-password-1',
   tokenCache: '', // JSON file keeping tokens across invocations against one server run

@@ -14,7 +14,7 @@ async function runChat(ctx, o) {
   const way = o.way;
   const n = o.clients;
   const nRooms = o.rooms > 0 ? o.rooms : Math.max(1, Math.ceil(n / o.roomSize));
-  const users = await ctx.tokens(Math.min(n, o.users > 0 ? o.users : n));
+  const users = await ctx.tokens(Math.min(n, o.users > 0 ? o.users : 20));
   const meter = new Meter();
   const roomName = (r) => `${o.roomPrefix}-${ctx.runId}-${r}`;
   const members = new Array(nRooms).fill(0);
