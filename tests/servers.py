@@ -1,0 +1,265 @@
+"""Real Papo server processes on loopback ports, for the integration, browser, cluster and chaos tests.
+
+    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db") as server:
+        token = register(server.url, "ana", "correct-horse")
+
+Every process is started in its own session and ended by its PID; close() (or leaving the `with`)
+always kills it and removes its log, and an atexit hook catches any a crashed test run left behind.
+"""
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = ("eventlet", "gevent", "threading")
+TEST_SECRET = "integration-test-secret-key"
+PASSWORD = "correct-horse"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+_WITH_NOFILE = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
+                "os.execv(sys.argv[2], sys.argv[2:])")
+_running = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
+
+
+class ServerError(RuntimeError):
+    """A server that would not start, or died; the message ends with its log tail."""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """One Papo server: `python app.py` in ASYNC_MODE eventlet or gevent, or `flask run` for threading.
+
+    env adds or overrides environment variables (a value of None removes one); nofile sets the
+    process's soft limit of open files, as a fresh machine's shell would (often 1024). The rate limits
+    default to generous test values so that throughput tests are not refused; pass RATE_BURST and
+    RATE_PER_SECOND in env to test the limiter itself.
+    """
+
+    def __init__(self, mode, db_url, env=None, port=None, nofile=None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.db_url = db_url
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.extra_env = dict(env or {})
+        self.nofile = nofile
+        self.process = None
+        self._dir = tempfile.mkdtemp(prefix=f"papo-{mode}-")
+        self.log_path = os.path.join(self._dir, "server.log")
+        self._log = None
+
+    def __repr__(self):
+        return f"<ServerProcess {self.mode} {self.url} pid={self.pid}>"
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process else None
+
+    def command(self):
+        if self.mode == "threading":
+            command = [sys.executable, "-m", "flask", "--app", "app", "run", "--no-reload", "--no-debugger",
+                       "--host", self.host, "--port", str(self.port)]
+        else:
+            command = [sys.executable, "app.py", "--host", self.host, "--port", str(self.port)]
+        if self.nofile:
+            command = [sys.executable, "-c", _WITH_NOFILE, str(self.nofile)] + command
+        return command
+
+    def environment(self):
+        env = dict(os.environ)
+        for name in ("REDIS_URL", "FLASK_DEBUG", "FLASK_APP", "FLASK_RUN_PORT", "FLASK_RUN_HOST"):
+            env.pop(name, None)
+        env.update(ASYNC_MODE=self.mode, DATABASE_URL=self.db_url, SECRET_KEY=TEST_SECRET,
+                   RATE_BURST="100000", RATE_PER_SECOND="100000", PYTHONUNBUFFERED="1",
+                   PYTHONDONTWRITEBYTECODE="1")
+        for name, value in self.extra_env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = str(value)
+        return env
+
+    # life cycle
+
+    def start(self, timeout=START_TIMEOUT):
+        """Start the process and wait until GET /healthz answers 200; ServerError with the log if not."""
+        if self.alive():
+            raise ServerError(f"{self!r} is already running")
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"--- start {' '.join(self.command())}\n".encode())
+        self._log.flush()
+        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
+                                        stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        _running.add(self)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.mode} server exited with {self.process.returncode} while starting"
+                                  f"\n{self.log_tail()}")
+            if health(self.url, timeout=1.0) == 200:
+                return self
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ServerError(f"{self.mode} server not healthy after {timeout:.0f} s\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self):
+        """SIGKILL by PID, as a crash would; the exit status (None if it was not running)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            _signal(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, wait up to timeout, then SIGKILL; the exit status (negative: the signal that ended it)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            _signal(self.process.pid, signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.kill()
+
+    def restart(self, timeout=START_TIMEOUT):
+        """Kill the process if it still runs and start it again on the same port and database."""
+        self.kill()
+        return self.start(timeout)
+
+    def close(self):
+        """Kill the process and remove its log."""
+        try:
+            self.kill()
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
+            shutil.rmtree(self._dir, ignore_errors=True)
+            _running.discard(self)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # looking at it
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as handle:
+                text = handle.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def rss(self):
+        """The resident memory of the server process, in bytes."""
+        with open(f"/proc/{self.pid}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_running):
+        server.close()
+
+
+# talking to it over HTTP with nothing but the standard library
+
+
+def request(url, method, path, body=None, token=None, timeout=10.0):
+    """(status, decoded JSON body or None) of one HTTP request."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, None
+
+
+def health(url, timeout=2.0):
+    """The status of GET /healthz, or None when nothing answers."""
+    try:
+        return request(url, "GET", "/healthz", timeout=timeout)[0]
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def register(url, name, password=PASSWORD):
+    """Create a user and return a bearer token for it."""
+    status, body = request(url, "POST", "/api/users", {"username": name, "password": password})
+    if status != 201:
+        raise ServerError(f"registering {name}: {status} {body}")
+    return login(url, name, password)
+
+
+def login(url, name, password=PASSWORD):
+    """A bearer token for an existing user."""
+    status, body = request(url, "POST", "/api/tokens", {"username": name, "password": password})
+    if status != 200:
+        raise ServerError(f"token for {name}: {status} {body}")
+    return body["token"]
+
+
+def post_message(url, token, room, text, client_id=None):
+    """POST a message to a room; the stored Message."""
+    status, body = request(url, "POST", f"/api/rooms/{room}/messages", {"text": text, "client_id": client_id},
+                           token=token)
+    if status not in (200, 201):
+        raise ServerError(f"posting to {room}: {status} {body}")
+    return body["message"]
+
+
+def read_messages(url, token, room, after=0, limit=500):
+    """Every message of a room after a seq (up to limit), oldest first."""
+    status, body = request(url, "GET", f"/api/rooms/{room}/messages?after={after}&limit={limit}", token=token)
+    if status != 200:
+        raise ServerError(f"reading {room}: {status} {body}")
+    return body["messages"]
