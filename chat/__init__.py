@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cluster, config, events, pages
+from . import api, cli, cluster, config, events, pages
 from .auth import Identity
 from .extension import Papo
 from .limits import RateLimiter
@@ -59,6 +59,7 @@ def create_app(test_config=None, async_mode="threading"):
     events.register(socketio)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.cli.add_command(cli.notify)
     if scaled:
         scaled.start(service, socketio.start_background_task)
     return app

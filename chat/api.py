@@ -4,7 +4,7 @@ import logging
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .auth import current_user
+from .auth import current_user, is_backend
 from .errors import ChatError
 from .extension import papo
 
@@ -98,6 +98,34 @@ def post_message(room):
 def poll(room):
     signed_in_user()
     return papo().service.wait_for_messages(room, request.args.get("after"), request.args.get("timeout"))
+
+
+def backend():
+    """Refuse unless the caller is a backend holding the server's NOTIFY_TOKEN."""
+    if not is_backend():
+        raise ChatError("unauthorized", "send Authorization: Bearer <NOTIFY_TOKEN>")
+
+
+@bp.post("/api/notify")
+def notify():
+    backend()
+    body = json_body()
+    note, recipients = papo().service.notify(body.get("title"), body.get("body"), body.get("level"),
+                                             body.get("room"), body.get("user"))
+    return {"id": note["id"], "recipients": recipients}, 202
+
+
+@bp.get("/api/notifications")
+def list_notifications():
+    user = signed_in_user()
+    return papo().service.notifications(user, request.args.get("after"), request.args.get("limit"))
+
+
+@bp.post("/api/notifications/read")
+def read_notifications():
+    user = signed_in_user()
+    body = json_body()
+    return papo().service.mark_read(user, body.get("ids"), body.get("up_to"))
 
 
 @bp.get("/healthz")

@@ -1,5 +1,6 @@
 """Identity: password hashes, signed expiring tokens, and who is asking."""
 import functools
+import hmac
 import re
 import time
 
@@ -78,6 +79,19 @@ def current_user():
     if header[:7].lower() == "bearer ":
         return papo().identity.user_for_token(header[7:].strip())
     return session.get("user")
+
+
+def is_admin(user):
+    """Whether the user is named in the ADMIN_USERS setting (case-insensitively)."""
+    return bool(user) and user.lower() in {name.lower() for name in papo().settings.ADMIN_USERS}
+
+
+def is_backend():
+    """Whether this request's bearer token is the server's NOTIFY_TOKEN (never when none is set)."""
+    expected = papo().settings.NOTIFY_TOKEN
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def socket_user(auth):

@@ -3,6 +3,7 @@ import math
 import re
 import threading
 import time
+import uuid
 
 from .errors import ChatError
 
@@ -14,6 +15,12 @@ RECENT_LIMIT = 50
 HISTORY_LIMIT = 100
 MAX_POLL_SECONDS = 30
 MAX_INT = 2**53
+LEVELS = ("info", "success", "warning", "error")
+MAX_TITLE = 200
+MAX_BODY = 4000
+NOTIFICATION_PAGE = 50
+NOTIFICATION_LIMIT = 100
+MAX_READ_IDS = 500
 
 
 def room_channel(room):
@@ -63,6 +70,8 @@ class ChatService:
     def connect(self, sid, user):
         self.presence.connect(sid, user)
         self.broadcaster.enter(sid, user_channel(user))
+        for note in self.store.notifications(user, limit=NOTIFICATION_LIMIT, unread=True):
+            self.broadcaster.emit("notification", note, to=sid)
 
     def disconnect(self, sid):
         user = self.presence.user_of(sid)
@@ -194,6 +203,57 @@ class ChatService:
                 self.broadcaster.emit("direct", message, to=user_channel(name))
         return message, created
 
+    # notifications
+
+    def notify(self, title, body, level=None, room=None, user=None):
+        """Notify a room's members, one user (stored until read) or everyone; (notification, recipients).
+
+        recipients: the room's members now, 1 for a user, the open connections for everyone.
+        """
+        note = valid_notification(title, body, level)
+        if room is not None and user is not None:
+            raise ChatError("invalid_payload", "address a room or a user, not both")
+        if user is not None:
+            if not isinstance(user, str) or not user:
+                raise ChatError("invalid_payload", "user must be a username")
+            found = self.store.find_user(user) if len(user) <= 32 else None
+            if found is None:
+                raise ChatError("not_found", f"no user named {user}")
+            note = self.store.add_notification(found.username, **note, ts=self.now_ms())
+            self.broadcaster.emit("notification", note, to=user_channel(found.username))
+            return note, 1
+        note = {"id": "b" + uuid.uuid4().hex, **note, "ts": self.now_ms()}
+        if room is not None:
+            note["room"] = valid_room(room)
+            self.broadcaster.emit("notification", note, to=room_channel(room))
+            return note, len(self.presence.members(room))
+        self.broadcaster.emit("notification", note, to=None)
+        return note, self.presence.connection_count()
+
+    def notifications(self, user, after=None, limit=None):
+        """The user's stored notifications oldest first (after an id, else the latest) and the unread count."""
+        after = _notification_number("after", after)
+        limit = _optional_int("limit", limit, 1, NOTIFICATION_LIMIT) or NOTIFICATION_PAGE
+        found = self.store.notifications(user, after, limit + 1)
+        page = found[:limit] if after is not None else found[-limit:]
+        return {"notifications": page, "has_more": len(found) > limit, "unread": self.store.unread_count(user)}
+
+    def mark_read(self, user, ids=None, up_to=None):
+        """Mark notifications read, listed or every one up to an id; the user's connections hear of it."""
+        if (ids is None) == (up_to is None):
+            raise ChatError("invalid_payload", "give either ids (a list of notification ids) or up_to (an id)")
+        if ids is not None:
+            if not isinstance(ids, list) or len(ids) > MAX_READ_IDS or None in ids:
+                raise ChatError("invalid_payload", f"ids must be a list of at most {MAX_READ_IDS} notification ids")
+            ids = [_notification_number("ids", one) for one in ids]
+        else:
+            up_to = _notification_number("up_to", up_to)
+        marked = ["n" + str(number) for number in self.store.mark_read(user, ids, up_to, self.now_ms())]
+        unread = self.store.unread_count(user)
+        if marked:
+            self.broadcaster.emit("notifications_read", {"ids": marked, "unread": unread}, to=user_channel(user))
+        return {"read": marked, "unread": unread}
+
     def health(self):
         """Raise when the database or presence backend is unreachable."""
         self.store.ping()
@@ -221,6 +281,26 @@ def valid_client_id(client_id):
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_ID:
         raise ChatError("invalid_payload", f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters")
     return client_id
+
+
+def valid_notification(title, body, level):
+    """The notification's title, body and level, stripped; invalid_payload when they break the rules."""
+    if not isinstance(title, str) or not 1 <= len(title.strip()) <= MAX_TITLE:
+        raise ChatError("invalid_payload", f"title must be 1 to {MAX_TITLE} characters")
+    body = "" if body is None else body
+    if not isinstance(body, str) or len(body) > MAX_BODY:
+        raise ChatError("invalid_payload", f"body must be a string of at most {MAX_BODY} characters")
+    level = "info" if level is None else level
+    if level not in LEVELS:
+        raise ChatError("invalid_payload", f"level must be one of {', '.join(LEVELS)}")
+    return {"title": title.strip(), "body": body.strip(), "level": level}
+
+
+def _notification_number(name, value):
+    """The number of a stored notification's id ("n42" or 42)."""
+    if isinstance(value, str) and value.startswith("n"):
+        value = value[1:]
+    return _optional_int(name, value, 0)
 
 
 def _optional_int(name, value, low, high=MAX_INT):

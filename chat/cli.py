@@ -1,0 +1,73 @@
+"""Command line for scripts and cron jobs: `flask --app app notify --room R --title T --body B`."""
+import json
+import urllib.error
+import urllib.request
+
+import click
+from flask.cli import with_appcontext
+
+from .errors import ChatError
+from .extension import papo
+from .service import LEVELS
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+
+
+@click.command("notify")
+@click.option("--room", help="Notify the members of this room.")
+@click.option("--user", help="Notify every connection of this user; kept until read.")
+@click.option("--everyone", is_flag=True, help="Notify every connection.")
+@click.option("--title", required=True, help="The headline, 1 to 200 characters.")
+@click.option("--body", default="", help="The text under it.")
+@click.option("--level", type=click.Choice(LEVELS), default="info", show_default=True)
+@click.option("--url", envvar="PAPO_URL", default=DEFAULT_URL, show_default=True,
+              help="The running server: POST /api/notify with the NOTIFY_TOKEN setting. Env: PAPO_URL.")
+@click.option("--direct", is_flag=True,
+              help="Deliver from this process instead of through --url: a user's notification is stored; "
+                   "live connections are reached only through REDIS_URL's message queue.")
+@with_appcontext
+def notify(room, user, everyone, title, body, level, url, direct):
+    """Send a notification to a room's members, to one user, or to everyone."""
+    if [bool(room), bool(user), everyone].count(True) != 1:
+        raise click.UsageError("say who: exactly one of --room, --user or --everyone")
+    payload = {"title": title, "body": body, "level": level}
+    if room:
+        payload["room"] = room
+    if user:
+        payload["user"] = user
+    answer = _in_process(payload) if direct else post_notification(url, papo().settings.NOTIFY_TOKEN, payload)
+    click.echo(f"notification {answer['id']} sent to {answer['recipients']} recipient(s)")
+
+
+def post_notification(url, token, payload):
+    """POST /api/notify on a running server; its answer, or a ClickException with the server's error."""
+    if not token:
+        raise click.ClickException("NOTIFY_TOKEN is not set; the server refuses notifications without it")
+    request = urllib.request.Request(
+        url.rstrip("/") + "/api/notify", data=json.dumps(payload).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as refusal:
+        try:
+            error = json.load(refusal)["error"]
+            reason = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            reason = f"HTTP {refusal.code}"
+        raise click.ClickException(f"the server refused: {reason}") from None
+    except (urllib.error.URLError, OSError) as failure:
+        reason = getattr(failure, "reason", failure)
+        raise click.ClickException(f"cannot reach {url} ({reason}); is the server running? "
+                                   "(--direct delivers without it)") from None
+
+
+def _in_process(payload):
+    if not papo().settings.REDIS_URL and "user" not in payload:
+        click.echo("warning: no REDIS_URL, so only this process's connections (none) receive it", err=True)
+    try:
+        note, recipients = papo().service.notify(payload["title"], payload["body"], payload["level"],
+                                                 payload.get("room"), payload.get("user"))
+    except ChatError as error:
+        raise click.ClickException(f"{error.code}: {error.message}") from None
+    return {"id": note["id"], "recipients": recipients}
