@@ -50,17 +50,25 @@ class RoomSignals:
         if event:
             event.set()
 
+    def notify_all(self):
+        """Wake every waiting poll, for when wake-ups may have been missed."""
+        with self._lock:
+            events, self._events = list(self._events.values()), {}
+        for event in events:
+            event.set()
+
 
 class ChatService:
     """Join, leave, post, history, direct; assigns seq through the store and tells the broadcaster."""
 
-    def __init__(self, store, presence, broadcaster, limiter, clock=time.time):
+    def __init__(self, store, presence, broadcaster, limiter, clock=time.time, notifier=None):
         self.store = store
         self.presence = presence
         self.broadcaster = broadcaster
         self.limiter = limiter
         self.clock = clock
         self.signals = RoomSignals()
+        self.notifier = notifier  # notifier(room) wakes long polls in the other processes, when scaled
 
     def now_ms(self):
         return int(self.clock() * 1000)
@@ -135,6 +143,8 @@ class ChatService:
         if created:
             self.broadcaster.emit("message", message, to=room_channel(room))
             self.signals.notify(room)
+            if self.notifier:
+                self.notifier(room)
         return message, created
 
     def _spend(self, user):
@@ -258,6 +268,11 @@ class ChatService:
         """Raise when the database or presence backend is unreachable."""
         self.store.ping()
         self.presence.ping()
+
+    def heartbeat(self):
+        """Keep this process's presence alive; announce members that came or went behind its back."""
+        for room, user, action in self.presence.heartbeat():
+            self._announce(room, user, action)
 
 
 def valid_room(room):

@@ -1,5 +1,6 @@
 """Database tables and queries: users, rooms with their last seq, messages, direct messages."""
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -381,6 +382,25 @@ def _now_ms():
     return int(time.time() * 1000)
 
 
+# An unreachable PostgreSQL fails a request within seconds instead of hanging it: bounded connect
+# and pool waits, and TCP keepalives and a user timeout for a peer that vanished without closing.
+PG_CONNECT_ARGS = {"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 2,
+                   "keepalives_count": 3, "tcp_user_timeout": 10000}
+PG_POOL_TIMEOUT = 5
+
+
+def _psycopg_waits_cooperatively():
+    """Under eventlet, make psycopg wait for its socket through the patched select module.
+
+    psycopg's C wait calls poll() itself, unseen by eventlet, so every query would stall every
+    green thread of the process (psycopg notices gevent's patching by itself, not eventlet's).
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher and patcher.is_monkey_patched("select"):
+        from psycopg import waiting
+        waiting.wait = waiting.wait_select
+
+
 def _engine(url):
     """An engine; SQLite gets WAL, a busy timeout and write transactions that take the lock up front."""
     if url.startswith("postgres://"):
@@ -388,7 +408,9 @@ def _engine(url):
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        _psycopg_waits_cooperatively()
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=PG_POOL_TIMEOUT,
+                             connect_args=PG_CONNECT_ARGS)
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
