@@ -9,6 +9,7 @@ from . import api, cli, cluster, config, events, pages
 from .auth import Identity
 from .extension import Papo
 from .limits import RateLimiter
+from .metrics import Metrics
 from .presence import Presence
 from .runtime import cap_websocket_frames, cooperation
 from .service import ChatService
@@ -51,12 +52,15 @@ def create_app(test_config=None, async_mode="threading"):
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False)
     cap_websocket_frames(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
-    service = ChatService(store, scaled.presence if scaled else Presence(), SocketIOBroadcaster(socketio), limiter,
+    metrics = Metrics()
+    broadcaster = metrics.instrument(SocketIOBroadcaster(socketio))
+    service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter,
                           notifier=scaled.wake if scaled else None)
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL)
-    app.extensions["papo"] = Papo(settings, store, service, identity, socketio)
+    app.extensions["papo"] = Papo(settings, store, service, identity, socketio, metrics=metrics)
 
     events.register(socketio)
+    metrics.install(app, socketio, service, store)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.cli.add_command(cli.notify)

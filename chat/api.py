@@ -128,6 +128,12 @@ def read_notifications():
     return papo().service.mark_read(user, body.get("ids"), body.get("up_to"))
 
 
+@bp.post("/api/metrics/<name>")
+def push_metric(name):
+    backend()
+    return papo().metrics.monitor.push(name, json_body().get("value")), 202
+
+
 @bp.get("/healthz")
 def health():
     try:

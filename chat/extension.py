@@ -13,6 +13,7 @@ class Papo:
     service: object
     identity: object
     socketio: object
+    metrics: object = None
 
 
 def papo():

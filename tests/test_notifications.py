@@ -101,6 +101,7 @@ def test_without_a_notify_token_setting_notify_is_always_refused(tmp_path):
     client = app.test_client()
     for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
         assert notify(client, headers=headers, title="x", body="y").status_code == 401
+    assert client.post("/api/metrics/x", json={"value": 1}, headers={"Authorization": "Bearer "}).status_code == 401
     app.extensions["papo"].store.close()
 
 
