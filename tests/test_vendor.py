@@ -32,6 +32,7 @@ def vendor(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "ROOT", tmp_path)
     monkeypatch.setattr(module, "VENDOR", tmp_path / "static" / "vendor")
     monkeypatch.setattr(module, "STAMP", tmp_path / "static" / "vendor" / ".socket.io-client.lock")
+    monkeypatch.setattr(module, "PACKAGES", {"socket.io-client": module.PACKAGES["socket.io-client"]})
     module.fetched = []
 
     class Response(io.BytesIO):
@@ -72,3 +73,39 @@ def test_the_lock_file_pins_socket_io_client_exactly():
     assert pinned[0].isdigit(), "pin an exact version, not a range"
     entry = lock["packages"]["node_modules/socket.io-client"]
     assert entry["version"] == pinned and entry["integrity"].startswith("sha512-")
+
+
+def test_every_package_in_the_table_is_fetched_checked_and_stamped(vendor, tmp_path, monkeypatch):
+    tarballs = {}
+    for package, files in {"socket.io-client": {"dist/a.js": b"a"}, "@scope/charts": {"dist/c.js": b"c"}}.items():
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w:gz") as tar:
+            for name, content in files.items():
+                info = tarfile.TarInfo(f"package/{name}")
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+        tarballs[package] = data.getvalue()
+    monkeypatch.setattr(vendor, "PACKAGES", {"socket.io-client": [("dist/a.js", "a.js")],
+                                             "@scope/charts": [("dist/c.js", "c.js")]})
+    (tmp_path / "package-lock.json").write_text(json.dumps({"packages": {
+        f"node_modules/{package}": {"version": "1.0.0", "integrity": "sha512-" + base64.b64encode(
+            hashlib.sha512(data).digest()).decode()} for package, data in tarballs.items()}}))
+    served = {f"{vendor.registry()}socket.io-client/-/socket.io-client-1.0.0.tgz": tarballs["socket.io-client"],
+              f"{vendor.registry()}@scope/charts/-/charts-1.0.0.tgz": tarballs["@scope/charts"]}
+    monkeypatch.setattr(vendor.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(served[url]))
+    assert vendor.main(["--no-npm"]) == 0
+    assert (tmp_path / "static/vendor/a.js").read_bytes() == b"a"
+    assert (tmp_path / "static/vendor/c.js").read_bytes() == b"c"
+    assert vendor.STAMP.read_text().splitlines()[1].startswith("@scope/charts@1.0.0 sha512-")
+
+
+def test_every_vendored_package_is_pinned_exactly():
+    spec = importlib.util.spec_from_file_location("vendor_table", ROOT / "tools" / "vendor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    package = json.loads((ROOT / "package.json").read_text())
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    for name in module.PACKAGES:
+        pinned = package["dependencies"][name]
+        assert pinned[0].isdigit(), f"pin {name} to an exact version, not a range"
+        assert lock["packages"][f"node_modules/{name}"]["version"] == pinned
