@@ -1,0 +1,72 @@
+"""Fixtures: a real server process per async mode, users on it, and python-socketio clients."""
+import itertools
+
+import pytest
+
+from tests.servers import MODES, ServerProcess, register
+
+from .client import ChatClient
+
+_names = itertools.count(1)
+
+
+def start_server(mode, tmp_path_factory, **env):
+    """A started ServerProcess on a fresh SQLite file; the caller closes it."""
+    db = tmp_path_factory.mktemp(f"db-{mode}") / "papo.db"
+    server = ServerProcess(mode, f"sqlite:///{db}", env=env)
+    try:
+        return server.start()
+    except BaseException:
+        server.close()
+        raise
+
+
+@pytest.fixture(scope="module", params=MODES)
+def server(request, tmp_path_factory):
+    """One server per mode, shared by a module's tests (each uses its own users and rooms)."""
+    server = start_server(request.param, tmp_path_factory)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fresh_server(request, tmp_path_factory):
+    """A server of the mode given by indirect parametrisation, for a test that kills or stops it."""
+    server = start_server(request.param, tmp_path_factory)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def user(server):
+    """Register a new user on the module's server; (name, token)."""
+
+    def make(prefix="u"):
+        name = f"{prefix}{next(_names)}"
+        return name, register(server.url, name)
+
+    return make
+
+
+@pytest.fixture
+def room():
+    """A room name no other test uses."""
+    return f"room-{next(_names)}"
+
+
+@pytest.fixture
+def clients():
+    """Open ChatClients for (url, token, ...); every one is disconnected at the end."""
+    opened = []
+
+    def make(url, token, **options):
+        client = ChatClient(url, token, **options)
+        opened.append(client)
+        return client.connect()
+
+    yield make
+    for client in opened:
+        try:
+            client.close()
+        except Exception:
+            pass

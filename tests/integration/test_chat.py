@@ -1,0 +1,128 @@
+"""Chat over the wire against one real server per async mode: fan-out, seq under concurrency, long poll."""
+import statistics
+import threading
+import time
+
+import pytest
+
+from tests.servers import post_message, read_messages, request
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_every_member_receives_a_message_and_the_ack_has_it_stored(server, user, room, clients, transport):
+    members = [user() for _ in range(3)]
+    sockets = [clients(server.url, token, transports=[transport]) for _, token in members]
+    for socket in sockets:
+        assert socket.transport == transport
+        socket.join(room)
+
+    ack = sockets[0].send(room, "  hello over " + transport + "  ", client_id="first")
+
+    assert ack["ok"] is True
+    message = ack["message"]
+    assert message["room"] == room and message["seq"] == 1 and message["user"] == members[0][0]
+    assert message["text"] == "hello over " + transport and message["client_id"] == "first"
+    assert isinstance(message["id"], str) and isinstance(message["ts"], int)
+    for socket in sockets:
+        assert socket.wait_until(lambda c: c.received.get(room)), f"{transport} client got nothing"
+    time.sleep(0.2)  # room for a wrong second copy to arrive
+    for socket in sockets:
+        assert socket.received[room] == [message]
+    assert read_messages(server.url, members[1][1], room) == [message]
+
+
+def test_a_repeated_client_id_is_stored_and_broadcast_once(server, user, room, clients):
+    (_, alice), (_, bob) = user(), user()
+    sender, reader = clients(server.url, alice), clients(server.url, bob)
+    sender.join(room)
+    reader.join(room)
+
+    first = sender.send(room, "once", client_id="retry-1")["message"]
+    again = sender.send(room, "once", client_id="retry-1")["message"]
+
+    assert again == first
+    assert reader.wait_until(lambda c: c.received.get(room))
+    time.sleep(0.2)
+    assert reader.seqs(room) == [1]
+
+
+def test_four_concurrent_senders_get_gap_free_seqs(server, user, room, clients):
+    senders = [clients(server.url, token) for _, token in (user() for _ in range(4))]
+    for socket in senders:
+        socket.join(room)
+    per_sender = 40
+    start = threading.Barrier(len(senders))
+    acks = [[] for _ in senders]
+
+    def send_all(index):
+        start.wait()
+        for n in range(per_sender):
+            acks[index].append(senders[index].send(room, f"s{index} m{n}"))
+
+    threads = [threading.Thread(target=send_all, args=(i,)) for i in range(len(senders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+
+    total = per_sender * len(senders)
+    assert all(ack["ok"] for sent in acks for ack in sent)
+    acked = sorted(ack["message"]["seq"] for sent in acks for ack in sent)
+    assert acked == list(range(1, total + 1))
+    for sent in acks:  # each sender's own messages are in the order it sent them
+        seqs = [ack["message"]["seq"] for ack in sent]
+        assert seqs == sorted(seqs)
+    stored = read_messages(server.url, senders[0].token, room)
+    assert [m["seq"] for m in stored] == list(range(1, total + 1))
+    assert len({m["id"] for m in stored}) == total
+    for socket in senders:
+        assert socket.wait_until(lambda c: len(c.received.get(room, [])) >= total)
+        assert sorted(socket.seqs(room)) == list(range(1, total + 1))
+
+
+def test_a_waiting_long_poll_wakes_within_100_ms_of_a_post(server, user, room):
+    (_, reader), (_, writer) = user(), user()
+    post_message(server.url, writer, room, "before the poll")
+    gaps = []
+    for n in range(5):
+        answer = {}
+
+        def poll(after=n + 1):
+            answer["reply"] = request(server.url, "GET", f"/api/rooms/{room}/poll?after={after}&timeout=10",
+                                      token=reader, timeout=15)
+            answer["at"] = time.monotonic()
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.3)
+        assert poller.is_alive(), f"the poll answered before anything was posted: {answer}"
+        sent = post_message(server.url, writer, room, f"wake {n}")
+        posted_at = time.monotonic()
+        poller.join(5)
+        assert not poller.is_alive(), "the long poll did not wake"
+        status, body = answer["reply"]
+        assert status == 200 and body["messages"] == [sent]
+        gaps.append(answer["at"] - posted_at)
+    print(f"{server.mode}: long-poll wake after POST returned: max {max(gaps) * 1000:.1f} ms")
+    assert max(gaps) < 0.1, f"long poll woke {max(gaps) * 1000:.0f} ms after the POST"
+
+
+def test_round_trip_is_not_delayed_by_nagle(server, user, room, clients):
+    if server.mode == "threading":
+        pytest.skip("TCP_NODELAY is a production-server (eventlet, gevent) promise")
+    socket = clients(server.url, user()[1])
+    socket.join(room)
+    socket.send(room, "warm up")
+    times = []
+    for n in range(50):
+        began = time.perf_counter()
+        ack = socket.send(room, f"ping {n}")
+        times.append(time.perf_counter() - began)
+        assert ack["ok"]
+    p50 = statistics.median(times) * 1000
+    p90 = statistics.quantiles(times, n=10)[-1] * 1000
+    print(f"{server.mode}: message->ack round trip p50 {p50:.2f} ms, p90 {p90:.2f} ms")
+    assert p50 < 10, f"p50 {p50:.1f} ms: is Nagle's algorithm on for accepted sockets?"

@@ -1,0 +1,81 @@
+"""Transport limits of a real server per async mode: oversized frames, many connections, clean closes."""
+import json
+import socket
+import time
+
+import pytest
+import websocket
+
+from tests.servers import health
+
+from .raw import HUGE_FRAME, hold_connections, open_socketio, recv_ack, send_frame_header, wait_closed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+MAX_FRAME_BYTES = 1_000_000
+MANY = 1100
+
+
+def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, room, clients):
+    name, token = user()
+    ws = open_socketio(server, token)
+    rss_before = server.rss()
+
+    send_frame_header(ws, HUGE_FRAME)
+    ws.sock.settimeout(10)
+    sent, chunk = 0, b"a" * 65536
+    try:
+        while sent < HUGE_FRAME:
+            ws.sock.sendall(chunk)
+            sent += len(chunk)
+    except socket.timeout:
+        pytest.fail(f"the server stopped reading after {sent} bytes but kept the connection open")
+    except OSError:
+        pass
+    closed = wait_closed(ws.sock)
+    growth = server.rss() - rss_before
+    ws.sock.close()
+
+    print(f"{server.mode}: refused after {sent / 1e6:.1f} MB sent; server RSS grew {growth / 1e6:.1f} MB")
+    assert sent < HUGE_FRAME, "the server read the whole 64 MB frame"
+    assert closed is not None, "the server did not close the connection"
+    assert growth < 16 * 1024 * 1024, f"the server's memory grew by {growth} bytes: it buffered the frame"
+    assert health(server.url) == 200
+    socket_ = clients(server.url, token)
+    socket_.join(room)
+    assert socket_.send(room, "still here")["ok"]
+
+
+def test_a_frame_under_the_limit_gets_an_error_ack_and_the_connection_stays(server, user, room):
+    _, token = user()
+    ws = open_socketio(server, token)
+    ws.send("420" + json.dumps(["join", {"room": room}]))
+    assert recv_ack(ws, 0)["ok"] is True
+    text = "x" * (MAX_FRAME_BYTES - 1000)
+    ws.send("421" + json.dumps(["message", {"room": room, "text": text, "client_id": "big"}]))
+    ack = recv_ack(ws, 1)
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_message"
+    ws.send("422" + json.dumps(["message", {"room": room, "text": "small", "client_id": "small"}]))
+    assert recv_ack(ws, 2)["message"]["seq"] == 1
+    ws.sock.close()
+
+
+def test_a_websocket_close_ends_the_tcp_connection(server, user):
+    """After the close handshake the server closes TCP, as RFC 6455 asks, and reads no HTTP from it."""
+    ws = open_socketio(server, user()[1])
+    ws.send("41")
+    ws.send("1")  # Engine.IO close: the server ends the WebSocket
+    ws.sock.settimeout(5)
+    frame = ws.recv_frame()
+    assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+    ws.send_close()
+    assert wait_closed(ws.sock, timeout=2) is not None, f"{server.mode} kept the TCP connection open"
+    ws.sock.close()
+    time.sleep(0.1)
+    assert "Expected GET method" not in server.log_tail(20)
+
+
+def test_more_than_1024_connections_are_served_at_once(server):
+    if server.mode == "threading":
+        pytest.skip("a thread per connection under the development server; the cap is a production promise")
+    hold_connections(server, MANY)
