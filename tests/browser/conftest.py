@@ -1,23 +1,19 @@
 """Fixtures for the browser suite: a real server process, Debian's Chromium, and people using it.
 
 Each person is a Playwright browser context (own cookies and localStorage) with one page.
-The server is `python app.py` on a free loopback port, over a SQLite file in tmp_path;
-it can be killed and started again on the same port and database.
+The server is `python app.py` (eventlet) on a free loopback port over a SQLite file in
+tmp_path (tests/servers.py); a test may kill it and start it again on the same port and database.
 """
 import itertools
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.needs import need
+from tests.servers import ServerProcess
 
 try:
     from playwright.sync_api import expect
@@ -28,72 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PAPO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SECRET = "browser-test-secret-key-0123456789"
 PASSWORD = "correct-horse-battery"
 NOTIFY_TOKEN = "browser-test-notify-token"
 WAIT = 15_000  # ms: how long a page may take to show what a test expects
 _names = itertools.count(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`python app.py` on 127.0.0.1:port over one database; start, kill, start again."""
-
-    def __init__(self, workdir, port=None):
-        self.workdir = Path(workdir)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.workdir}/papo.db",
-                    "SECRET_KEY": SECRET, "ASYNC_MODE": "eventlet", "PYTHONUNBUFFERED": "1",
-                    "RATE_BURST": "100000", "RATE_PER_SECOND": "100000", "NOTIFY_TOKEN": NOTIFY_TOKEN}
-        self.env.pop("REDIS_URL", None)
-        self.proc = None
-        self.starts = 0
-
-    def start(self, timeout=30):
-        assert self.proc is None, "already running"
-        self.starts += 1
-        self.log = self.workdir / f"server-{self.starts}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"server exited at start:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not answer /healthz in {timeout}s:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self):
-        """Kill the process at once, as a crash would (SIGKILL, no clean shutdown)."""
-        if self.proc is not None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self):
-        if self.proc is None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self.proc = None
 
 
 class Person:
@@ -105,6 +39,7 @@ class Person:
         self.name = name
         self.dialogs = []
         self.errors = []
+        self.console_errors = []
         self.page = self.new_page()
 
     def new_page(self):
@@ -112,6 +47,7 @@ class Person:
         page.set_default_timeout(WAIT)
         page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         return page
 
     def register(self):
@@ -177,10 +113,8 @@ def chromium():
 @pytest.fixture
 def server(tmp_path):
     """A Papo server process on a free port; killed at the end of the test."""
-    proc = ServerProcess(tmp_path)
-    proc.start()
-    yield proc
-    proc.stop()
+    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env={"NOTIFY_TOKEN": NOTIFY_TOKEN}) as proc:
+        yield proc
 
 
 @pytest.fixture

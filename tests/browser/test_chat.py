@@ -61,6 +61,7 @@ def test_two_people_chat_both_ways(person):
     expect(alice.message("hi alice").locator(".author")).to_have_text(bob.name)
     expect(alice.message("hi alice").locator("time")).to_have_text(re.compile(r"\d"))
     assert alice.errors == [] and bob.errors == []
+    assert alice.console_errors == [] and bob.console_errors == []  # CSP violations would show here
 
 
 def test_typing_shows_and_clears(person):
