@@ -193,3 +193,21 @@ def post_json(url, body, token):
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as error:
         return error.code, None
+
+
+def test_a_room_opens_on_its_latest_messages_and_loads_earlier_ones(person):
+    alice, bob = person("alice"), person("bob")
+    bob.open_room("history")
+    bob.page.evaluate("""async () => {
+        for (let n = 1; n <= 60; n++) {
+          await fetch('/api/rooms/history/messages', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                      body: JSON.stringify({text: `old ${n}`, client_id: `old-${n}`})});
+        }
+    }""")
+    alice.open_room("history")
+    expect(alice.message("old 60")).to_have_count(1)
+    assert alice.texts() == [f"old {n}" for n in range(11, 61)]
+    alice.page.click("#load-older")
+    expect(alice.message("old 1")).to_have_count(1)
+    assert alice.texts() == [f"old {n}" for n in range(1, 61)]
+    expect(alice.page.locator("#load-older")).to_be_hidden()
