@@ -8,7 +8,7 @@ import re
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
-from chat.auth import current_user
+from chat.auth import current_user, is_admin
 from chat.errors import ChatError
 from chat.extension import papo
 
@@ -66,6 +66,15 @@ def direct(peer):
     if not USER_RE.match(peer):
         abort(404)
     return render_template("room.html", user=current_user(), page="direct", peer=peer)
+
+
+@bp.get("/monitor")
+@login_required
+def monitor():
+    """Show the live monitoring dashboard; admins only (ADMIN_USERS)."""
+    if not is_admin(current_user()):
+        abort(403)
+    return render_template("monitor.html", user=current_user(), page="monitor")
 
 
 @bp.get("/go")

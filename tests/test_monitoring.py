@@ -232,3 +232,17 @@ def test_quantile_interpolates_within_buckets():
     assert 0.002 < quantile(0.99, buckets) <= 0.005
     assert quantile(0.5, [(0.001, 0), (math.inf, 0)]) is None
     assert quantile(0.99, [(0.001, 1), (math.inf, 10)]) == 0.001  # beyond the last bound: the last bound
+
+
+def test_the_monitor_page_is_for_admins_and_carries_no_inline_script(client):
+    assert client.get("/monitor").status_code == 302  # to the login page
+    with client.session_transaction() as session:
+        session["user"] = "ana"
+    assert client.get("/monitor").status_code == 403
+    with client.session_transaction() as session:
+        session["user"] = "BOSS"
+    page = client.get("/monitor")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "vendor/uPlot.iife.min.js" in html and "js/monitor.js" in html
+    assert "<script>" not in html and " style=" not in html

@@ -1,6 +1,7 @@
 // Papo's browser client: one explicit state, rendered into the page; a typed
 // message is never lost (outbox in localStorage, retried with its client_id).
 // Data comes from data- attributes on <body>; text goes in with textContent only.
+import { createNotifications } from "./notifications.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
 const TYPING_IDLE = 3000;        // ms without a key before `typing: false`
@@ -440,7 +441,10 @@ socket.on("typing", (t) => {
 
 socket.on("direct", (m) => { if (m && m.id) addDirect(m); });
 
-socket.on("notification", (n) => { if (n) toast(n); });
+// Notifications: notifications.js toasts each once, keeps the unread badge and the desktop alerts.
+const notifications = createNotifications({ user: me, toast });
+socket.on("notification", (n) => notifications.received(n));
+socket.on("notifications_read", (r) => notifications.read(r));
 
 // Expire "is typing" lines that got no news.
 setInterval(() => {
