@@ -4,6 +4,7 @@ create_app builds a Cluster when REDIS_URL is set; every process pointed at the 
 database is one cluster. Redis may go away and come back empty: each part here reconnects
 by itself within about a second of its return and writes back what it holds.
 """
+import collections
 import logging
 import threading
 import time
@@ -22,15 +23,18 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 1.0
 LEASE_SECONDS = 5.0  # a process silent this long is taken for dead and its members leave
 RECONNECT_SECONDS = 1.0
+BACKLOG_SIZE = 10000
+BACKLOG_SECONDS = 60.0
+SETTLE_SECONDS = 1.5
 
 
-def connect(url, timeout=2.0):
-    """A Redis client that fails within about a second when Redis is unreachable.
+def connect(url, timeout=1.0):
+    """A Redis client that fails at once when Redis is down, within about 2 s when it does not answer.
 
     timeout bounds each reply; None for the connections that block waiting for pub/sub messages.
     """
     return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=timeout,
-                                socket_keepalive=True, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
+                                socket_keepalive=True, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
 
 
 def channel(url, name):
@@ -57,22 +61,60 @@ class Cluster:
 class MessageQueue(socketio.RedisManager):
     """Flask-SocketIO's Redis message queue, which carries every emit to every process.
 
-    Publishing fails within a second while Redis is away (the emit still reaches this process's
-    own clients), and listening retries every second instead of the base class's doubling wait,
-    so delivery between processes resumes within a second or two of Redis coming back.
+    While Redis is away an emit still reaches this process's own clients at once, and waits in a
+    backlog (the last BACKLOG_SIZE, for at most BACKLOG_SECONDS) for the other processes. The
+    listener resubscribes every second instead of the base class's doubling wait, and sends the
+    backlog in order once it has been subscribed for SETTLE_SECONDS, by when the other processes
+    have resubscribed too and can hear it.
     """
 
     def __init__(self, url):
         super().__init__(url, channel=channel(url, "flask-socketio"), redis_options={
             "socket_connect_timeout": 1.0, "socket_keepalive": True,
             "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)})
+        self._backlog = collections.deque(maxlen=BACKLOG_SIZE)  # [(time.monotonic() when emitted, message)]
+        self._backlog_lock = threading.Lock()
+        self._down_since = None  # time.monotonic() of the first failed publish of an outage
+
+    def _publish(self, data):
+        with self._backlog_lock:
+            self._backlog.append((time.monotonic(), data))
+            if self._down_since is None:
+                self._send_backlog()
+
+    def _send_backlog(self):
+        """Publish the backlog oldest first; stop at the first failure. Called with the lock held."""
+        while self._backlog:
+            emitted, data = self._backlog[0]
+            if time.monotonic() - emitted <= BACKLOG_SECONDS:
+                try:
+                    if not self.connected:
+                        self._redis_connect()
+                    self.redis.publish(self.channel, self.json.dumps(data))
+                except Exception as error:
+                    self.connected = False
+                    if self._down_since is None:
+                        self._down_since = time.monotonic()
+                        log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
+                    return
+            self._backlog.popleft()
+        if self._down_since is not None:
+            log.warning("message queue: sent what waited %.1f s for Redis", time.monotonic() - self._down_since)
+            self._down_since = None
 
     def _redis_listen_with_retries(self):
         while True:
             try:
                 self._redis_connect()
                 self.pubsub.subscribe(self.channel)
-                yield from self.pubsub.listen()
+                subscribed = time.monotonic()
+                while True:
+                    message = self.pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        yield message
+                    if self._down_since is not None and time.monotonic() - subscribed >= SETTLE_SECONDS:
+                        with self._backlog_lock:
+                            self._send_backlog()
             except Exception as error:
                 log.warning("message queue: cannot receive from Redis (%s); retrying", error)
                 time.sleep(RECONNECT_SECONDS)
