@@ -80,9 +80,23 @@ def _serve_eventlet(app, listener, max_connections, shut_down):
     import eventlet
     import eventlet.wsgi
 
-    signal.signal(signal.SIGTERM, lambda *_: eventlet.spawn(shut_down))
+    eventlet.spawn(_wait_for_sigterm, shut_down)
     eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=True,
                          socket_timeout=None, debug=False)
+
+
+def _wait_for_sigterm(shut_down):
+    """Shut down on SIGTERM, woken through a pipe: a handler alone waits for the idle hub's next tick."""
+    from eventlet.green import os as green_os
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    while green_os.read(read_end, 1) != bytes([signal.SIGTERM]):
+        pass
+    shut_down()
 
 
 def _serve_gevent(app, listener, max_connections, shut_down):

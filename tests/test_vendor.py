@@ -33,6 +33,7 @@ def vendor(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "VENDOR", tmp_path / "static" / "vendor")
     monkeypatch.setattr(module, "STAMP", tmp_path / "static" / "vendor" / ".socket.io-client.lock")
     monkeypatch.setattr(module, "PACKAGES", {"socket.io-client": module.PACKAGES["socket.io-client"]})
+    monkeypatch.setenv("npm_config_registry", "https://npm.registry.invalid/")
     module.fetched = []
 
     class Response(io.BytesIO):

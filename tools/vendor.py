@@ -38,7 +38,6 @@ PACKAGES = {
     ],
 }
 STAMP = VENDOR / ".socket.io-client.lock"  # the pins installed, one line per package
-DEFAULT_REGISTRY = "https://registry.npmjs.org/"
 
 
 def locked_packages():
@@ -84,9 +83,20 @@ def with_npm(npm):
 
 
 def registry():
-    """Return the npm registry base URL (npm_config_registry overrides the default)."""
+    """Return the npm registry base URL, configured as npm itself reads it: environment, then .npmrc."""
     url = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")
-    return (url or DEFAULT_REGISTRY).rstrip("/") + "/"
+    for npmrc in (ROOT / ".npmrc", Path.home() / ".npmrc"):
+        if url:
+            break
+        if npmrc.is_file():
+            for line in npmrc.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "registry" and value.strip():
+                    url = value.strip()
+    if not url:
+        raise SystemExit("vendor: npm is not installed and no npm registry is configured; install npm, "
+                         "or set npm_config_registry (or `registry=` in ~/.npmrc) to your npm registry's URL")
+    return url.rstrip("/") + "/"
 
 
 def check_integrity(data, integrity, package):
