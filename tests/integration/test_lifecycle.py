@@ -12,8 +12,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 modes = pytest.mark.parametrize("fresh_server", MODES, indirect=True)
 
 
-@modes
-@pytest.mark.parametrize("transport", ["websocket", "polling"])
+@pytest.mark.parametrize("fresh_server, transport", [(mode, "websocket") for mode in MODES] + [("eventlet", "polling")],
+                         indirect=["fresh_server"])
 def test_a_reconnecting_client_gets_exactly_what_it_missed_after_kill_9(fresh_server, clients, transport):
     server, room = fresh_server, "recovery"
     reader = clients(server.url, register(server.url, "reader"), transports=[transport], reconnection=True,

@@ -22,7 +22,7 @@ def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, ro
     rss_before = server.rss()
 
     send_frame_header(ws, HUGE_FRAME)
-    ws.sock.settimeout(10)
+    ws.sock.settimeout(5)
     sent, chunk = 0, b"a" * 65536
     try:
         while sent < HUGE_FRAME:
