@@ -31,3 +31,9 @@ vendor: $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) static/vendor instance .pytest_cache
+
+# N processes on consecutive ports from 5001 behind nginx on 127.0.0.1:8000, sharing Redis and
+# PostgreSQL (REDIS_URL and DATABASE_URL, see docs/scaling.md). Ctrl-C stops them all.
+N ?= 3
+cluster: setup
+	$(PY) tools/cluster.py --processes $(N)
