@@ -32,3 +32,7 @@ if __name__ == "__main__":
 from chat import create_app  # noqa: E402
 
 app = create_app()
+if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+    from chat.server import stop_on_sigterm
+
+    stop_on_sigterm(app)

@@ -11,7 +11,7 @@ from .extension import Papo
 from .limits import RateLimiter
 from .metrics import Metrics
 from .presence import Presence
-from .runtime import cap_websocket_frames, cooperation
+from .runtime import cooperation, harden_websockets
 from .service import ChatService
 from .store import Store
 
@@ -50,7 +50,7 @@ def create_app(test_config=None, async_mode="threading"):
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False)
-    cap_websocket_frames(socketio.server.eio, settings.MAX_FRAME_BYTES)
+    harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
     broadcaster = metrics.instrument(SocketIOBroadcaster(socketio))

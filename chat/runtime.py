@@ -1,5 +1,6 @@
 """What differs between the async modes: running blocking work off the event loop, capping frames."""
 import functools
+import socket
 import sys
 
 
@@ -35,18 +36,59 @@ def _patched(name):
     return monkey.is_module_patched("socket")
 
 
-def cap_websocket_frames(engineio_server, max_bytes):
-    """Make simple-websocket refuse an oversized frame as it arrives instead of buffering it whole."""
+def harden_websockets(engineio_server, max_bytes):
+    """Fix simple-websocket's edges where it serves WebSockets (threading, gevent).
+
+    An oversized frame is refused as it arrives instead of being buffered whole; a reader
+    never sleeps through its own connection's close; and the TCP connection ends with the
+    WebSocket, where the WSGI server would otherwise read on for another HTTP request.
+    """
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
     drivers = dict(engineio_server._async)
     make_websocket = drivers.get("websocket")
-    if make_websocket is None:
+    if not (isinstance(make_websocket, type) and issubclass(make_websocket, SimpleWebSocketWSGI)):
         return
 
-    def bounded(handler, server):
-        websocket = make_websocket(handler, server)
-        if isinstance(getattr(websocket, "server_args", None), dict):
-            websocket.server_args["max_message_size"] = max_bytes
-        return websocket
+    class HardenedWebSocket:
+        def __init__(self, handler, server):
+            self.inner = make_websocket(handler, server)
+            self.inner.server_args["max_message_size"] = max_bytes
+            self.inner.wait = self.wait
 
-    drivers["websocket"] = bounded
+        def __call__(self, environ, start_response):
+            try:
+                return self.inner(environ, start_response)
+            finally:
+                _end_connection(environ)
+
+        def wait(self):
+            """The next message, or None once the connection is closed (checked every second)."""
+            import simple_websocket
+
+            ws = self.inner.ws
+            while True:
+                try:
+                    data = ws.receive(timeout=1)
+                except simple_websocket.ConnectionClosed:
+                    return None
+                if data is not None:
+                    return data
+                if not ws.connected:
+                    return None
+
+    drivers["websocket"] = HardenedWebSocket
     engineio_server._async = drivers
+
+
+def _end_connection(environ):
+    """Shut the client's TCP connection down, whichever WSGI server holds it."""
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        stream = environ.get("wsgi.input")
+        raw = getattr(getattr(stream, "rfile", stream), "raw", None)
+        sock = getattr(raw, "_sock", None)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):
+        pass

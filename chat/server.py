@@ -5,6 +5,7 @@ app.py monkey-patches for the mode before it imports this module.
 import argparse
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ def main(mode, argv=None):
     except OSError as error:
         print(f"papo: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 2
+    _allow_open_files(papo.settings.MAX_CONNECTIONS + 256)
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
     serve(app, listener, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
@@ -62,6 +64,22 @@ def _listener(make_socket, host, port):
     sock.bind((host, port))
     sock.listen(BACKLOG)
     return sock
+
+
+def _allow_open_files(wanted):
+    """Raise the soft open-file limit toward `wanted` (up to the hard limit): each connection is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files are capped at %d: fewer than MAX_CONNECTIONS connections will fit", target)
+
+
+def stop_on_sigterm(app):
+    """Under `flask run`, make SIGTERM disconnect clients and release the database as the server does."""
+    papo = app.extensions["papo"]
+    signal.signal(signal.SIGTERM, lambda *_: _shut_down(papo))
 
 
 def _shut_down(papo):
