@@ -68,13 +68,13 @@ class Cluster:
     def url(self):
         return self.nginx.url
 
-    def by_connections(self):
-        """The servers ordered by how many connections they hold, most first."""
+    def connections(self):
+        """{server: the connections it holds now}."""
         counts = {}
         for server in self.servers:
             status, body = request(server.url, "GET", "/healthz")
-            counts[server] = body.get("connections", 0) if status == 200 else -1
-        return sorted(self.servers, key=lambda s: -counts[s])
+            counts[server] = body.get("connections", 0) if status == 200 else 0
+        return counts
 
     def wait_healthy(self, timeout=15.0):
         deadline = time.monotonic() + timeout
@@ -102,7 +102,7 @@ def database():
 
 
 @pytest.fixture(scope="session")
-def cluster(database, tmp_path_factory):
+def cluster(database):
     """4 eventlet processes, REDIS_URL on a Redis database of their own, PostgreSQL through a proxy, nginx."""
     need_services()
     start_redis()

@@ -78,11 +78,14 @@ def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster
     """kill -9 one process: its clients reconnect through nginx to another and recover every message;
     its members who do not come back leave (once); those who came back never left."""
     names = [user("trav") for _ in range(2)]
+    gone_name, gone_token = user("gone")
+    before = cluster.connections()
     travellers = [clients(cluster.url, token, reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1,
                           randomization_factor=0) for _, token in names]
-    gone_name, gone_token = user("gone")
     gone = clients(cluster.url, gone_token)
-    victim = cluster.by_connections()[0]
+    after = cluster.connections()
+    victim = max(cluster.servers, key=lambda s: after[s] - before[s])  # where nginx sent them (ip_hash: one)
+    assert after[victim] - before[victim] == 3
     others = [s for s in cluster.servers if s is not victim]
     watcher = clients(others[0].url, user("watch")[1])
     source = clients(others[1].url, user("src")[1])
