@@ -80,6 +80,8 @@ def _check(settings):
     scheme = urlparse(settings.DATABASE_URL).scheme.split("+")[0]
     if scheme not in ("sqlite", "postgresql", "postgres"):
         raise SettingError(f"DATABASE_URL must be sqlite:/// or postgresql://, got {settings.DATABASE_URL!r}")
+    if settings.NOTIFY_TOKEN and len(settings.NOTIFY_TOKEN) < 16:
+        raise SettingError("NOTIFY_TOKEN must be at least 16 characters (or unset: notifications off)")
     if settings.REDIS_URL and urlparse(settings.REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise SettingError(f"REDIS_URL must start with redis://, got {settings.REDIS_URL!r}")
     if len(settings.SECRET_KEY) < 16:

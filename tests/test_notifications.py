@@ -315,3 +315,11 @@ def test_flask_notify_is_a_real_command(tmp_path):
     helped = subprocess.run(flask + ["--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert "--everyone" in helped.stdout
     app.extensions["papo"].store.close()
+
+
+def test_a_short_notify_token_stops_start_up(tmp_path):
+    from chat.config import SettingError, load
+
+    with pytest.raises(SettingError, match="NOTIFY_TOKEN must be at least 16"):
+        load(str(tmp_path), environ={"NOTIFY_TOKEN": "guessable", "SECRET_KEY": TEST_SECRET})
+    assert load(str(tmp_path), environ={"NOTIFY_TOKEN": TOKEN, "SECRET_KEY": TEST_SECRET}).NOTIFY_TOKEN == TOKEN
