@@ -5,10 +5,10 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, cluster, config, events, pages
+from . import api, cli, cluster, config, events, pages, security
 from .auth import Identity
 from .extension import Papo
-from .limits import RateLimiter
+from .limits import Guard, RateLimiter
 from .metrics import Metrics
 from .presence import Presence
 from .runtime import cooperation, harden_websockets
@@ -49,20 +49,24 @@ def create_app(test_config=None, async_mode="threading"):
     scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
-                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False)
+                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False,
+                        ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
     broadcaster = metrics.instrument(SocketIOBroadcaster(socketio))
     service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter,
                           notifier=scaled.wake if scaled else None)
-    identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL)
-    app.extensions["papo"] = Papo(settings, store, service, identity, socketio, metrics=metrics)
+    guard = Guard(settings)
+    service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
+    identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins)
+    app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics)
 
     events.register(socketio)
     metrics.install(app, socketio, service, store)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    security.install(app, settings, api.bp)
     app.cli.add_command(cli.notify)
     if scaled:
         scaled.start(service, socketio.start_background_task)

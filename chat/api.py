@@ -47,7 +47,10 @@ def unexpected_error(error):
 
 
 def json_body():
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the JSON decoder goes
+        body = None
     if not isinstance(body, dict):
         raise ChatError("invalid_payload", "the body must be a JSON object")
     return body
@@ -70,20 +73,44 @@ def register():
 @bp.post("/api/tokens")
 def issue_token():
     body = json_body()
-    username = papo().identity.authenticate(body.get("username"), body.get("password"))
+    username = papo().identity.authenticate(body.get("username"), body.get("password"), request.remote_addr)
     return papo().identity.issue_token(username)
 
 
 @bp.get("/api/rooms")
 def list_rooms():
-    return {"rooms": papo().service.rooms()}
+    return {"rooms": papo().service.rooms(current_user())}
+
+
+@bp.post("/api/rooms")
+def create_room():
+    user = signed_in_user()
+    body = json_body()
+    return papo().service.create_room(user, body.get("name"), body.get("private", True)), 201
+
+
+@bp.get("/api/rooms/<room>/members")
+def room_members(room):
+    return papo().service.room_members(signed_in_user(), room)
+
+
+@bp.post("/api/rooms/<room>/members")
+def invite(room):
+    user = signed_in_user()
+    return papo().service.invite(user, room, json_body().get("user"))
+
+
+@bp.get("/api/directs/<peer>")
+def direct_history(peer):
+    user = signed_in_user()
+    return papo().service.direct_history(user, peer, request.args.get("before"), request.args.get("limit"))
 
 
 @bp.get("/api/rooms/<room>/messages")
 def read_messages(room):
-    signed_in_user()
+    user = signed_in_user()
     args = request.args
-    return papo().service.messages_after(room, args.get("after"), args.get("before"), args.get("limit"))
+    return papo().service.messages_after(room, args.get("after"), args.get("before"), args.get("limit"), user)
 
 
 @bp.post("/api/rooms/<room>/messages")
@@ -96,8 +123,9 @@ def post_message(room):
 
 @bp.get("/api/rooms/<room>/poll")
 def poll(room):
-    signed_in_user()
-    return papo().service.wait_for_messages(room, request.args.get("after"), request.args.get("timeout"))
+    user = signed_in_user()
+    with papo().guard.polling(user):
+        return papo().service.wait_for_messages(room, request.args.get("after"), request.args.get("timeout"), user)
 
 
 def backend():

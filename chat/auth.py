@@ -21,9 +21,10 @@ _TOKEN_SALT = "papo-token"
 class Identity:
     """Registers users, checks passwords, issues and reads bearer tokens."""
 
-    def __init__(self, store, secret_key, token_ttl):
+    def __init__(self, store, secret_key, token_ttl, throttle=None):
         self.store = store
         self.token_ttl = token_ttl
+        self.throttle = throttle  # a chat.limits.LoginThrottle, or None for no limit on guessing
         self._tokens = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT)
 
     def register(self, username, password):
@@ -36,13 +37,21 @@ class Identity:
             raise ChatError("conflict", f"the username {username} is taken")
         return username
 
-    def authenticate(self, username, password):
-        """The user's stored name when the password matches; unauthorized otherwise."""
+    def authenticate(self, username, password, address=None):
+        """The user's stored name when the password matches; unauthorized otherwise.
+
+        rate_limited (before any password is checked) when the username or the caller's address
+        has failed too often lately.
+        """
         username, password = _credentials(username, password, refusal="unauthorized")
+        if self.throttle:
+            self.throttle.attempt(username, address)
         found = self.store.find_user(username)
         stored_hash = found.password_hash if found else _dummy_hash()
         if not offload(check_password_hash, stored_hash, password) or not found:
             raise ChatError("unauthorized", "wrong username or password")
+        if self.throttle:
+            self.throttle.succeeded(username, address)
         return found.username
 
     def issue_token(self, username):

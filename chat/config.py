@@ -29,12 +29,28 @@ class Settings:
     MAX_FRAME_BYTES: int = 1_000_000
     MAX_CONNECTIONS: int = 20000
     LOG_LEVEL: str = "INFO"
+    # hardening (docs/security.md); EVENT_* default to three times RATE_*
+    EVENT_BURST: int = 300
+    EVENT_PER_SECOND: float = 30.0
+    MAX_CONNECTIONS_PER_USER: int = 20
+    MAX_ROOMS_PER_CONNECTION: int = 100
+    LOGIN_BURST: int = 10
+    LOGIN_PER_SECOND: float = 0.1
+    PING_INTERVAL: int = 25
+    PING_TIMEOUT: int = 20
+    SOCKET_TIMEOUT: int = 75
+    SECURE_COOKIES: str = "auto"
+    PROXY_COUNT: int = 0
     extra: dict = field(default_factory=dict)
 
 
 _INTS = {"TOKEN_TTL": (60, 10**8), "RATE_BURST": (1, 10**9), "MAX_FRAME_BYTES": (1024, 10**9),
-         "MAX_CONNECTIONS": (1, 10**7)}
-_FLOATS = {"RATE_PER_SECOND": (0.001, 10.0**9)}
+         "MAX_CONNECTIONS": (1, 10**7), "EVENT_BURST": (1, 10**9), "MAX_CONNECTIONS_PER_USER": (1, 10**7),
+         "MAX_ROOMS_PER_CONNECTION": (1, 10**7), "LOGIN_BURST": (1, 10**9), "PING_INTERVAL": (1, 3600),
+         "PING_TIMEOUT": (1, 3600), "SOCKET_TIMEOUT": (5, 86400), "PROXY_COUNT": (0, 10)}
+_FLOATS = {"RATE_PER_SECOND": (0.001, 10.0**9), "EVENT_PER_SECOND": (0.001, 10.0**9),
+           "LOGIN_PER_SECOND": (0.0001, 10.0**9)}
+SECURE_COOKIES = ("auto", "always", "never")
 _LISTS = ("CORS_ALLOWED_ORIGINS", "ADMIN_USERS")
 
 
@@ -53,6 +69,10 @@ def load(instance_path, environ=None, overrides=None):
     for name, (low, high) in _FLOATS.items():
         if name in values:
             values[name] = _number(name, values[name], float, low, high)
+    for name, scale in (("EVENT_BURST", "RATE_BURST"), ("EVENT_PER_SECOND", "RATE_PER_SECOND")):
+        values.setdefault(name, 3 * values.get(scale, getattr(Settings, scale)))
+    values.setdefault("SOCKET_TIMEOUT", 30 + sum(values.get(name, getattr(Settings, name))
+                                                 for name in ("PING_INTERVAL", "PING_TIMEOUT")))
     for name in _LISTS:
         if isinstance(values.get(name), str):
             values[name] = tuple(v.strip() for v in values[name].split(",") if v.strip())
@@ -84,6 +104,11 @@ def _check(settings):
         raise SettingError("NOTIFY_TOKEN must be at least 16 characters (or unset: notifications off)")
     if settings.REDIS_URL and urlparse(settings.REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise SettingError(f"REDIS_URL must start with redis://, got {settings.REDIS_URL!r}")
+    if settings.SECURE_COOKIES not in SECURE_COOKIES:
+        raise SettingError(f"SECURE_COOKIES must be one of {', '.join(SECURE_COOKIES)}, "
+                           f"got {settings.SECURE_COOKIES!r}")
+    if settings.SOCKET_TIMEOUT <= settings.PING_INTERVAL + settings.PING_TIMEOUT:
+        raise SettingError("SOCKET_TIMEOUT must be longer than PING_INTERVAL + PING_TIMEOUT")
     if len(settings.SECRET_KEY) < 16:
         raise SettingError("SECRET_KEY must be at least 16 characters")
     for origin in settings.CORS_ALLOWED_ORIGINS:

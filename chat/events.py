@@ -25,14 +25,33 @@ def on_connect(auth=None):
     user = socket_user(auth)
     if user is None:
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
-    papo().service.connect(request.sid, user)
+    try:
+        papo().guard.admit(request.sid, user)
+    except ChatError as error:
+        raise ConnectionRefusedError(error.code, error.body()) from None
+    try:
+        papo().service.connect(request.sid, user)
+    except BaseException:
+        papo().guard.release(request.sid)
+        raise
 
 
 def on_disconnect(reason=None):
+    papo().guard.release(request.sid)
     papo().service.disconnect(request.sid)
 
 
+def spend():
+    """Count one event against this connection's and its user's request buckets."""
+    user = papo().service.presence.user_of(request.sid)
+    papo().guard.spend(request.sid, user)
+
+
 def on_unknown(event, *args):
+    try:
+        spend()
+    except ChatError as error:
+        return error.ack()
     return ChatError("invalid_payload", f"there is no event named {str(event)[:64]!r}").ack()
 
 
@@ -43,6 +62,7 @@ def acked(handler):
     def answer(*args):
         payload = args[0] if args else None
         try:
+            spend()
             if not isinstance(payload, dict):
                 raise ChatError("invalid_payload", "the payload must be a JSON object")
             return {"ok": True, **(handler(payload) or {})}
@@ -74,13 +94,30 @@ def on_typing(payload):
 
 
 def on_history(payload):
-    return papo().service.history(payload.get("room"), payload.get("before"), payload.get("limit"))
+    return papo().service.history(payload.get("room"), payload.get("before"), payload.get("limit"), user())
 
 
 def on_direct(payload):
     user = papo().service.presence.user_of(request.sid)
     message, _ = papo().service.direct(user, payload.get("to"), payload.get("text"), payload.get("client_id"))
     return {"message": message}
+
+
+def on_direct_history(payload):
+    return papo().service.direct_history(user(), payload.get("with"), payload.get("before"), payload.get("limit"))
+
+
+def on_create_room(payload):
+    return papo().service.create_room(user(), payload.get("room"), payload.get("private", True))
+
+
+def on_invite(payload):
+    return papo().service.invite(user(), payload.get("room"), payload.get("user"))
+
+
+def user():
+    """The user of this connection."""
+    return papo().service.presence.user_of(request.sid)
 
 
 HANDLERS = {
@@ -90,4 +127,7 @@ HANDLERS = {
     "typing": on_typing,
     "history": on_history,
     "direct": on_direct,
+    "direct_history": on_direct_history,
+    "create_room": on_create_room,
+    "invite": on_invite,
 }

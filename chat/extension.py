@@ -13,6 +13,7 @@ class Papo:
     service: object
     identity: object
     socketio: object
+    guard: object = None  # chat.limits.Guard
     metrics: object = None
 
 

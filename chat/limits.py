@@ -1,6 +1,10 @@
-"""Token buckets: how often one key (a user, an address) may act."""
+"""Token buckets: how often one key (a user, a connection, an address) may act; the abuse guard."""
+import contextlib
+import math
 import threading
 import time
+
+from .errors import ChatError
 
 
 class RateLimiter:
@@ -27,7 +31,124 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
 
+    def give(self, key):
+        """Return one token to a key's bucket (never above the burst)."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, last = self._buckets[key]
+                self._buckets[key] = (min(self.burst, tokens + 1), last)
+
+    def forget(self, key):
+        """Drop a key's bucket, for a key that will not come back (a closed connection)."""
+        with self._lock:
+            self._buckets.pop(key, None)
+
     def _forget_full(self, now):
         """Drop buckets that have refilled completely: they hold nothing a new bucket would not."""
         full_after = self.burst / self.rate
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+
+
+class Guard:
+    """One process's defences against abuse: request rates, connection caps, password guessing.
+
+    Every event and every HTTP request spends a token per connection (an anonymous HTTP caller's
+    address counts as its connection) and per user: EVENT_BURST at once and EVENT_PER_SECOND for
+    a connection, twice that for a user across all its connections and HTTP calls.
+    Shapes: _connections = {user key: {sid}}, _sockets = {sid: user key}, _polls = {user key: waiting polls}.
+    """
+
+    def __init__(self, settings, clock=time.monotonic):
+        self.connections = RateLimiter(settings.EVENT_BURST, settings.EVENT_PER_SECOND, clock)
+        self.users = RateLimiter(2 * settings.EVENT_BURST, 2 * settings.EVENT_PER_SECOND, clock)
+        self.logins = LoginThrottle(settings.LOGIN_BURST, settings.LOGIN_PER_SECOND, clock=clock)
+        self.max_connections = settings.MAX_CONNECTIONS_PER_USER
+        self.max_polls = settings.MAX_CONNECTIONS_PER_USER
+        self._connections = {}
+        self._sockets = {}
+        self._polls = {}
+        self._lock = threading.Lock()
+
+    def spend(self, connection=None, user=None):
+        """Spend a request token of the connection and of the user; rate_limited with retry_after when out."""
+        wait = self.connections.take(connection) if connection is not None else 0
+        if not wait and user is not None:
+            wait = self.users.take(user.lower())
+            if wait and connection is not None:
+                self.connections.give(connection)
+        if wait:
+            raise ChatError("rate_limited", "too many requests; slow down", retry_after=max(1, math.ceil(wait)))
+
+    def admit(self, sid, user):
+        """Count a new connection of the user; rate_limited when the user has too many open."""
+        key = user.lower()
+        with self._lock:
+            sids = self._connections.setdefault(key, set())
+            if len(sids) >= self.max_connections:
+                if not sids:
+                    del self._connections[key]
+                raise ChatError("rate_limited", f"too many connections for {user}: at most {self.max_connections}"
+                                                " at once; close another tab first", retry_after=5)
+            sids.add(sid)
+            self._sockets[sid] = key
+
+    def release(self, sid):
+        """Forget a closed connection and its request bucket."""
+        with self._lock:
+            key = self._sockets.pop(sid, None)
+            sids = self._connections.get(key)
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del self._connections[key]
+        self.connections.forget(sid)
+
+    @contextlib.contextmanager
+    def polling(self, user):
+        """Hold one of the user's long-poll places while the block runs; rate_limited when none is free."""
+        key = user.lower()
+        with self._lock:
+            if self._polls.get(key, 0) >= self.max_polls:
+                raise ChatError("rate_limited", f"at most {self.max_polls} long polls at once per user",
+                                retry_after=1)
+            self._polls[key] = self._polls.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._polls[key] -= 1
+                if not self._polls[key]:
+                    del self._polls[key]
+
+
+class LoginThrottle:
+    """Password checks per username and per address: `burst` at once, then `rate` per second.
+
+    Every attempt spends a token from the username's bucket and one from the address's (which
+    is `address_factor` times larger, for people behind one address); a success gives them back,
+    so only failures add up.
+    """
+
+    def __init__(self, burst, rate, address_factor=5, clock=time.monotonic):
+        self.users = RateLimiter(burst, rate, clock)
+        self.addresses = RateLimiter(burst * address_factor, rate * address_factor, clock)
+
+    def attempt(self, username, address):
+        """Spend an attempt; rate_limited with retry_after when the user or the address has none left."""
+        key = username.lower()
+        wait = self.users.take(key)
+        if wait:
+            raise ChatError("rate_limited", "too many failed logins for this user; wait and try again",
+                            retry_after=max(1, math.ceil(wait)))
+        if address:
+            wait = self.addresses.take(address)
+            if wait:
+                self.users.give(key)
+                raise ChatError("rate_limited", "too many failed logins from this address; wait and try again",
+                                retry_after=max(1, math.ceil(wait)))
+
+    def succeeded(self, username, address):
+        """Give back the attempt a successful login spent."""
+        self.users.give(username.lower())
+        if address:
+            self.addresses.give(address)

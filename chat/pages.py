@@ -113,15 +113,18 @@ def register():
 @bp.route("/login", methods=("GET", "POST"))
 def login():
     """Log in with a username and password."""
-    error, username, status = None, "", 200
+    error, username, status, headers = None, "", 200, {}
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         try:
-            return log_in(papo().identity.authenticate(username, request.form.get("password", "")))
+            return log_in(papo().identity.authenticate(username, request.form.get("password", ""),
+                                                       request.remote_addr))
         except ChatError as e:
             error = "Wrong username or password." if e.code == "unauthorized" else e.message
             status = STATUS.get(e.code, 400)
-    return render_template("login.html", error=error, username=username, page="login"), status
+            if e.retry_after is not None:
+                headers["Retry-After"] = str(e.retry_after)
+    return render_template("login.html", error=error, username=username, page="login"), status, headers
 
 
 @bp.post("/logout")

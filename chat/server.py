@@ -99,8 +99,9 @@ def _serve_eventlet(app, listener, max_connections, shut_down):
     import eventlet.wsgi
 
     eventlet.spawn(_wait_for_sigterm, shut_down)
-    eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=True,
-                         socket_timeout=None, debug=False)
+    timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT  # a silent client lets go of its green thread
+    eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=timeout,
+                         socket_timeout=timeout, debug=False)
 
 
 def _wait_for_sigterm(shut_down):
@@ -120,9 +121,18 @@ def _wait_for_sigterm(shut_down):
 def _serve_gevent(app, listener, max_connections, shut_down):
     import gevent
     from gevent.pool import Pool
-    from gevent.pywsgi import WSGIServer
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None)
+    timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT
+
+    class Handler(WSGIHandler):
+        """Reads time out, so that a silent client lets go of its greenlet."""
+
+        def __init__(self, sock, address, server, rfile=None):
+            sock.settimeout(timeout)
+            super().__init__(sock, address, server, rfile)
+
+    server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None, handler_class=Handler)
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(shut_down))
     server.serve_forever()
 

@@ -68,6 +68,7 @@ class ChatService:
         self.limiter = limiter
         self.clock = clock
         self.signals = RoomSignals()
+        self.max_rooms = None  # rooms one connection may be in at once; None: no limit
         self.notifier = notifier  # notifier(room) wakes long polls in the other processes, when scaled
 
     def now_ms(self):
@@ -90,6 +91,10 @@ class ChatService:
         """Enter a room; the ack has its members, last seq and the messages the client is missing."""
         room = valid_room(room)
         since = _optional_int("since", since, 0)
+        self._admit(self.presence.user_of(sid), room)
+        joined = self.presence.rooms_of(sid)
+        if self.max_rooms is not None and len(joined) >= self.max_rooms and room not in joined:
+            raise ChatError("forbidden", f"a connection may be in at most {self.max_rooms} rooms; leave one first")
         self.broadcaster.enter(sid, room_channel(room))
         if self.presence.join(sid, room):
             self._announce(room, self.presence.user_of(sid), "join")
@@ -136,6 +141,7 @@ class ChatService:
     def post(self, user, room, text, client_id):
         """Store a message and broadcast it once; (message, created). A repeated client_id is harmless."""
         room = valid_room(room)
+        self._admit(user, room)
         text = valid_text(text)
         client_id = valid_client_id(client_id)
         self._spend(user)
@@ -153,32 +159,35 @@ class ChatService:
             raise ChatError("rate_limited", "too many messages; slow down",
                             retry_after=max(1, math.ceil(wait)))
 
-    def history(self, room, before=None, limit=None):
+    def history(self, room, before=None, limit=None, user=None):
         """Older messages, oldest first, and whether there are more before them."""
         room = valid_room(room)
+        self._admit(user, room)
         before = _optional_int("before", before, 1)
         limit = _optional_int("limit", limit, 1, HISTORY_LIMIT)
         limit = RECENT_LIMIT if limit is None else limit
         found = self.store.messages_before(room, before, limit + 1)
         return {"messages": found[-limit:], "has_more": len(found) > limit}
 
-    def messages_after(self, room, after=None, before=None, limit=None):
+    def messages_after(self, room, after=None, before=None, limit=None, user=None):
         """Messages between after and before, oldest first, for HTTP readers."""
         room = valid_room(room)
+        self._admit(user, room)
         after = _optional_int("after", after, 0)
         before = _optional_int("before", before, 1)
         limit = _optional_int("limit", limit, 1, REPLAY_LIMIT)
         limit = HISTORY_LIMIT if limit is None else limit
         if after is None:
-            return self.history(room, before, min(limit, HISTORY_LIMIT))
+            return self.history(room, before, min(limit, HISTORY_LIMIT), user)
         found = self.store.messages_after(room, after, limit + 1)
         if before is not None:
             found = [m for m in found if m["seq"] < before]
         return {"messages": found[:limit], "has_more": len(found) > limit}
 
-    def wait_for_messages(self, room, after, timeout):
+    def wait_for_messages(self, room, after, timeout, user=None):
         """A long poll: the messages after `after`, waiting up to `timeout` seconds for the first."""
         room = valid_room(room)
+        self._admit(user, room)
         after = _optional_int("after", after, 0) or 0
         timeout = _optional_number("timeout", timeout, 0, MAX_POLL_SECONDS)
         deadline = time.monotonic() + (MAX_POLL_SECONDS if timeout is None else timeout)
@@ -190,10 +199,62 @@ class ChatService:
                 return {"messages": found}
             wake.wait(remaining)
 
-    def rooms(self):
+    def rooms(self, user=None):
+        """The public rooms and the private ones the user belongs to."""
         sizes = self.presence.room_sizes()
-        return [{"name": name, "members": sizes.get(name, 0), "last_seq": last_seq}
-                for name, last_seq in self.store.rooms()]
+        listed = []
+        for name, last_seq, private in self.store.visible_rooms(user):
+            listed.append({"name": name, "members": sizes.get(name, 0), "last_seq": last_seq})
+            if private:
+                listed[-1]["private"] = True
+        return listed
+
+    # private rooms
+
+    def _admit(self, user, room):
+        """forbidden unless the room is public (or does not exist yet) or the user is one of its members."""
+        privacy = self.store.room_privacy(room)
+        if privacy and privacy[0] and not (user and self.store.is_room_member(room, user)):
+            raise ChatError("forbidden", f"{room} is a private room; its owner can invite you")
+
+    def create_room(self, user, room, private=True):
+        """Create a room owned by the user, private unless told otherwise; conflict when the name is in use."""
+        room = valid_room(room)
+        if not isinstance(private, bool):
+            raise ChatError("invalid_payload", "private must be true or false")
+        if any(member.lower() != user.lower() for member in self.presence.members(room)):
+            raise ChatError("conflict", f"{room} is in use; pick another name")
+        if not self.store.create_room(room, user, private, self.now_ms()):
+            raise ChatError("conflict", f"a room named {room} exists already; pick another name")
+        return {"room": room, "private": private, "owner": user, "members": [user]}
+
+    def invite(self, user, room, invitee):
+        """Let another user into the user's private room; the invitee's connections hear `invited`."""
+        room = valid_room(room)
+        privacy = self.store.room_privacy(room)
+        if privacy is None:
+            raise ChatError("not_found", f"there is no room named {room}")
+        private, owner = privacy
+        if not private or owner is None or owner.lower() != user.lower():
+            raise ChatError("forbidden", f"only the owner of the private room {room} can invite")
+        if not isinstance(invitee, str) or not invitee:
+            raise ChatError("invalid_payload", "user must be a username")
+        found = self.store.find_user(invitee) if len(invitee) <= 32 else None
+        if found is None:
+            raise ChatError("not_found", f"no user named {invitee}")
+        if self.store.add_room_member(room, found.username, self.now_ms()):
+            self.broadcaster.emit("invited", {"room": room, "by": owner}, to=user_channel(found.username))
+        return {"room": room, "members": self.store.room_members(room)}
+
+    def room_members(self, user, room):
+        """The invited members of a private room (every member may ask); public rooms have none."""
+        room = valid_room(room)
+        self._admit(user, room)
+        privacy = self.store.room_privacy(room)
+        if privacy is None:
+            raise ChatError("not_found", f"there is no room named {room}")
+        return {"room": room, "private": privacy[0], "owner": privacy[1],
+                "members": self.store.room_members(room) if privacy[0] else []}
 
     # direct messages
 
@@ -212,6 +273,18 @@ class ChatService:
             for name in {user, found.username}:
                 self.broadcaster.emit("direct", message, to=user_channel(name))
         return message, created
+
+    def direct_history(self, user, peer, before=None, limit=None):
+        """The direct messages between the user and one peer, oldest first: only those two ever see them."""
+        if not isinstance(peer, str) or not peer:
+            raise ChatError("invalid_payload", "with must be a username")
+        found = self.store.find_user(peer) if len(peer) <= 32 else None
+        if found is None:
+            raise ChatError("not_found", f"no user named {peer}")
+        before = _direct_number("before", before)
+        limit = _optional_int("limit", limit, 1, HISTORY_LIMIT) or RECENT_LIMIT
+        page = self.store.directs_between(user, found.username, before, limit + 1)
+        return {"messages": page[-limit:], "has_more": len(page) > limit}
 
     # notifications
 
@@ -316,6 +389,13 @@ def _notification_number(name, value):
     if isinstance(value, str) and value.startswith("n"):
         value = value[1:]
     return _optional_int(name, value, 0)
+
+
+def _direct_number(name, value):
+    """The number of a stored direct message's id ("d42" or 42)."""
+    if isinstance(value, str) and value.startswith("d"):
+        value = value[1:]
+    return _optional_int(name, value, 1)
 
 
 def _optional_int(name, value, low, high=MAX_INT):

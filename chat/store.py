@@ -5,8 +5,9 @@ import threading
 import time
 from collections import Counter
 
-from sqlalchemy import (BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, bindparam, create_engine, event, func, insert, select, text, update)
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint, and_, bindparam, create_engine, event, false, func, insert, or_, select,
+                        text, update)
 from sqlalchemy.exc import IntegrityError
 
 metadata = MetaData()
@@ -26,6 +27,19 @@ rooms = Table(
     Column("name", String(64), nullable=False, unique=True),
     Column("last_seq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
+    Column("private", Boolean, nullable=False, server_default=false()),
+    Column("owner", String(32)),
+)
+
+room_members = Table(
+    "room_members", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id"), nullable=False),
+    Column("username", String(32), nullable=False),
+    Column("username_key", String(32), nullable=False),
+    Column("added_at", BigInteger, nullable=False),
+    UniqueConstraint("room_id", "username_key", name="uq_room_members_room_user"),
+    Index("ix_room_members_user", "username_key"),
 )
 
 messages = Table(
@@ -78,6 +92,8 @@ class Store:
         self._writer = self.engine.execution_options(papo_write=True)
         self._room_ids = {}
         self._room_ids_lock = threading.Lock()
+        self._public_rooms = set()  # names of rooms known to be public
+        self._room_members = set()  # {(room, username key)} known to be members of a private room
         self._queue = []  # [_Slot] waiting for the next group commit, oldest first
         self._queue_lock = threading.Lock()
         self._committing = False
@@ -283,6 +299,83 @@ class Store:
             row = conn.execute(select(*_DIRECT_COLUMNS).where(
                 directs.c.sender == sender, directs.c.client_id == client_id)).first()
         return _direct(*row) if row else None
+
+    def directs_between(self, user, peer, before, limit):
+        """The latest direct messages between two users with id < before (all when None), oldest first."""
+        pair = or_(and_(directs.c.sender == user, directs.c.recipient == peer),
+                   and_(directs.c.sender == peer, directs.c.recipient == user))
+        query = select(*_DIRECT_COLUMNS).where(pair)
+        if before is not None:
+            query = query.where(directs.c.id < before)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(directs.c.id.desc()).limit(limit)).all()
+        return [_direct(*row) for row in reversed(rows)]
+
+    # private rooms: an owner and the members it invited; every other room is public for good
+
+    def create_room(self, name, owner, private, now):
+        """Create a room with its owner as first member; False when a room of that name exists."""
+        try:
+            with self._writer.begin() as conn:
+                room_id = conn.execute(insert(rooms).values(name=name, created_at=now, private=private, owner=owner)
+                                       .returning(rooms.c.id)).scalar_one()
+                conn.execute(insert(room_members).values(room_id=room_id, username=owner,
+                                                         username_key=owner.lower(), added_at=now))
+        except IntegrityError:
+            return False
+        with self._room_ids_lock:
+            self._room_ids[name] = room_id
+        return True
+
+    def room_privacy(self, name):
+        """(private, owner) of an existing room, or None. Public rooms are remembered: they never turn private."""
+        if name in self._public_rooms:
+            return False, None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(rooms.c.private, rooms.c.owner).where(rooms.c.name == name)).first()
+        if row is None:
+            return None
+        if not row.private:
+            self._public_rooms.add(name)
+        return bool(row.private), row.owner
+
+    def is_room_member(self, name, user):
+        """Whether the user was invited to the room (or owns it). Members are remembered: nobody is removed."""
+        key = (name, user.lower())
+        if key in self._room_members:
+            return True
+        with self.engine.connect() as conn:
+            found = conn.execute(select(room_members.c.id).join(rooms).where(
+                rooms.c.name == name, room_members.c.username_key == key[1])).first() is not None
+        if found:
+            self._room_members.add(key)
+        return found
+
+    def add_room_member(self, name, user, now):
+        """Add a member to an existing room; False when it was one already."""
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(insert(room_members).values(room_id=self._room_id(name), username=user,
+                                                         username_key=user.lower(), added_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def room_members(self, name):
+        """The usernames of a room's members, in the order they were added."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(room_members.c.username).join(rooms).where(rooms.c.name == name)
+                                .order_by(room_members.c.id)).scalars().all()
+
+    def visible_rooms(self, user):
+        """(name, last_seq, private) of every public room and of the private rooms the user belongs to."""
+        visible = rooms.c.private == false()
+        if user:
+            mine = select(room_members.c.room_id).where(room_members.c.username_key == user.lower())
+            visible = or_(visible, rooms.c.id.in_(mine))
+        with self.engine.connect() as conn:
+            return conn.execute(select(rooms.c.name, rooms.c.last_seq, rooms.c.private).where(visible)
+                                .order_by(rooms.c.name)).all()
 
     # notifications to one user, kept until read
 

@@ -12,8 +12,9 @@ _names = itertools.count(1)
 
 @pytest.fixture
 def app(tmp_path):
+    # Form posts need no CSRF token here; tests/test_security.py and the browser suite test it switched on.
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
-                      "TESTING": True})
+                      "TESTING": True, "WTF_CSRF_ENABLED": False})
     yield app
     app.extensions["papo"].store.close()
 
