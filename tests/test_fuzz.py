@@ -1,4 +1,7 @@
 """Property tests: any payload gets an ack of the contract's shape and nothing stored is lost."""
+import json
+from urllib.parse import quote as urlquote
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +25,7 @@ def assert_contract_ack(ack):
 
 @pytest.fixture
 def ana(user, connect, papo):
-    papo.service.limiter.burst = 10**9
+    papo.service.limiter.burst = papo.guard.connections.burst = papo.guard.users.burst = 10**9
     socket = connect(user("ana")[1])
     user("bo")
     socket.emit("join", {"room": "lobby"}, callback=True)
@@ -54,3 +57,127 @@ def test_any_http_body_or_query_gets_json(client, user, body, query):
         assert isinstance(answer, dict)
         if response.status_code >= 400:
             assert answer["error"]["code"] in CODES
+
+
+# Every event of the table and every route of the app, found by looking, so new ones are fuzzed too.
+
+from chat.events import HANDLERS  # noqa: E402
+
+unicode_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=()), max_size=300)
+nasty = st.sampled_from(["", " ", "\0", "\u202e", "\udcff", "../../etc/passwd", "%00",
+                         "<script>alert(1)</script>", "lobby\n", "LOBBY", "a" * 65, "x" * 5000, "ana", "bo",
+                         "secret", "d1", "n1", "-1", "1e308", "NaN", "9" * 30, "🙂" * 40])
+deep = st.integers(1, 900).map(lambda depth: {"room": "lobby", "text": _nested(depth), "to": _nested(depth)})
+
+
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+any_field = st.one_of(json_values, unicode_text, nasty, st.integers(), st.booleans(), st.none())
+any_payload = st.one_of(
+    json_values, deep,
+    st.fixed_dictionaries({}, optional={key: any_field for key in (
+        "room", "text", "client_id", "since", "before", "limit", "typing", "to", "with", "user", "private",
+        "name", "title", "body", "level", "ids", "up_to")}))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(event=st.sampled_from(sorted(HANDLERS)), payload=any_payload,
+       extra=st.lists(json_values, max_size=2))
+def test_every_event_in_the_table_answers_any_payload_with_a_contract_ack(ana, papo, event, payload, extra):
+    assert_contract_ack(ana.emit(event, payload, *extra, callback=True))
+    assert ana.emit("history", {"room": "lobby"}, callback=True)["ok"]  # the connection stays usable
+    kept = papo.store.messages_after("lobby", 0, 1)
+    assert kept and kept[0]["client_id"] == "keep"
+
+
+def _routes(app):
+    """(method, rule) of every route of the app but static files."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield method, rule
+
+
+nasty_url = nasty.filter(lambda value: value != "\udcff")
+path_value = st.one_of(nasty_url, st.text(alphabet=st.characters(codec="utf-8", exclude_characters="/?#"),
+                                      min_size=1, max_size=40))
+query = st.dictionaries(st.sampled_from(["after", "before", "limit", "timeout", "next", "room", "user"]),
+                        st.one_of(nasty_url, st.text(max_size=20), st.integers(-10**20, 10**20).map(str)), max_size=4)
+bodies = st.one_of(
+    json_values.map(lambda v: ("application/json", json.dumps(v))),
+    deep.map(lambda v: ("application/json", json.dumps(v))),
+    st.binary(max_size=200).map(lambda b: ("application/json", b)),
+    st.text(max_size=200).map(lambda t: ("application/x-www-form-urlencoded", t)),
+    st.binary(max_size=200).map(lambda b: ("multipart/form-data; boundary=x", b)),
+    st.just(("application/json", b"[" * 50_000)),
+)
+who = st.sampled_from(["anonymous", "bearer", "session", "forged", "notify"])
+
+
+@pytest.fixture
+def fuzz_app(tmp_path):
+    from chat import create_app
+    from tests.conftest import PASSWORD, TEST_SECRET
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/fuzz.db", "SECRET_KEY": TEST_SECRET, "TESTING": True,
+                      "NOTIFY_TOKEN": "fuzz-notify-token-0123456789", "ADMIN_USERS": "ana",
+                      "RATE_BURST": 10**6, "EVENT_BURST": 10**6, "LOGIN_BURST": 10**6})
+    papo = app.extensions["papo"]
+    papo.identity.register("ana", PASSWORD)
+    papo.identity.register("bo", PASSWORD)
+    papo.service.post("ana", "lobby", "keep me", "keep")
+    app.fuzz_token = papo.identity.issue_token("ana")["token"]
+    yield app
+    papo.store.close()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data(), caller=who, body=bodies, query_string=query)
+def test_every_route_answers_any_request_without_a_server_error(fuzz_app, data, caller, body, query_string):
+    routes = list(_routes(fuzz_app))
+    method, rule = data.draw(st.sampled_from(routes), label="route")
+    values = {name: data.draw(path_value, label=name) for name in rule.arguments}
+    path = "".join(urlquote(part, safe="") if index % 2 else part
+                   for index, part in enumerate(_split(rule.rule, values)))
+    headers = {"Authorization": {"bearer": f"Bearer {fuzz_app.fuzz_token}", "forged": "Bearer forged.token.x",
+                                 "notify": "Bearer fuzz-notify-token-0123456789"}.get(caller, "")}
+    client = fuzz_app.test_client()
+    if caller == "session":
+        with client.session_transaction() as session:
+            session["user"] = "ana"
+    content_type, payload = body
+    if rule.rule.endswith("/poll") and _waits(query_string.get("timeout")):
+        query_string = {**query_string, "timeout": "0"}  # a long poll of up to 30 s is the unit tests' business
+    answer = client.open(path, method=method, query_string=query_string, headers=headers,
+                         data=payload if method == "POST" else None,
+                         content_type=content_type if method == "POST" else None)
+    assert answer.status_code < 500 or answer.status_code == 503 and rule.rule == "/healthz", \
+        (method, path, answer.status_code, answer.get_data()[:300])
+    if path.startswith("/api/"):
+        reply = answer.get_json()
+        assert isinstance(reply, dict), (method, path, answer.get_data()[:200])
+        if answer.status_code >= 400:
+            assert reply["error"]["code"] in CODES
+    kept = fuzz_app.extensions["papo"].store.messages_after("lobby", 0, 1)
+    assert kept and kept[0]["client_id"] == "keep"
+
+
+def _waits(timeout):
+    try:
+        return timeout is None or float(timeout) > 0
+    except ValueError:
+        return False
+
+
+def _split(rule, values):
+    """The rule's text split around its <arguments>, with the drawn values in the odd places."""
+    import re
+    parts = re.split(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
+    return [values[part] if index % 2 else part for index, part in enumerate(parts)]
