@@ -1,0 +1,425 @@
+"""Chaos against a real server: many clients chat steadily while connections drop and the server is SIGKILLed.
+
+Every client behaves like the browser's: it keeps an outbox and retries each message with the same
+client_id until it is acked; on every connect it re-joins its rooms with `since` = the highest seq
+up to which it has every message; it keeps what arrives by seq. At the end, every client's view of
+every room must equal the database, and every acked message must be stored exactly once.
+
+Run directly for a soak (see docs/security.md):
+    .venv/bin/python -m tests.chaos.harness --seconds 1800 --kill-every 0
+"""
+import argparse
+import itertools
+import json
+import random
+import socket
+import sqlite3
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+import socketio
+
+from tests.servers import ServerProcess, register
+
+ACK_TIMEOUT = 10.0
+
+
+@dataclass
+class Pending:
+    """A message in a client's outbox. Shape: sent_at is None while it waits to be (re)sent."""
+
+    room: str
+    text: str
+    client_id: str
+    attempts: int = 0
+    sent_at: float = None
+    sent_wall_ms: int = 0  # the wall clock at the last send, to compare with the stored ts
+
+
+@dataclass
+class View:
+    """What one client has of one room. Shape: messages {seq: Message}; upto: all of 1..upto are here."""
+
+    messages: dict = field(default_factory=dict)
+    upto: int = 0
+    deliveries: int = 0  # every arrival, repeats included
+    joined: bool = False  # re-joined since the last connect
+
+    def add(self, message):
+        self.deliveries += 1
+        known = self.messages.setdefault(message["seq"], message)
+        if known != message:
+            raise AssertionError(f"two different messages with seq {message['seq']}: {known} and {message}")
+        while self.upto + 1 in self.messages:
+            self.upto += 1
+
+
+class ChaosClient:
+    """One user's python-socketio connection with an outbox and per-room views."""
+
+    def __init__(self, url, name, token, rooms, transport, rate, rng):
+        self.url, self.name, self.token, self.transport = url, name, token, transport
+        self.rate = rate
+        self.rng = rng
+        self.views = {room: View() for room in rooms}
+        self.outbox = []  # [Pending], oldest first
+        self.acked = {}  # {client_id: Message}
+        self.counter = itertools.count(1)
+        self.next_send = time.monotonic() + rng.random() / rate
+        self.connects = self.drops = self.refusals = self.resends = self.stored_before = 0
+        self.lock = threading.RLock()
+        self.sio = socketio.Client(reconnection=True, reconnection_attempts=0, reconnection_delay=0.2,
+                                   reconnection_delay_max=1.5, randomization_factor=0.5)
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("message", self.on_message)
+
+    # connection life
+
+    def connect(self):
+        self.sio.connect(self.url, auth={"token": self.token}, transports=[self.transport], wait_timeout=10,
+                         retry=True)
+
+    def on_connect(self):
+        with self.lock:
+            self.connects += 1
+            for room, view in self.views.items():
+                view.joined = False
+                self.sio.emit("join", {"room": room, "since": view.upto}, callback=self.joined(room))
+
+    def joined(self, room):
+        def on_ack(ack):
+            with self.lock:
+                if not ack.get("ok"):
+                    return  # the next connect tries again
+                view = self.views[room]
+                for message in ack["messages"]:
+                    view.add(message)
+                view.joined = not ack["truncated"]
+                if ack["truncated"]:  # more than one page was missed: ask again from where it is now
+                    self.sio.emit("join", {"room": room, "since": view.upto}, callback=self.joined(room))
+        return on_ack
+
+    def on_disconnect(self, reason=None):
+        with self.lock:
+            for view in self.views.values():
+                view.joined = False
+            for pending in self.outbox:
+                pending.sent_at = None  # its ack is lost with the connection: send it again
+
+    def on_message(self, message):
+        with self.lock:
+            view = self.views.get(message["room"])
+            if view is not None:
+                view.add(message)
+
+    def drop(self):
+        """Break the connection as a network fault would; the client reconnects by itself."""
+        self.drops += 1
+        if self.transport == "websocket":
+            ws = getattr(self.sio.eio, "ws", None)
+            if ws is not None and ws.sock is not None:
+                try:
+                    ws.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+        threading.Thread(target=self._reconnect_polling, daemon=True).start()
+
+    def _reconnect_polling(self):
+        try:
+            self.sio.disconnect()
+            time.sleep(self.rng.random() * 0.5)
+            self.connect()
+        except Exception:
+            pass  # the next drop or the final drain reconnects
+
+    # sending
+
+    def tick(self, now, generating):
+        """Write a new message when due, and (re)send what waits in the outbox."""
+        with self.lock:
+            if generating and now >= self.next_send:
+                n = next(self.counter)
+                room = self.rng.choice(sorted(self.views))
+                self.outbox.append(Pending(room, f"{self.name} says #{n}", f"{self.name}-{n}"))
+                self.next_send = now + self.rng.expovariate(self.rate)
+            if not self.sio.connected:
+                return
+            for pending in self.outbox:
+                stale = pending.sent_at is not None and now - pending.sent_at > ACK_TIMEOUT
+                if (pending.sent_at is None or stale) and self.views[pending.room].joined:
+                    pending.sent_at = now
+                    pending.sent_wall_ms = int(time.time() * 1000)
+                    pending.attempts += 1
+                    self.resends += pending.attempts > 1
+                    try:
+                        self.sio.emit("message", {"room": pending.room, "text": pending.text,
+                                                  "client_id": pending.client_id}, callback=self.on_ack(pending))
+                    except Exception:
+                        pending.sent_at = None
+                        return
+
+    def on_ack(self, pending):
+        def on_ack(ack):
+            with self.lock:
+                if ack.get("ok"):
+                    message = ack["message"]
+                    assert message["client_id"] == pending.client_id and message["text"] == pending.text
+                    if pending.attempts > 1 and message["ts"] < pending.sent_wall_ms - 1:
+                        self.stored_before += 1  # an earlier attempt was stored; its ack was lost
+                    self.acked[pending.client_id] = message
+                    if pending in self.outbox:
+                        self.outbox.remove(pending)
+                    self.views[pending.room].add(message)
+                else:
+                    self.refusals += 1
+                    pending.sent_at = None if ack["error"]["code"] != "rate_limited" else \
+                        time.monotonic() + ack.get("retry_after", 1) - ACK_TIMEOUT
+        return on_ack
+
+    def in_flight(self):
+        with self.lock:
+            return any(pending.sent_at is not None for pending in self.outbox)
+
+    def close(self):
+        closing = threading.Thread(target=self.sio.disconnect, daemon=True)
+        closing.start()
+        closing.join(1)
+
+
+def database_rooms(db_path):
+    """{room: [(seq, id, author, text, client_id)] by seq} and {room: last_seq}, read from the SQLite file."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT r.name, m.seq, m.id, m.author, m.text, m.client_id FROM messages m "
+                            "JOIN rooms r ON r.id = m.room_id ORDER BY r.name, m.seq").fetchall()
+        last = dict(conn.execute("SELECT name, last_seq FROM rooms").fetchall())
+    finally:
+        conn.close()
+    stored = {}
+    for room, seq, row_id, author, text, client_id in rows:
+        stored.setdefault(room, []).append((seq, str(row_id), author, text, client_id))
+    return stored, last
+
+
+@dataclass
+class Report:
+    seconds: float
+    clients: int
+    rooms: int
+    kills: int
+    drops: int
+    reconnects: int
+    generated: int
+    acked: int
+    stored: int
+    lost: int
+    duplicated: int
+    gaps: int
+    view_mismatches: int
+    redeliveries: int
+    resends: int
+    stored_before: int
+    refusals: int
+    rss_mb: list
+
+    def line(self):
+        return (f"chaos: {self.seconds:.0f} s, {self.clients} clients in {self.rooms} rooms, "
+                f"{self.kills} server kills, "
+                f"{self.drops} dropped connections, {self.reconnects} reconnects; {self.generated} written, "
+                f"{self.acked} acked, {self.stored} stored; lost = {self.lost}, duplicated = {self.duplicated}, "
+                f"seq gaps = {self.gaps}, views differing from the database = {self.view_mismatches} "
+                f"({self.redeliveries} repeated deliveries, {self.resends} resends of which "
+                f"{self.stored_before} found stored already, {self.refusals} refusals)")
+
+
+def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6, kill_every=15.0,
+        drop_every=1.0, polling_share=0.2, mode="eventlet", seed=1, env=None, log=print):
+    """Run the chaos for `seconds`, drain, verify; a Report (assertions are the caller's)."""
+    rng = random.Random(seed)
+    room_names = [f"chaos-{n}" for n in range(rooms)]
+    server = ServerProcess(mode, f"sqlite:///{db_path}", env=env)
+    people = []
+    rss = []
+    kills = 0
+    try:
+        server.start()
+        tokens = {}
+        lock = threading.Lock()
+
+        def sign_up(n):
+            name = f"chaos{n}"
+            token = register(server.url, name)
+            with lock:
+                tokens[name] = token
+
+        threads = [threading.Thread(target=sign_up, args=(n,)) for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for n in range(clients):
+            name = f"chaos{n}"
+            mine = [room_names[(n + k) % rooms] for k in range(rooms_per_client)]
+            transport = "polling" if n < clients * polling_share else "websocket"
+            people.append(ChaosClient(server.url, name, tokens[name], mine, transport, rate, random.Random(seed + n)))
+        for person in people:
+            person.connect()
+        log(f"chaos: {clients} clients connected to {server!r}; running {seconds:.0f} s")
+
+        began = time.monotonic()
+        next_kill = began + kill_every if kill_every else float("inf")
+        next_drop = began + drop_every
+        next_sample = began
+        while (now := time.monotonic()) < began + seconds:
+            for person in people:
+                person.tick(now, generating=True)
+            if now >= next_drop:
+                sending = [person for person in people if person.in_flight()]
+                victims = rng.sample(people, k=rng.randint(1, 3))
+                if sending and rng.random() < 0.5:  # lose an ack: the message may be stored, or not
+                    victims[0] = rng.choice(sending)
+                for person in set(victims):
+                    person.drop()
+                next_drop = now + rng.expovariate(1 / drop_every)
+            if now >= next_kill:
+                wait_for_sending(people, timeout=1.0)  # kill with messages in flight
+                server.kill()
+                kills += 1
+                time.sleep(rng.random())
+                server.start()
+                next_kill = time.monotonic() + kill_every * (0.5 + rng.random())
+            if now >= next_sample:
+                rss.append(round(server.rss() / 2**20, 1))
+                next_sample = now + max(5.0, seconds / 60)
+            time.sleep(0.02)
+        elapsed = time.monotonic() - began
+
+        drain(people, deadline=time.monotonic() + 60)
+        stored, last = database_rooms(db_path)
+        catch_up(people, last, deadline=time.monotonic() + 60)
+        rss.append(round(server.rss() / 2**20, 1))
+        return verify(people, stored, last, elapsed, kills, rss)
+    finally:
+        for person in people:
+            person.close()
+        server.close()
+
+
+def wait_for_sending(people, timeout):
+    """Return as soon as some client has a message on the wire (or after timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for person in people:
+            person.tick(now, generating=True)
+            if person.in_flight():
+                return
+        time.sleep(0.001)
+
+
+def drain(people, deadline):
+    """Stop writing and let every outbox empty (all acked); raise if one never does."""
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        waiting = 0
+        for person in people:
+            if not person.sio.connected and person.transport == "polling" and not person.sio._reconnect_task:
+                person._reconnect_polling()
+            person.tick(now, generating=False)
+            waiting += len(person.outbox)
+        if not waiting:
+            return
+        time.sleep(0.05)
+    stuck = {p.name: [m.client_id for m in p.outbox] for p in people if p.outbox}
+    raise AssertionError(f"outboxes never drained: {json.dumps(stuck)[:500]}")
+
+
+def catch_up(people, last, deadline):
+    """Re-join each room with since, as a reconnecting client would, until each view reaches the last seq."""
+    for person in people:
+        for room, view in person.views.items():
+            while view.upto < last.get(room, 0) and time.monotonic() < deadline:
+                try:
+                    ack = person.sio.call("join", {"room": room, "since": view.upto}, timeout=10)
+                except Exception:  # reconnecting: its own re-join will bring the messages too
+                    time.sleep(0.2)
+                    continue
+                with person.lock:
+                    for message in ack.get("messages", ()):
+                        view.add(message)
+
+
+def verify(people, stored, last, elapsed, kills, rss):
+    """Compare every acked message and every client's view with the database."""
+    gaps = duplicated = lost = mismatches = 0
+    by_client_id = {}
+    texts = {}
+    for room, rows in stored.items():
+        seqs = [row[0] for row in rows]
+        if seqs != list(range(1, len(seqs) + 1)) or last.get(room) != len(seqs):
+            gaps += 1
+        for seq, row_id, author, text, client_id in rows:
+            by_client_id.setdefault((author, client_id), []).append((room, seq, row_id))
+            texts[text] = texts.get(text, 0) + 1
+    duplicated = sum(count - 1 for count in texts.values() if count > 1)
+    duplicated += sum(len(found) - 1 for found in by_client_id.values() if len(found) > 1)
+    acked = 0
+    for person in people:
+        for client_id, message in person.acked.items():
+            acked += 1
+            found = by_client_id.get((person.name, client_id), [])
+            if found != [(message["room"], message["seq"], message["id"])]:
+                lost += 1
+        for room, view in person.views.items():
+            expected = [(seq, row_id, author, text, client_id) for seq, row_id, author, text, client_id
+                        in stored.get(room, [])]
+            seen = [(m["seq"], m["id"], m["user"], m["text"], m["client_id"])
+                    for _, m in sorted(view.messages.items())]
+            if seen != expected:
+                mismatches += 1
+    return Report(
+        seconds=elapsed, clients=len(people), rooms=len({room for p in people for room in p.views}), kills=kills,
+        drops=sum(p.drops for p in people), reconnects=sum(p.connects - 1 for p in people),
+        generated=sum(next(p.counter) - 1 for p in people), acked=acked, stored=sum(len(r) for r in stored.values()),
+        lost=lost, duplicated=duplicated, gaps=gaps, view_mismatches=mismatches,
+        redeliveries=sum(v.deliveries - len(v.messages) for p in people for v in p.views.values()),
+        resends=sum(p.resends for p in people), stored_before=sum(p.stored_before for p in people), refusals=sum(p.refusals for p in people),
+        rss_mb=rss)
+
+
+def memory_is_flat(rss_mb, warm_share=0.25):
+    """Whether the server's RSS after warm-up grew by less than max(20 MB, 15 %); (flat, growth MB)."""
+    if len(rss_mb) < 4:
+        return True, 0.0
+    warm = rss_mb[max(1, int(len(rss_mb) * warm_share)):]
+    start = statistics.median(warm[:max(1, len(warm) // 4)])
+    end = statistics.median(warm[-max(1, len(warm) // 4):])
+    growth = end - start
+    return growth < max(20.0, 0.15 * start), round(growth, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--kill-every", type=float, default=15, help="seconds between server kills (0: never)")
+    parser.add_argument("--mode", default="eventlet")
+    parser.add_argument("--db", default="/tmp/papo-chaos.db")
+    args = parser.parse_args()
+    import os
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(args.db + suffix):
+            os.remove(args.db + suffix)
+    report = run(args.db, seconds=args.seconds, clients=args.clients, kill_every=args.kill_every, mode=args.mode)
+    print(report.line())
+    flat, growth = memory_is_flat(report.rss_mb)
+    print(f"server RSS MB every sample: {report.rss_mb}; growth after warm-up {growth} MB: "
+          f"{'flat' if flat else 'GROWING'}")
+
+
+if __name__ == "__main__":
+    main()
