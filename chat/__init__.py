@@ -1,4 +1,5 @@
 """Papo: a real-time chat, notification and monitoring server on Flask-SocketIO."""
+import json
 import logging
 import os
 
@@ -49,7 +50,7 @@ def create_app(test_config=None, async_mode="threading"):
     scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
-                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False,
+                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
@@ -62,7 +63,7 @@ def create_app(test_config=None, async_mode="threading"):
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins)
     app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics)
 
-    events.register(socketio)
+    events.register(socketio, app)
     metrics.install(app, socketio, service, store)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

@@ -1,71 +1,73 @@
-"""Socket.IO adapter: take a payload, call the service, answer with the contract's ack."""
+"""Socket.IO adapter: take a payload, call the service, answer with the contract's ack.
+
+The handlers are python-socketio's own, called with the connection's sid: Flask-SocketIO's
+wrapper would build a Flask request context, session included, for every event, which was a
+third of a message's cost. Only connect, which reads the session cookie, gets a context.
+"""
 import functools
 import logging
 
-from flask import request
-from flask_socketio import ConnectionRefusedError
+from socketio.exceptions import ConnectionRefusedError
 
 from .auth import socket_user
 from .errors import ChatError
-from .extension import papo
 
 log = logging.getLogger(__name__)
 
 
-def register(socketio):
+def register(socketio, app):
     """Attach every chat event handler to the server: the one table of the `/` namespace."""
-    socketio.on_event("connect", on_connect)
-    socketio.on_event("disconnect", on_disconnect)
+    parts = app.extensions["papo"]
+    server = socketio.server
+    server.on("connect", functools.partial(on_connect, app), namespace="/")
+    server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():
-        socketio.on_event(name, acked(handler))
-    socketio.on_event("*", on_unknown)
+        server.on(name, acked(parts, handler), namespace="/")
+    server.on("*", functools.partial(on_unknown, parts), namespace="/")
 
 
-def on_connect(auth=None):
-    user = socket_user(auth)
+def on_connect(app, sid, environ, auth=None):
+    with app.request_context(environ):
+        user = socket_user(auth)
     if user is None:
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
+    parts = app.extensions["papo"]
     try:
-        papo().guard.admit(request.sid, user)
+        parts.guard.admit(sid, user)
     except ChatError as error:
         raise ConnectionRefusedError(error.code, error.body()) from None
     try:
-        papo().service.connect(request.sid, user)
+        parts.service.connect(sid, user)
     except BaseException:
-        papo().guard.release(request.sid)
+        parts.guard.release(sid)
         raise
 
 
-def on_disconnect(reason=None):
-    papo().guard.release(request.sid)
-    papo().service.disconnect(request.sid)
+def on_disconnect(parts, sid, reason=None):
+    parts.guard.release(sid)
+    parts.service.disconnect(sid)
 
 
-def spend():
-    """Count one event against this connection's and its user's request buckets."""
-    user = papo().service.presence.user_of(request.sid)
-    papo().guard.spend(request.sid, user)
-
-
-def on_unknown(event, *args):
+def on_unknown(parts, event, sid, *args):
     try:
-        spend()
+        parts.guard.spend(sid, parts.service.presence.user_of(sid))
     except ChatError as error:
         return error.ack()
     return ChatError("invalid_payload", f"there is no event named {str(event)[:64]!r}").ack()
 
 
-def acked(handler):
+def acked(parts, handler):
     """Turn a handler's result into `{"ok": true, ...}` and any refusal into the contract's error ack."""
+    service, guard = parts.service, parts.guard
 
-    @functools.wraps(handler)
-    def answer(*args):
+    def answer(sid, *args):
         payload = args[0] if args else None
         try:
-            spend()
+            user = service.presence.user_of(sid)
+            guard.spend(sid, user)
             if not isinstance(payload, dict):
                 raise ChatError("invalid_payload", "the payload must be a JSON object")
-            return {"ok": True, **(handler(payload) or {})}
+            return {"ok": True, **(handler(service, sid, user, payload) or {})}
         except ChatError as error:
             return error.ack()
         except Exception:
@@ -75,49 +77,42 @@ def acked(handler):
     return answer
 
 
-def on_join(payload):
-    return papo().service.join(request.sid, payload.get("room"), payload.get("since"))
+def on_join(service, sid, user, payload):
+    return service.join(sid, payload.get("room"), payload.get("since"))
 
 
-def on_leave(payload):
-    papo().service.leave(request.sid, payload.get("room"))
+def on_leave(service, sid, user, payload):
+    service.leave(sid, payload.get("room"))
 
 
-def on_message(payload):
-    message, _ = papo().service.send(request.sid, payload.get("room"), payload.get("text"),
-                                     payload.get("client_id"))
+def on_message(service, sid, user, payload):
+    message, _ = service.send(sid, payload.get("room"), payload.get("text"), payload.get("client_id"))
     return {"message": message}
 
 
-def on_typing(payload):
-    papo().service.typing(request.sid, payload.get("room"), payload.get("typing"))
+def on_typing(service, sid, user, payload):
+    service.typing(sid, payload.get("room"), payload.get("typing"))
 
 
-def on_history(payload):
-    return papo().service.history(payload.get("room"), payload.get("before"), payload.get("limit"), user())
+def on_history(service, sid, user, payload):
+    return service.history(payload.get("room"), payload.get("before"), payload.get("limit"), user)
 
 
-def on_direct(payload):
-    user = papo().service.presence.user_of(request.sid)
-    message, _ = papo().service.direct(user, payload.get("to"), payload.get("text"), payload.get("client_id"))
+def on_direct(service, sid, user, payload):
+    message, _ = service.direct(user, payload.get("to"), payload.get("text"), payload.get("client_id"))
     return {"message": message}
 
 
-def on_direct_history(payload):
-    return papo().service.direct_history(user(), payload.get("with"), payload.get("before"), payload.get("limit"))
+def on_direct_history(service, sid, user, payload):
+    return service.direct_history(user, payload.get("with"), payload.get("before"), payload.get("limit"))
 
 
-def on_create_room(payload):
-    return papo().service.create_room(user(), payload.get("room"), payload.get("private", True))
+def on_create_room(service, sid, user, payload):
+    return service.create_room(user, payload.get("room"), payload.get("private", True))
 
 
-def on_invite(payload):
-    return papo().service.invite(user(), payload.get("room"), payload.get("user"))
-
-
-def user():
-    """The user of this connection."""
-    return papo().service.presence.user_of(request.sid)
+def on_invite(service, sid, user, payload):
+    return service.invite(user, payload.get("room"), payload.get("user"))
 
 
 HANDLERS = {

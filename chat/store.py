@@ -353,9 +353,10 @@ class Store:
 
     def add_room_member(self, name, user, now):
         """Add a member to an existing room; False when it was one already."""
+        room_id = self._room_id(name)  # before the transaction: it may write in one of its own
         try:
             with self._writer.begin() as conn:
-                conn.execute(insert(room_members).values(room_id=self._room_id(name), username=user,
+                conn.execute(insert(room_members).values(room_id=room_id, username=user,
                                                          username_key=user.lower(), added_at=now))
         except IntegrityError:
             return False
@@ -517,6 +518,8 @@ def _engine(url):
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("papo_write") else "BEGIN")
+        # Writes take the lock up front; a read is one statement, consistent without a transaction.
+        if conn.get_execution_options().get("papo_write"):
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
     return engine
