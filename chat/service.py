@@ -92,6 +92,7 @@ class ChatService:
         room = valid_room(room)
         since = _optional_int("since", since, 0)
         self._admit(self.presence.user_of(sid), room)
+        self.store.ensure_room(room)
         joined = self.presence.rooms_of(sid)
         if self.max_rooms is not None and len(joined) >= self.max_rooms and room not in joined:
             raise ChatError("forbidden", f"a connection may be in at most {self.max_rooms} rooms; leave one first")

@@ -254,6 +254,10 @@ class Store:
         with self.engine.connect() as conn:
             return [_message(*row) for row in conn.execute(query)]
 
+    def ensure_room(self, name):
+        """Create the room unless it exists, so that it is listed from its first join."""
+        self._room_id(name)
+
     def _room_id(self, name):
         """The room's id, creating the room on first use; ids are cached since rooms are never deleted."""
         room_id = self._room_ids.get(name)

@@ -134,6 +134,11 @@ def test_rooms_list_counts_users_and_last_seq(client, user, connect):
     assert client.get("/api/rooms").get_json() == {"rooms": [{"name": "lobby", "members": 1, "last_seq": 1}]}
 
 
+def test_a_joined_room_is_listed_before_its_first_message(client, user, connect):
+    connect(user("ana")[1]).emit("join", {"room": "quiet"}, callback=True)
+    assert client.get("/api/rooms").get_json() == {"rooms": [{"name": "quiet", "members": 1, "last_seq": 0}]}
+
+
 def test_long_poll_wakes_within_100_ms_of_a_message(client, app, user):
     _, token = user("ana")
     answers = []
