@@ -67,3 +67,14 @@ def test_a_foreign_origin_cannot_poll_either(server):
     assert status == 400 and "Access-Control-Allow-Origin" not in headers
     status, body, _ = polling_handshake(server, server.url)
     assert status == 200 and json.loads(body[1:])["sid"]
+
+
+def test_cors_allowed_origins_lets_in_only_the_origins_it_names(tmp_path):
+    from tests.servers import ServerProcess
+    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db",
+                       env={"CORS_ALLOWED_ORIGINS": "http://friend.example"}) as friendly:
+        opened, packet = open_websocket(friendly, "http://friend.example")
+        assert opened and packet.startswith("0{")
+        assert open_websocket(friendly, FOREIGN) == (False, 400)
+        status, _, headers = polling_handshake(friendly, "http://friend.example")
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "http://friend.example"
