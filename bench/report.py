@@ -857,6 +857,11 @@ def transport_conclusion(res):
                 out.append(f"  {w}: p50 {fmt(p50[w])} ms against half its interval, {interval // 2} ms: a short poll "
                            f"waits on average half a period before it asks"
                            + (", and the server's queue adds the rest." if p50[w] > interval else "."))
+    silent = [w for w in at if not get(at[w], "latency_ms.count")]
+    if silent:
+        older = ", ".join(fmt(val(w, "deliveries_per_s")) for w in silent)
+        out.append(f"  {', '.join(silent)} delivered none of the window's messages before the drain ended "
+                   f"(meanwhile {older} deliveries/s of older messages): the server was that far behind.")
     # bytes
     down = {w: val(w, "wire.bytes_down_per_delivery") for w in at if val(w, "wire.bytes_down_per_delivery")}
     up = {w: val(w, "wire.bytes_up_per_delivery") for w in at if val(w, "wire.bytes_up_per_delivery") is not None}
@@ -892,7 +897,8 @@ def transport_conclusion(res):
     if checks:
         out.append(f"- **Cross-check.** Where no socket opened or closed during the window, the kernel's byte counts "
                    f"were {min(checks) * 100:.1f}% to {max(checks) * 100:.1f}% of the generator's socket counters "
-                   "(the difference is what was in flight at the edges of the window).")
+                   "(the difference is what was in flight at the edges of the window: counted by the kernel, "
+                   "not yet by the program, or the reverse).")
     # CPU
     cpu = {w: cpu_per_delivery(at[w]) for w in at if cpu_per_delivery(at[w])}
     if cpu:
@@ -924,6 +930,8 @@ def transport_conclusion(res):
             if info["fail"]:
                 parts.append(f"{w} stopped keeping up at {info['fail'] * sc:,g} messages/s in"
                              + (f" (kept up at {info['ok'] * sc:,g})" if info["ok"] else ""))
+            elif info["ok"] and info.get("cut"):
+                parts.append(f"{w} kept up at {info['ok'] * sc:,g} messages/s in (higher rates not tried: time)")
             elif info["ok"]:
                 parts.append(f"{w} kept up at every rate tried, up to {info['ok'] * sc:,g} messages/s in")
         out.append(f"- **Rate sweep** ({sc} clients, rooms of 10): " + "; ".join(parts) + ".")

@@ -71,12 +71,13 @@ FULL = {
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": None,
-    "transport": {"sizes": [10, 100, 1000], "rate": 0.5, "duration": 3, "warmup": 1,
-                  "sweep_clients": 100, "sweep_rates": [2, 5, 10, 20], "sweep_duration": 2},
-    "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 1},
+    "transport": {"sizes": [10, 100, 1000], "rate": 0.5, "duration": 3, "warmup": 0.8,
+                  "sweep_clients": 100, "sweep_rates": [2, 5, 10, 20], "sweep_duration": 2, "sweep_max_s": 45},
+    "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
-    "persist": {"senders": 50, "duration": 3, "warmup": 1},
-    "capacity": {"step": 500, "max-clients": 10000, "samples": 24, "concurrent": 4, "limit-ms": 250},
+    "persist": {"senders": 50, "duration": 3, "warmup": 0.5},
+    "capacity": {"step": 500, "max-clients": 10000, "samples": 20, "concurrent": 4, "limit-ms": 250,
+                 "settle": 0.3},
     # idle sizes measured in round 1; later rounds repeat only the largest (the goals' 10k)
     "idle_first": [1000, 5000, 10000],
     "idle_repeat": [10000],
@@ -94,11 +95,12 @@ QUICK = {
     "threading": True,
     "threading_workloads": ["fanout", "latency"],
     "transport": {"sizes": [10, 100], "rate": 0.5, "duration": 1.5, "warmup": 0.5,
-                  "sweep_clients": 100, "sweep_rates": [5], "sweep_duration": 1.5},
+                  "sweep_clients": 100, "sweep_rates": [5], "sweep_duration": 1.5, "sweep_max_s": 12},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 1.5, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 1.5, "warmup": 0.5, "drain": 1.5},
     "persist": {"senders": 20, "duration": 1.5, "warmup": 0.5},
-    "capacity": {"step": 500, "max-clients": 1000, "samples": 12, "concurrent": 4, "limit-ms": 250},
+    "capacity": {"step": 500, "max-clients": 1000, "samples": 12, "concurrent": 4, "limit-ms": 250,
+                 "settle": 0.3},
     "idle_first": [1000],
     "idle_repeat": [],
     "threading_idle": [],
@@ -340,9 +342,9 @@ class Server:
         self.stop()
         raise ServerError(f"{self.kind} did not answer /healthz within 60 s: {self.log_tail()}")
 
-    def stop(self):
+    def stop(self, grace=5.0):
         if self.proc is not None:
-            CHILDREN.stop(self.proc)
+            CHILDREN.stop(self.proc, grace)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -553,7 +555,7 @@ def headline(run):
         return f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s{g}"
     if w in ("latency", "transport"):
         lat = r.get("latency_ms") or {}
-        kept = "" if w == "latency" else (", kept up" if r.get("kept_up") else ", fell behind")
+        kept = "" if w == "latency" else (", kept up" if kept_up(r) else ", fell behind")
         return f"p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms, delivered {r.get('delivered_ratio')}{kept}{g}"
     if w == "persist":
         return f"{r.get('acked_per_s', 0):,.0f} acked/s{g}"
@@ -660,9 +662,13 @@ class Bench:
             if base and not kept_up(base[-1].get("result")):
                 continue  # fell behind at the base rate already
             for rate in tp["sweep_rates"]:
-                est = 7 + tp["sweep_duration"]
+                est = 2 + tp["sweep_duration"] + tp["warmup"]
                 if not self.budget.fits(est + self.reserve()):
                     self.runner.skip(f"rate sweep {name} at {rate}/s per client", "time budget")
+                    break
+                if time.monotonic() - t + est > tp["sweep_max_s"]:
+                    self.runner.skip(f"rate sweep {name} at {rate}/s per client",
+                                     f"the sweep's share of the run ({tp['sweep_max_s']} s) is used")
                     break
                 run = self.runner.loadgen(server, "transport", [
                     "--way", way, "--clients", clients, "--rate", rate, "--duration", tp["sweep_duration"],
@@ -708,7 +714,7 @@ class Bench:
                                     section="server", round_no=round_no, label=f"idle {clients}",
                                     max_seconds=max(60, int(est * 3)), extra={"clients": clients})
             finally:
-                server.stop()
+                server.stop(grace=1.5)  # 10k connections make a graceful exit slow; nothing is being written
 
     def reserve(self):
         """Seconds kept for what must follow: the report."""
@@ -831,21 +837,13 @@ def run_bench(args):
         try:
             bench.register(server)
             bench.transport(server)
+            bench.sweep(server)
         finally:
             server.stop()
         bench.rounds()
         if plan["threading"]:
             bench.threading_once()
-        # last, so that a busy machine cuts these first: the rate sweep, then the optional sizes
-        if bench.budget.fits(14):
-            server = bench.server("eventlet")
-            try:
-                bench.sweep(server)
-            finally:
-                server.stop()
-        else:
-            runner.skip("the rate sweep", "time budget")
-        bench.extras()
+        bench.extras()  # optional: only with time left
         runner.phases["total_measuring_s"] = round(time.monotonic() - t, 1)
     except ServerError as error:
         failed = str(error)
