@@ -67,19 +67,22 @@ FULL = {
     "name": "full",
     "budget": 555,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
+    # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
+    "shares": {"transport": 92, "sweep": 45, "reference": [41, 30], "eventlet": [75, 43], "gevent": [42, 27],
+               "threading": 30},
     "rounds": 3,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": None,
     "transport": {"sizes": [10, 100, 1000], "rate": 0.5, "duration": 3, "warmup": 0.8,
-                  "sweep_clients": 100, "sweep_rates": [2, 5, 10, 20], "sweep_duration": 2, "sweep_max_s": 45},
+                  "sweep_clients": 100, "sweep_rates": [2, 5, 10, 20], "sweep_duration": 2},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
     "persist": {"senders": 50, "duration": 3, "warmup": 0.5},
     "capacity": {"step": 500, "max-clients": 10000, "samples": 20, "concurrent": 4, "limit-ms": 250,
                  "settle": 0.3},
     # idle sizes measured in round 1; later rounds repeat only the largest (the goals' 10k)
-    "idle_first": [1000, 5000, 10000],
+    "idle_first": [10000, 1000, 5000],  # the goals' size first: a busy machine cuts the others
     "idle_repeat": [10000],
     "threading_idle": [1000],
     "threading_capacity_max": 1500,
@@ -88,14 +91,15 @@ FULL = {
 }
 QUICK = {
     "name": "quick",
-    "budget": 108,
+    "budget": 112,
     "user_pool": 20,
+    "shares": {"transport": 26, "sweep": 12, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9},
     "rounds": 1,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": ["fanout", "latency"],
     "transport": {"sizes": [10, 100], "rate": 0.5, "duration": 1.5, "warmup": 0.5,
-                  "sweep_clients": 100, "sweep_rates": [5], "sweep_duration": 1.5, "sweep_max_s": 12},
+                  "sweep_clients": 100, "sweep_rates": [5], "sweep_duration": 1.5},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 1.5, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 1.5, "warmup": 0.5, "drain": 1.5},
     "persist": {"senders": 20, "duration": 1.5, "warmup": 0.5},
@@ -570,18 +574,54 @@ def headline(run):
 
 # ------------------------------------------------------------------------------ the steps
 class Budget:
-    def __init__(self, seconds):
+    """The run's time: a total, shared out between phases in proportion to their planned shares.
+
+    Entering a phase gives it (time left) x (its share / the shares of the phases still to come):
+    a phase that ran fast leaves more to the others, one that ran slow (a busy machine) takes
+    from each of them, so that every server still gets measured. A step runs only if its estimate
+    fits both in its phase and in the total less the reserve kept for the report.
+    """
+
+    RESERVE = 6
+
+    def __init__(self, seconds, shares=()):
         self.seconds = seconds
+        self.shares = dict(shares)
+        self.phase_end = None
 
     def left(self):
         return self.seconds - (time.monotonic() - T0)
 
     def fits(self, estimate):
-        return self.left() >= estimate
+        if self.left() < estimate + self.RESERVE:
+            return False
+        # within a phase, a step may run over a little: the phases after it share the difference
+        return self.phase_end is None or self.phase_end - time.monotonic() >= 0.7 * estimate
+
+    def enter(self, name):
+        share = self.shares.pop(name, 0)
+        rest = share + sum(self.shares.values())
+        self.phase_end = time.monotonic() + max(0.0, self.left() - self.RESERVE) * (share / rest if rest else 1)
+
+    def leave(self):
+        self.phase_end = None
+
+
+def shares(plan):
+    """The phases in order with their planned seconds (what they took on a quiet machine)."""
+    sh = plan["shares"]
+    out = [("transport", sh["transport"]), ("sweep", sh["sweep"])]
+    for round_no in range(1, plan["rounds"] + 1):
+        for kind in plan["servers"]:
+            per = sh[kind]
+            out.append((f"{kind} {round_no}", per[min(round_no, len(per)) - 1]))
+    if plan["threading"]:
+        out.append(("threading", sh["threading"]))
+    return out
 
 
 def est_idle(runner, kind, clients):
-    default = 3000 if kind == "reference" else 300
+    default = 3000 if kind == "reference" else 450
     rate = runner.connect_rate.get(kind, default)
     return 3 + clients / rate + 4
 
@@ -641,8 +681,8 @@ class Bench:
         t = time.monotonic()
         for clients in tp["sizes"]:
             for name, way, extra in WAYS:
-                est = 8 + tp["duration"] + clients / 150
-                if not self.budget.fits(est + self.reserve()):
+                est = tp["duration"] + tp["warmup"] + 1 + clients / 300 + (drain(extra) if clients >= 1000 else 0)
+                if not self.budget.fits(est):
                     self.runner.skip(f"transport {name} at {clients} clients", "time budget")
                     continue
                 self.runner.loadgen(server, "transport", ["--way", way, "--clients", clients, "--rate", tp["rate"],
@@ -663,12 +703,8 @@ class Bench:
                 continue  # fell behind at the base rate already
             for rate in tp["sweep_rates"]:
                 est = 2 + tp["sweep_duration"] + tp["warmup"]
-                if not self.budget.fits(est + self.reserve()):
+                if not self.budget.fits(est):
                     self.runner.skip(f"rate sweep {name} at {rate}/s per client", "time budget")
-                    break
-                if time.monotonic() - t + est > tp["sweep_max_s"]:
-                    self.runner.skip(f"rate sweep {name} at {rate}/s per client",
-                                     f"the sweep's share of the run ({tp['sweep_max_s']} s) is used")
                     break
                 run = self.runner.loadgen(server, "transport", [
                     "--way", way, "--clients", clients, "--rate", rate, "--duration", tp["sweep_duration"],
@@ -683,20 +719,20 @@ class Bench:
     def workloads(self, server, round_no, *, capacity_max=None, only=None):
         p = self.plan
         steps = [
-            ("fanout", arg_list(p["fanout"]), p["fanout"]["duration"] + p["fanout"]["warmup"] + 4),
-            ("latency", arg_list(p["latency"]), p["latency"]["duration"] + p["latency"]["warmup"] + 6),
-            ("persist", arg_list(p["persist"]), p["persist"]["duration"] + p["persist"]["warmup"] + 3),
+            ("fanout", arg_list(p["fanout"]), p["fanout"]["duration"] + p["fanout"]["warmup"] + 3),
+            ("latency", arg_list(p["latency"]), p["latency"]["duration"] + p["latency"]["warmup"] + 3),
         ]
         cap = dict(p["capacity"])
         if capacity_max is not None:
             cap["max-clients"] = capacity_max
+        cap_seconds = 60 if p["name"] == "full" else 25
         if cap["max-clients"] > 0:
-            cap_seconds = 60 if p["name"] == "full" else 25
-            steps.append(("capacity", arg_list(cap), 12 if p["name"] == "full" else 6))
+            steps.append(("capacity", arg_list(cap), 9 if p["name"] == "full" else 4))
+        steps.append(("persist", arg_list(p["persist"]), p["persist"]["duration"] + p["persist"]["warmup"] + 2))
         for workload, args, est in steps:
             if only is not None and workload not in only:
                 continue
-            if not self.budget.fits(est + self.reserve()):
+            if not self.budget.fits(est):
                 self.runner.skip(f"{server.kind} round {round_no} {workload}", "time budget")
                 continue
             max_seconds = cap_seconds if workload == "capacity" else 60
@@ -705,7 +741,7 @@ class Bench:
     def idle(self, kind, sizes, round_no):
         for clients in sizes:
             est = est_idle(self.runner, kind, clients)
-            if not self.budget.fits(est + self.reserve()):
+            if not self.budget.fits(est):
                 self.runner.skip(f"{kind} round {round_no} idle {clients}", "time budget")
                 continue
             server = self.server(kind)  # a fresh server per size: its memory before is the bare process's
@@ -715,10 +751,6 @@ class Bench:
                                     max_seconds=max(60, int(est * 3)), extra={"clients": clients})
             finally:
                 server.stop(grace=1.5)  # 10k connections make a graceful exit slow; nothing is being written
-
-    def reserve(self):
-        """Seconds kept for what must follow: the report."""
-        return 6
 
     def idle_sizes(self, kind, round_no):
         sizes = self.plan["idle_first"] if round_no == 1 else self.plan["idle_repeat"]
@@ -740,28 +772,32 @@ class Bench:
         for round_no in range(1, p["rounds"] + 1):
             for kind in p["servers"]:
                 t = time.monotonic()
-                if not self.budget.fits(15 + self.reserve()):
-                    self.runner.skip(f"{kind} round {round_no}", "time budget")
-                    continue
+                self.budget.enter(f"{kind} {round_no}")
                 try:
-                    server = self.server(kind)
-                except ServerError as error:
-                    self.runner.skip(f"{kind} round {round_no}", str(error))
-                    continue
-                try:
-                    self.workloads(server, round_no)
-                    server.stop()
-                    self.idle(kind, self.idle_sizes(kind, round_no), round_no)
-                except ServerError as error:
-                    self.runner.skip(f"the rest of {kind} round {round_no}", str(error))
+                    if not self.budget.fits(10):
+                        self.runner.skip(f"{kind} round {round_no}", "time budget")
+                        continue
+                    try:
+                        server = self.server(kind)
+                    except ServerError as error:
+                        self.runner.skip(f"{kind} round {round_no}", str(error))
+                        continue
+                    try:
+                        self.workloads(server, round_no)
+                        server.stop()
+                        self.idle(kind, self.idle_sizes(kind, round_no), round_no)
+                    except ServerError as error:
+                        self.runner.skip(f"the rest of {kind} round {round_no}", str(error))
+                    finally:
+                        server.stop()
                 finally:
-                    server.stop()
-                self.phase(f"{kind}_s", t)
+                    self.budget.leave()
+                    self.phase(f"{kind}_s", t)
 
     def threading_once(self):
         p = self.plan
         t = time.monotonic()
-        if not self.budget.fits(20 + self.reserve()):
+        if not self.budget.fits(10):
             self.runner.skip("threading (development server)", "time budget")
             return
         try:
@@ -788,7 +824,7 @@ class Bench:
         if n <= max(self.idle_sizes("gevent", 2) or [0]) or n < 1000:
             return
         est = est_idle(self.runner, "gevent", n) * 1.3
-        if not self.budget.fits(est + self.reserve()):
+        if not self.budget.fits(est):
             self.runner.skip(f"gevent idle {n} (largest its descriptors allow)", "time budget")
             return
         t = time.monotonic()
@@ -828,7 +864,7 @@ def run_bench(args):
         f"open files {limits[0]}; load average {machine['loadavg_start']}")
     runner = Runner(record, workdir, meta)
     runner.notes.extend(settings_check())
-    budget = Budget(plan["budget"])
+    budget = Budget(plan["budget"], shares(plan))
     bench = Bench(plan, runner, budget)
     failed = None
     try:
@@ -836,13 +872,18 @@ def run_bench(args):
         server = bench.server("eventlet")
         try:
             bench.register(server)
+            budget.enter("transport")
             bench.transport(server)
+            budget.enter("sweep")
             bench.sweep(server)
         finally:
+            budget.leave()
             server.stop()
         bench.rounds()
         if plan["threading"]:
+            budget.enter("threading")
             bench.threading_once()
+            budget.leave()
         bench.extras()  # optional: only with time left
         runner.phases["total_measuring_s"] = round(time.monotonic() - t, 1)
     except ServerError as error:
@@ -963,7 +1004,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats, at most 2 minutes")
-    parser.add_argument("--budget", type=float, help="seconds for the measurements (default: full 555, quick 108)")
+    parser.add_argument("--budget", type=float, help="seconds for the measurements (default: full 555, quick 112)")
     parser.add_argument("--out", help="results file (default bench/results/bench-<date>-<mode>.json)")
     parser.add_argument("--no-report", action="store_true", help="measure only; bench/report.py writes it later")
     parser.add_argument("--save-baseline", action="store_true", help="keep this full run as bench/baseline.json")
