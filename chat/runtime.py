@@ -1,6 +1,7 @@
 """What differs between the async modes: running blocking work off the event loop, capping frames."""
 import functools
 import socket
+import struct
 import sys
 
 
@@ -60,7 +61,8 @@ def harden_websockets(engineio_server, max_bytes):
             try:
                 return self.inner(environ, start_response)
             finally:
-                _end_connection(environ)
+                ws = getattr(self.inner, "ws", None)
+                _end_connection(environ, abort=getattr(ws, "incoming_message_len", 0) > max_bytes)
 
         def wait(self):
             """The next message, or None once the connection is closed (checked every second)."""
@@ -81,14 +83,20 @@ def harden_websockets(engineio_server, max_bytes):
     engineio_server._async = drivers
 
 
-def _end_connection(environ):
-    """Shut the client's TCP connection down, whichever WSGI server holds it."""
+def _end_connection(environ, abort=False):
+    """Shut the client's TCP connection down, whichever WSGI server holds it.
+
+    `abort` resets it instead: a client still pushing an oversized frame at a closed window would
+    otherwise wait for the window to open again until the kernel gives up on the orphan.
+    """
     sock = environ.get("werkzeug.socket")
     if sock is None:
         stream = environ.get("wsgi.input")
         raw = getattr(getattr(stream, "rfile", stream), "raw", None)
         sock = getattr(raw, "_sock", None)
     try:
+        if abort:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
     except (AttributeError, OSError):
         pass
