@@ -60,7 +60,8 @@ def create_app(test_config=None, async_mode="threading"):
                           notifier=scaled.wake if scaled else None)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
-    identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins)
+    identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
+                        hash_method=settings.PASSWORD_HASH)
     app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics)
 
     events.register(socketio, app)

@@ -21,9 +21,10 @@ _TOKEN_SALT = "papo-token"
 class Identity:
     """Registers users, checks passwords, issues and reads bearer tokens."""
 
-    def __init__(self, store, secret_key, token_ttl, throttle=None):
+    def __init__(self, store, secret_key, token_ttl, throttle=None, hash_method="scrypt"):
         self.store = store
         self.token_ttl = token_ttl
+        self.hash_method = hash_method
         self.throttle = throttle  # a chat.limits.LoginThrottle, or None for no limit on guessing
         self._tokens = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT)
 
@@ -32,7 +33,7 @@ class Identity:
         username, password = _credentials(username, password)
         if len(password) < MIN_PASSWORD:
             raise ChatError("invalid_payload", f"password must be at least {MIN_PASSWORD} characters")
-        password_hash = offload(generate_password_hash, password)
+        password_hash = offload(generate_password_hash, password, self.hash_method)
         if self.store.add_user(username, password_hash, int(time.time() * 1000)) is None:
             raise ChatError("conflict", f"the username {username} is taken")
         return username
@@ -47,7 +48,7 @@ class Identity:
         if self.throttle:
             self.throttle.attempt(username, address)
         found = self.store.find_user(username)
-        stored_hash = found.password_hash if found else _dummy_hash()
+        stored_hash = found.password_hash if found else _dummy_hash(self.hash_method)
         if not offload(check_password_hash, stored_hash, password) or not found:
             raise ChatError("unauthorized", "wrong username or password")
         if self.throttle:
@@ -69,9 +70,9 @@ class Identity:
 
 
 @functools.cache
-def _dummy_hash():
+def _dummy_hash(method):
     """A real hash to check unknown users against, so that both answers take as long."""
-    return generate_password_hash("papo-timing-equaliser")
+    return generate_password_hash("papo-timing-equaliser", method)
 
 
 def _credentials(username, password, refusal="invalid_payload"):

@@ -41,6 +41,7 @@ class Settings:
     SOCKET_TIMEOUT: int = 75
     SECURE_COOKIES: str = "auto"
     PROXY_COUNT: int = 0
+    PASSWORD_HASH: str = "scrypt"
     extra: dict = field(default_factory=dict)
 
 
@@ -95,6 +96,8 @@ def _number(name, raw, kind, low, high):
 
 
 def _check(settings):
+    if not settings.PASSWORD_HASH.startswith(("scrypt", "pbkdf2:")):
+        raise SettingError(f"PASSWORD_HASH must be a werkzeug scrypt or pbkdf2 method, got {settings.PASSWORD_HASH!r}")
     if settings.ASYNC_MODE not in ASYNC_MODES:
         raise SettingError(f"ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}, got {settings.ASYNC_MODE!r}")
     scheme = urlparse(settings.DATABASE_URL).scheme.split("+")[0]

@@ -48,7 +48,8 @@ class ServerProcess:
     env adds or overrides environment variables (a value of None removes one); nofile sets the
     process's soft limit of open files, as a fresh machine's shell would (often 1024). The rate limits
     default to generous test values so that throughput tests are not refused; pass RATE_BURST and
-    RATE_PER_SECOND in env to test the limiter itself.
+    RATE_PER_SECOND in env to test the limiter itself. Passwords are hashed with a cheap method so
+    that suites registering many users stay fast; the unit suites keep the default scrypt.
     """
 
     def __init__(self, mode, db_url, env=None, port=None, nofile=None):
@@ -92,6 +93,7 @@ class ServerProcess:
             env.pop(name, None)
         env.update(ASYNC_MODE=self.mode, DATABASE_URL=self.db_url, SECRET_KEY=TEST_SECRET,
                    RATE_BURST="100000", RATE_PER_SECOND="100000", PYTHONUNBUFFERED="1",
+                   PASSWORD_HASH="pbkdf2:sha256:1000",
                    PYTHONDONTWRITEBYTECODE="1")
         for name, value in self.extra_env.items():
             if value is None:

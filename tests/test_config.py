@@ -22,6 +22,7 @@ def test_defaults_put_the_database_and_a_generated_secret_under_instance(tmp_pat
     ({"RATE_BURST": "many"}, "RATE_BURST"),
     ({"RATE_PER_SECOND": "0"}, "RATE_PER_SECOND"),
     ({"CORS_ALLOWED_ORIGINS": "example.com"}, "CORS_ALLOWED_ORIGINS"),
+    ({"PASSWORD_HASH": "md5"}, "PASSWORD_HASH"),
 ])
 def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path, environ, words):
     with pytest.raises(config.SettingError) as caught:
