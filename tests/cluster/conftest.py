@@ -20,49 +20,59 @@ from .proxy import TcpProxy
 
 PROCESSES = 4
 PG_PORT = 5432
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
 NOTIFY_TOKEN = "cluster-notify-token"
 _names = itertools.count(1)
 
 
 def need_services():
-    need(listening(6379), "Redis is not listening on 127.0.0.1:6379")
     need(listening(PG_PORT), "PostgreSQL is not listening on 127.0.0.1:5432")
     need_program("nginx")
+    need_program("redis-server")
     need_program("redis-cli")
 
 
-def redis_up():
-    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
+class RedisServer:
+    """A Redis server of the suite's own on a free loopback port, so a restart disturbs nothing else."""
 
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
 
-def stop_redis():
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], capture_output=True, timeout=10)
+    def up(self):
+        ping = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"],
+                              capture_output=True, text=True)
+        return ping.stdout.strip() == "PONG"
 
+    def start(self, timeout=10.0):
+        """Start it (again, on the same port) and wait for PONG."""
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.up():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not start on port {self.port}")
+            time.sleep(0.05)
+        return self
 
-def start_redis(timeout=10.0):
-    """Start the machine's Redis again with the command it was started with; wait for PONG."""
-    if redis_up():
-        return
-    os.makedirs("/var/lib/redis", exist_ok=True)
-    os.makedirs("/var/log/redis", exist_ok=True)
-    subprocess.run(REDIS_START, check=True, capture_output=True, timeout=10)
-    deadline = time.monotonic() + timeout
-    while not redis_up():
-        if time.monotonic() > deadline:
-            raise RuntimeError("Redis did not come back")
-        time.sleep(0.05)
+    def stop(self):
+        """Stop it by PID, as a crash or a restart would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 class Cluster:
     """The processes, nginx in front of them, and the proxy in front of PostgreSQL."""
 
-    def __init__(self, servers, nginx, proxy, redis_url):
+    def __init__(self, servers, nginx, proxy, redis):
         self.servers = servers
         self.nginx = nginx
         self.proxy = proxy
-        self.redis_url = redis_url
+        self.redis = redis
+        self.redis_url = redis.url
 
     @property
     def url(self):
@@ -103,14 +113,12 @@ def database():
 
 @pytest.fixture(scope="session")
 def cluster(database):
-    """4 eventlet processes, REDIS_URL on a Redis database of their own, PostgreSQL through a proxy, nginx."""
+    """4 eventlet processes, a Redis of their own, PostgreSQL through a proxy, nginx in front."""
     need_services()
-    start_redis()
+    redis = RedisServer().start()
     proxy = TcpProxy(("127.0.0.1", PG_PORT))
-    redis_url = f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}"
-    _clear_redis(redis_url)
     db_url = f"postgresql://127.0.0.1:{proxy.port}/{database}"
-    env = {"REDIS_URL": redis_url, "NOTIFY_TOKEN": NOTIFY_TOKEN, "LOG_LEVEL": "WARNING"}
+    env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN, "LOG_LEVEL": "WARNING"}
     servers = [ServerProcess("eventlet", db_url, env=env) for _ in range(PROCESSES)]
     nginx = None
     try:
@@ -118,27 +126,14 @@ def cluster(database):
         with ThreadPoolExecutor(PROCESSES) as pool:
             list(pool.map(lambda s: s.start(), servers[1:]))
         nginx = Nginx(f"127.0.0.1:{free_port()}", [f"127.0.0.1:{s.port}" for s in servers]).start()
-        yield Cluster(servers, nginx, proxy, redis_url)
+        yield Cluster(servers, nginx, proxy, redis)
     finally:
         if nginx:
             nginx.close()
         for server in servers:
             server.close()
         proxy.close()
-        start_redis()
-        _clear_redis(redis_url)
-
-
-def _clear_redis(url):
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter("papo:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+        redis.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from tests.servers import login, post_message, read_messages, request
 
 from .conftest import NOTIFY_TOKEN
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
 
 def events(client, name):

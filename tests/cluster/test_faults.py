@@ -7,9 +7,8 @@ import pytest
 
 from tests.servers import health, request
 
-from .conftest import start_redis, stop_redis
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
 LEASE_SECONDS = 5.0  # chat.cluster.LEASE_SECONDS: a silent process's members are dropped after this
 _client_ids = itertools.count(1)
@@ -134,12 +133,12 @@ def test_redis_restarted_delivery_resumes_and_nothing_acked_is_lost(cluster, use
     assert receiver.wait_until(lambda c: c.seqs(room) == [1], 5)
 
     try:
-        stop_redis()
+        cluster.redis.stop()
         assert wait_for(lambda: health(cluster.servers[1].url) == 503, 10) is not None, "healthz stayed 200"
         during = [sender_client.send(room, f"during {i}") for i in range(5)]
         assert all(ack["ok"] for ack in during), during  # PostgreSQL is up: sends are stored and acked
     finally:
-        start_redis()
+        cluster.redis.start()
     restarted = time.monotonic()
     healthy = wait_for(lambda: all(health(s.url) == 200 for s in cluster.servers), 15)
     assert healthy is not None, [health(s.url) for s in cluster.servers]
