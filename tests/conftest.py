@@ -11,11 +11,20 @@ _names = itertools.count(1)
 
 
 @pytest.fixture
-def app(tmp_path):
+def settings():
+    """Settings the `app` fixture adds to the test defaults; a test module overrides it for its own."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path, settings):
     # Form posts need no CSRF token here; tests/test_security.py and the browser suite test it switched on.
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
-                      "TESTING": True, "WTF_CSRF_ENABLED": False})
+                      "TESTING": True, "WTF_CSRF_ENABLED": False, **settings})
     yield app
+    monitor = getattr(app.extensions["papo"].metrics, "monitor", None)
+    if monitor is not None:
+        monitor.stop()
     app.extensions["papo"].store.close()
 
 

@@ -6,21 +6,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from socketio import packet
 
-from chat import create_app
 from chat.metrics import MAX_SERIES, quantile
-from tests.conftest import TEST_SECRET, events
+from tests.conftest import events
 
 TOKEN = "notify-token-for-the-tests-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
-                      "NOTIFY_TOKEN": TOKEN, "ADMIN_USERS": "Boss, root", "TESTING": True})
-    yield app
-    app.extensions["papo"].metrics.monitor.stop()
-    app.extensions["papo"].store.close()
+def settings():
+    return {"NOTIFY_TOKEN": TOKEN, "ADMIN_USERS": "Boss, root"}
 
 
 @pytest.fixture

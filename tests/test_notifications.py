@@ -16,11 +16,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def app(tmp_path):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
-                      "NOTIFY_TOKEN": TOKEN, "TESTING": True})
-    yield app
-    app.extensions["papo"].store.close()
+def settings():
+    return {"NOTIFY_TOKEN": TOKEN}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.client import ChatClient
+from tests.integration.conftest import clients  # noqa: F401 (a fixture the cluster tests use)
 from tests.needs import listening, need, need_program
 from tests.servers import ServerProcess, free_port, health, register, request
 from tools.cluster import Nginx
@@ -150,25 +150,3 @@ def user(cluster):
 @pytest.fixture
 def room():
     return f"cl-{os.getpid()}-{next(_names)}"
-
-
-@pytest.fixture
-def clients():
-    """Open ChatClients (url, token, **options); all are disconnected at the end."""
-    opened = []
-
-    def make(url, token, **options):
-        client = ChatClient(url, token, **options)
-        opened.append(client)
-        return client.connect()
-
-    yield make
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(_close_quietly, opened))
-
-
-def _close_quietly(client):
-    try:
-        client.close()
-    except Exception:
-        pass

@@ -1,5 +1,6 @@
 """Fixtures: a real server process per async mode, users on it, and python-socketio clients."""
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -56,7 +57,7 @@ def room():
 
 @pytest.fixture
 def clients():
-    """Open ChatClients for (url, token, ...); every one is disconnected at the end."""
+    """Open ChatClients for (url, token, ...); every one is disconnected at the end, side by side."""
     opened = []
 
     def make(url, token, **options):
@@ -65,8 +66,12 @@ def clients():
         return client.connect()
 
     yield make
-    for client in opened:
-        try:
-            client.close()
-        except Exception:
-            pass
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(_close_quietly, opened))
+
+
+def _close_quietly(client):
+    try:
+        client.close()
+    except Exception:
+        pass
