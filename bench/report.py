@@ -32,6 +32,7 @@ GOALS = [  # key, label, comparison, target
     ("capacity", "Capacity (clients within 250 ms p95)", ">=", 1.0),
 ]
 GEN_MARK = "‡"
+DISTURBED = 1.0  # cores other processes took during an invocation: half this machine, the benchmark needs both
 MIN_CPU_S = 0.1  # server CPU in a window below this (10 clock ticks) is too coarse for a per-message figure
 LOAD_MARK = "⚠"
 
@@ -207,27 +208,49 @@ def kept_up(result):
 
 
 # ------------------------------------------------------------------------------ the figures
+def disturbed(run):
+    return (run.get("others_cpu_cores") or 0) >= DISTURBED
+
+
+def undisturbed(runs):
+    """The repeats that other processes left alone, if any; else all of them."""
+    calm = [r for r in runs if not disturbed(r)]
+    return calm or list(runs)
+
+
 def server_figures(res):
-    """Per server: the medians over repeats of each workload's figures (and the runs behind them)."""
+    """Per server and figure: (median over the undisturbed repeats, those runs, every repeat)."""
     out = {}
     for server in res.servers():
         f = {}
+
+        def put(key, runs, path):
+            used = undisturbed(runs)
+            f[key] = (median([get(r, path) for r in used]), used, runs)
+
         runs = res.select(section="server", server=server, workload="fanout")
-        f["fanout"] = (median([get(r, "result.deliveries_per_s") for r in runs]), runs)
+        put("fanout", runs, "result.deliveries_per_s")
         runs = res.select(section="server", server=server, workload="latency")
-        f["latency_p50"] = (median([get(r, "result.latency_ms.p50") for r in runs]), runs)
-        f["latency_p99"] = (median([get(r, "result.latency_ms.p99") for r in runs]), runs)
+        put("latency_p50", runs, "result.latency_ms.p50")
+        put("latency_p99", runs, "result.latency_ms.p99")
         runs = res.select(section="server", server=server, workload="persist")
-        f["persist"] = (median([get(r, "result.acked_per_s") for r in runs]), runs)
+        put("persist", runs, "result.acked_per_s")
         runs = res.select(section="server", server=server, workload="capacity")
-        f["capacity"] = (median([get(r, "result.capacity_clients") for r in runs]), runs)
+        put("capacity", runs, "result.capacity_clients")
         for size in res.idle_sizes():
             runs = res.select(section="server", server=server, workload="idle", clients=size)
             runs = [r for r in runs if get(r, "result.connected", 0) >= 0.99 * size]
-            f[f"mem_per_conn@{size}"] = (median([get(r, "result.server_rss_kb.per_connection_kb") for r in runs]), runs)
-            f[f"broadcast@{size}"] = (median([get(r, "result.reach_all_ms_median") for r in runs]), runs)
+            put(f"mem_per_conn@{size}", runs, "result.server_rss_kb.per_connection_kb")
+            put(f"broadcast@{size}", runs, "result.reach_all_ms_median")
         out[server] = f
     return out
+
+
+def runs_cell(entry):
+    used, every = entry[1], entry[2]
+    if not every:
+        return "–"
+    return f"{len(used)}/{len(every)}" + ("" if len(used) < len(every) or not any(map(disturbed, used)) else " ⚠")
 
 
 def goal_size(res, figs):
@@ -253,8 +276,8 @@ def goals(res, figs):
         row = {}
         for key, _label, op, target in GOALS:
             fkey = key if key not in ("mem_per_conn", "broadcast") else f"{key}@{size}"
-            papo, runs = f.get(fkey, (None, []))
-            base, ref_runs = ref.get(fkey, (None, []))
+            papo, runs = f.get(fkey, (None, [], []))[:2]
+            base, ref_runs = ref.get(fkey, (None, [], []))[:2]
             r = safe_ratio(papo, base)
             passed = None if r is None else (r >= target if op == ">=" else r <= target)
             row[key] = (r, papo, base, passed, runs + ref_runs)
@@ -532,7 +555,10 @@ def method(data):
         f"- **Noise**: the machine is shared. The *load* column gives the highest 1-minute load average at the "
         f"start or end of the invocations behind a figure / the CPU (in cores) other processes took meanwhile "
         f"(/proc/stat less the server's and the generator's own). {LOAD_MARK} marks a load average above {LOAD_WARN}; "
-        "the benchmark itself keeps the server and the generator busy, about 1 to 2 of that load.",
+        "the benchmark itself keeps the server and the generator busy, about 1 to 2 of that load. "
+        f"An invocation during which other processes took {DISTURBED:g} core or more (half of this machine, "
+        "which the benchmark needs whole) is *disturbed*: where a figure has undisturbed repeats, its median "
+        "uses only those (*runs*: used / measured; ⚠ there: every repeat was disturbed).",
         "- **Server CPU** is the server process's user+system time from /proc/PID/stat over the generator's "
         "measurement window; **memory** is its VmRSS from /proc/PID/status before connecting and while the "
         "connections are held.",
@@ -547,8 +573,10 @@ def goals_section(res, figs):
     if not table:
         return lines + ["No reference figures in this run: no ratios.", ""]
     modes = list(table)
-    lines += [f"Papo / reference, medians of {res.data.get('plan', {}).get('rounds')} round(s); "
-              f"memory and broadcast at {size:,} connections." if size else "", ""]
+    lines += [f"Papo / reference, each side the median of its undisturbed rounds out of "
+              f"{res.data.get('plan', {}).get('rounds')} (the *runs* columns below: used / measured; a run is "
+              f"disturbed when other processes took {DISTURBED:g} core or more meanwhile)"
+              + (f"; memory and broadcast at {size:,} connections." if size else "."), ""]
     lines += ["| goal | target | " + " | ".join(SERVER_NAMES[m] for m in modes) + " |",
               "|---|---|" + "---|" * len(modes)]
     for key, label, op, target in GOALS:
@@ -576,17 +604,19 @@ def server_section(res, figs):
     ref = figs.get("reference", {})
     lines = ["## (b) Server performance per ASYNC_MODE, (c) against the reference", ""]
 
-    def row(server, cells, runs, gen="generator"):
+    def row(server, cells, entry, gen="generator"):
+        runs = entry[1]
         return (f"| {SERVER_NAMES.get(server, server)} | " + " | ".join(cells)
-                + f" | {gen_text(runs, gen)} | {load_text(runs)} |")
+                + f" | {runs_cell(entry)} | {gen_text(runs, gen)} | {load_text(runs)} |")
 
     fo = res.data.get("plan", {}).get("fanout", {})
     lines += [f"### Fan-out: one room of {fo.get('clients')} clients, {fo.get('senders')} senders each keeping at most "
               f"{fo.get('inflight')} messages in flight, {fo.get('duration')} s", "",
-              "| server | deliveries/s | / reference | acked msg/s | delivered to all | server CPU | server µs per delivery | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| server | deliveries/s | / reference | acked msg/s | delivered to all | server CPU | server µs per delivery | runs | generator | load / others |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in servers:
-        runs = figs[s]["fanout"][1]
+        entry = figs[s]["fanout"]
+        runs = entry[1]
         if not runs:
             continue
         lines.append(row(s, [
@@ -596,16 +626,17 @@ def server_section(res, figs):
             fmt(median([get(r, "result.delivery_ratio_total") for r in runs]), 4),
             spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
             spread([get(r, "result.server_cpu_us_per_delivery") for r in runs]),
-        ], runs))
+        ], entry))
     la = res.data.get("plan", {}).get("latency", {})
     lines += ["", f"### Latency at fixed load: {la.get('clients')} clients in {la.get('rooms')} rooms, "
               f"{la.get('rate')} messages/s each ({la.get('clients', 0) * la.get('rate', 0):,} in, "
               f"{la.get('clients', 0) * la.get('rate', 0) * la.get('clients', 1) // max(1, la.get('rooms', 1)):,} "
               f"deliveries/s), {la.get('duration')} s, open loop", "",
-              "| server | p50 ms | p99 ms | p50 / ref | p99 / ref | delivered | ack p99 ms | server CPU | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| server | p50 ms | p99 ms | p50 / ref | p99 / ref | delivered | ack p99 ms | server CPU | runs | generator | load / others |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in servers:
-        runs = figs[s]["latency_p99"][1]
+        entry = figs[s]["latency_p99"]
+        runs = entry[1]
         if not runs:
             continue
         lines.append(row(s, [
@@ -616,14 +647,15 @@ def server_section(res, figs):
             fmt(median([get(r, "result.delivered_ratio") for r in runs]), 4),
             spread([get(r, "result.ack_ms.p99") for r in runs]),
             spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
-        ], runs))
+        ], entry))
     pe = res.data.get("plan", {}).get("persist", {})
     lines += ["", f"### Persistence: {pe.get('senders')} senders (distinct users, own rooms), one message in flight each, "
               f"{pe.get('duration')} s", "",
-              "| server | acked msg/s | / reference | ack p50 ms | ack p99 ms | server CPU | server µs per message | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| server | acked msg/s | / reference | ack p50 ms | ack p99 ms | server CPU | server µs per message | runs | generator | load / others |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for s in servers:
-        runs = figs[s]["persist"][1]
+        entry = figs[s]["persist"]
+        runs = entry[1]
         if not runs:
             continue
         lines.append(row(s, [
@@ -633,15 +665,16 @@ def server_section(res, figs):
             spread([get(r, "result.ack_ms.p99") for r in runs]),
             spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
             spread([get(r, "result.server_cpu_us_per_message") for r in runs]),
-        ], runs))
+        ], entry))
     lines += ["", "### Idle connections: one room, held, then single broadcasts", "",
               "Each size on a fresh server. Memory per connection = (VmRSS while held - VmRSS before) / connections; "
               "broadcast = the median over 3 broadcasts of the time until every connection has it.", "",
-              "| server | connections | connected | KB per connection | / reference | broadcast to all ms | / reference | connects/s | server µs per connect | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| server | connections | connected | KB per connection | / reference | broadcast to all ms | / reference | connects/s | server µs per connect | runs | generator | load / others |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in res.idle_sizes():
         for s in servers:
-            runs = res.select(section="server", server=s, workload="idle", clients=size)
+            entry = figs[s].get(f"mem_per_conn@{size}", (None, [], []))
+            runs = entry[1]
             if not runs:
                 continue
             lines.append(row(s, [
@@ -655,17 +688,18 @@ def server_section(res, figs):
                                       ref.get(f"broadcast@{size}", (None,))[0])),
                 spread([get(r, "result.connect_per_s") for r in runs]),
                 spread([get(r, "result.server_cpu_us_per_connect") for r in runs]),
-            ], runs))
+            ], entry))
     cap = res.data.get("plan", {}).get("capacity", {})
     lines += ["", "### Capacity (the websocket shootout's method)", "",
               f"Clients join one room {cap.get('step')} at a time; at each size {cap.get('samples')} broadcasts from "
               f"random clients, {cap.get('concurrent')} at once, each timed from the send until every client has it. "
               f"Capacity = the last size whose p95 stayed within {cap.get('limit-ms')} ms "
               f"(at most {cap.get('max-clients'):,} clients).", "",
-              "| server | capacity clients | / reference | p95 ms at the last size within | first size over | why it stopped | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| server | capacity clients | / reference | p95 ms at the last size within | first size over | why it stopped | runs | generator | load / others |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for s in servers:
-        runs = figs[s]["capacity"][1]
+        entry = figs[s]["capacity"]
+        runs = entry[1]
         if not runs:
             continue
         last_ok, over = [], []
@@ -680,7 +714,7 @@ def server_section(res, figs):
             ratio_text(safe_ratio(figs[s]["capacity"][0], ref.get("capacity", (None,))[0])),
             spread(last_ok), spread(over, 5),
             ", ".join(sorted({str(get(r, "result.stop_reason")) for r in runs})),
-        ], runs))
+        ], entry))
     lines += ["", "![idle connections](img/bench_idle.png)", "", "![capacity](img/bench_capacity.png)", ""]
     return lines
 
