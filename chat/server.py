@@ -31,7 +31,7 @@ def main(mode, argv=None):
     except OSError as error:
         print(f"papo: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 2
-    _allow_open_files(papo.settings.MAX_CONNECTIONS + 256)
+    _allow_open_files(papo.settings.MAX_CONNECTIONS)
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
     serve(app, listener, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
@@ -66,14 +66,16 @@ def _listener(make_socket, host, port):
     return sock
 
 
-def _allow_open_files(wanted):
-    """Raise the soft open-file limit toward `wanted` (up to the hard limit): each connection is a file."""
+def _allow_open_files(connections):
+    """Raise the soft open-file limit to fit `connections` and some to spare, up to the hard limit."""
+    wanted = connections + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < wanted:
-        log.warning("open files are capped at %d: fewer than MAX_CONNECTIONS connections will fit", target)
+    if target < connections:
+        log.warning("open files are capped at %d: fewer than MAX_CONNECTIONS (%d) connections will fit",
+                    target, connections)
 
 
 def stop_on_sigterm(app):
