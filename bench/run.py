@@ -68,14 +68,14 @@ FULL = {
     "budget": 555,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
-    "shares": {"transport": 92, "sweep": 45, "reference": [41, 30], "eventlet": [75, 43], "gevent": [42, 27],
-               "threading": 30},
+    "shares": {"transport": 82, "sweep": 50, "reference": [38, 28], "eventlet": [64, 40], "gevent": [43, 24],
+               "threading": 44},
     "rounds": 3,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": None,
     "transport": {"sizes": [10, 100, 1000], "rate": 0.5, "duration": 3, "warmup": 0.8,
-                  "sweep_clients": 100, "sweep_rates": [2, 5, 10, 20], "sweep_duration": 2},
+                  "sweep_clients": 100, "sweep_rates": [3, 10, 30], "sweep_duration": 2},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
     "persist": {"senders": 50, "duration": 3, "warmup": 0.5},
@@ -563,6 +563,8 @@ def headline(run):
         return f"p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms, delivered {r.get('delivered_ratio')}{kept}{g}"
     if w == "persist":
         return f"{r.get('acked_per_s', 0):,.0f} acked/s{g}"
+    if run.get("section") == "setup":
+        return f"{r.get('connected')} users registered, with their tokens and a connection each"
     if w == "idle":
         rss = r.get("server_rss_kb") or {}
         return (f"{r.get('connected')}/{r.get('clients')} connected at {r.get('connect_per_s')}/s, "
@@ -693,26 +695,30 @@ class Bench:
         self.phase("transport_sizes_s", t)
 
     def sweep(self, server):
+        """Raise the per-client rate step by step, every way at a step before the next step, so that a
+        short budget cuts the highest rates rather than the last ways; a way leaves at its first failure."""
         tp = self.plan["transport"]
         t = time.monotonic()
         clients = tp["sweep_clients"]
+        alive = []
         for name, way, extra in WAYS:
             base = [r for r in self.runner.runs if r["section"] == "transport" and r.get("way") == name
                     and r.get("clients") == clients]
-            if base and not kept_up(base[-1].get("result")):
-                continue  # fell behind at the base rate already
-            for rate in tp["sweep_rates"]:
+            if not base or kept_up(base[-1].get("result")):
+                alive.append((name, way, extra))  # fell behind at the base rate already: nothing to raise
+        for rate in tp["sweep_rates"]:
+            for name, way, extra in list(alive):
                 est = 2 + tp["sweep_duration"] + tp["warmup"]
                 if not self.budget.fits(est):
                     self.runner.skip(f"rate sweep {name} at {rate}/s per client", "time budget")
-                    break
+                    continue
                 run = self.runner.loadgen(server, "transport", [
                     "--way", way, "--clients", clients, "--rate", rate, "--duration", tp["sweep_duration"],
                     "--warmup", tp["warmup"], "--drain", drain(extra)] + extra, section="sweep",
                     label=f"{name} x{clients} @{rate}/s", max_seconds=60,
                     extra={"way": name, "clients": clients, "rate": rate})
                 if not kept_up(run.get("result")):
-                    break
+                    alive.remove((name, way, extra))
         self.phase("transport_sweep_s", t)
 
     # (b), (c) -------------------------------------------------------------------------------------
@@ -914,7 +920,7 @@ def compact(data):
     """The results without the bulk (CDF points, per-broadcast details): small enough to commit."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("cdf", "broadcasts")}
+            return {k: strip(v) for k, v in value.items() if k not in ("cdf", "broadcasts", "latency_arrivals_ms")}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
@@ -922,7 +928,11 @@ def compact(data):
 
 
 def write_baseline(data):
-    BASELINE.write_text(json.dumps(compact(data), indent=None, separators=(",", ":")) + "\n")
+    small = compact(data)
+    runs = small.pop("runs")
+    head = json.dumps(small, separators=(",", ":"))
+    body = ",\n".join(json.dumps(r, separators=(",", ":")) for r in runs)  # one invocation a line: readable diffs
+    BASELINE.write_text(head[:-1] + ',"runs":[\n' + body + "\n]}\n")
     log(f"kept these results as {BASELINE.relative_to(ROOT)} ({BASELINE.stat().st_size // 1024} KB)")
 
 
