@@ -317,12 +317,15 @@ def summarize(data):
         out[f"p50/{server}"] = (f"{name}: latency p50", f["latency_p50"][0], "ms", "lower")
         out[f"p99/{server}"] = (f"{name}: latency p99", f["latency_p99"][0], "ms", "lower")
         out[f"persist/{server}"] = (f"{name}: persistence", f["persist"][0], "acked/s", "higher")
-        out[f"capacity/{server}"] = (f"{name}: capacity", f["capacity"][0], "clients", "higher")
+        # capacity is comparable only under the same ceiling, memory and broadcast only at the same size
+        ceiling = get(data, "plan.capacity.max-clients")
+        out[f"capacity/{server}/{ceiling}"] = (f"{name}: capacity (at most {ceiling:,})" if ceiling else
+                                               f"{name}: capacity", f["capacity"][0], "clients", "higher")
         if size:
-            out[f"mem/{server}"] = (f"{name}: memory per connection at {size:,}",
-                                    f.get(f"mem_per_conn@{size}", (None,))[0], "KB", "lower")
-            out[f"bcast/{server}"] = (f"{name}: broadcast to {size:,}",
-                                      f.get(f"broadcast@{size}", (None,))[0], "ms", "lower")
+            out[f"mem/{server}/{size}"] = (f"{name}: memory per connection at {size:,}",
+                                           f.get(f"mem_per_conn@{size}", (None,))[0], "KB", "lower")
+            out[f"bcast/{server}/{size}"] = (f"{name}: broadcast to {size:,}",
+                                             f.get(f"broadcast@{size}", (None,))[0], "ms", "lower")
     sizes, _ = transport_figures(res)
     for (way, clients), run in sizes.items():
         out[f"tr-cpu/{way}/{clients}"] = (f"{way} x{clients}: server CPU per delivered message",
