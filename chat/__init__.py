@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, cluster, config, events, pages, security
+from . import api, cli, cluster, config, events, pages, security, websocket
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -52,6 +52,8 @@ def create_app(test_config=None, async_mode="threading"):
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT)
+    if async_mode == "eventlet":
+        websocket.install(socketio.server.eio)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
