@@ -53,7 +53,7 @@ def create_app(test_config=None, async_mode="threading"):
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT)
     if async_mode == "eventlet":
-        websocket.install(socketio.server.eio)
+        websocket.install(socketio.server.eio, settings.MAX_CONNECTIONS)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()

@@ -103,7 +103,46 @@ def _serve_eventlet(app, listener, max_connections, shut_down):
     eventlet.spawn(_wait_for_sigterm, shut_down)
     timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT  # a silent client lets go of its green thread
     eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=timeout,
-                         socket_timeout=timeout, debug=False)
+                         socket_timeout=timeout, debug=False, protocol=_detachable_protocol())
+
+
+def _detachable_protocol():
+    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.websocket).
+
+    The request's environ gets `papo.detach`: once called, the connection's green thread ends without
+    shutting the socket down, and the transport owns it.
+    """
+    import eventlet.wsgi
+
+    class DetachableProtocol(eventlet.wsgi.HttpProtocol):
+        detached = False
+
+        def get_environ(self):
+            environ = super().get_environ()
+            environ["papo.detach"] = self.detach
+            return environ
+
+        def detach(self):
+            self.detached = True
+            self.conn_state[1] = _Detached()  # what eventlet.wsgi.server closes when this green thread ends
+
+        def finish(self):
+            if not self.detached:
+                return super().finish()
+            self.rfile.close()
+            self.wfile.close()
+
+    return DetachableProtocol
+
+
+class _Detached:
+    """Stands in for a socket the WebSocket transport took over: eventlet's clean-up leaves it alone."""
+
+    def shutdown(self, *_):
+        pass
+
+    def close(self):
+        pass
 
 
 def _wait_for_sigterm(shut_down):

@@ -1,26 +1,31 @@
-"""Papo's WebSocket transport under eventlet: one green thread per connection, frames written straight out.
+"""Papo's WebSocket transport under eventlet: no green thread for a quiet connection, frames written in batches.
 
-Engine.IO's own transport gives every WebSocket a writer green thread fed through a queue, and every
-session a ping green thread; a broadcast then costs each recipient a queue hand-off, a switch and its
-own framing, and each connection three stacks. Here a packet is framed once (the recipients of a
-broadcast share the frame) and written by whoever sends it, without blocking: what the kernel does not
-take at once waits in the connection's outbox, which the hub writes out when the socket can take more.
-Pings are hub timers. The WSGI green thread of the connection reads and parses the client's frames,
-and Engine.IO's Socket keeps the session: its send, receive and close run as they are.
+Engine.IO's own transport holds three green threads per WebSocket (a reader deep in the WSGI stack,
+a writer fed through a queue, a ping timer) and costs every recipient of a broadcast a queue hand-off,
+a switch, its own framing and its own system call. Here, once the handshake is answered, the WSGI
+green thread lets go of the connection (chat.server's protocol keeps it open) and the hub reads it:
+complete messages are handed to a short-lived green thread, in order. A packet is framed once (the
+recipients of a broadcast share the frame); a connection's frames of one turn of the green threads
+go out in one send, and what the kernel does not take waits for the socket to be writable. Pings are
+hub timers. Engine.IO's Socket keeps the session: its send, receive and close run as they are.
 """
+import base64
+import collections
 import errno
+import hashlib
 import logging
 import socket
 import struct
 import time
 
 from engineio import packet as eio_packet
-from engineio.async_drivers.eventlet import WebSocketWSGI
 
 log = logging.getLogger(__name__)
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 OUTBOX_LIMIT = 8 << 20  # bytes a client may leave unread before it is cut off as too slow
+CLOSE_GRACE = 5.0  # seconds a closing connection is given to take its last frames and hang up
+ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ESHUTDOWN)
 
 
@@ -182,17 +187,94 @@ def _ignore(*_):
     pass
 
 
+class FrameParser:
+    """Turns a client's bytes into messages and control frames: unmasks, reassembles, checks sizes."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.buffer = bytearray()
+        self.parts = []
+        self.opcode = None
+        self.size = 0
+
+    def feed(self, data):
+        """Every complete (opcode, payload) in the bytes so far: TEXT as str, BINARY as bytes, control as bytes."""
+        self.buffer += data
+        out = []
+        while True:
+            parsed = self._frame()
+            if parsed is None:
+                return out
+            fin, opcode, payload = parsed
+            if opcode & 0x8:
+                out.append((opcode, payload))
+            else:
+                message = self._assemble(fin, opcode, payload)
+                if message is not None:
+                    out.append(message)
+
+    def _frame(self):
+        buf = self.buffer
+        if len(buf) < 2:
+            return None
+        fin, rsv, opcode = buf[0] & 0x80, buf[0] & 0x70, buf[0] & 0x0F
+        masked, length = buf[1] & 0x80, buf[1] & 0x7F
+        if rsv:
+            raise ProtocolError(1002, "no extension was negotiated")
+        if not masked:
+            raise ProtocolError(1002, "client frames must be masked")
+        offset = 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, offset = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, offset = int.from_bytes(buf[2:10], "big"), 10
+        if opcode & 0x8 and (length > 125 or not fin):
+            raise ProtocolError(1002, "bad control frame")
+        if length > self.max_bytes or self.size + length > self.max_bytes:
+            raise ProtocolError(1009, "message too big")
+        end = offset + 4 + length
+        if len(buf) < end:
+            return None
+        payload = unmask(bytes(buf[offset + 4:end]), bytes(buf[offset:offset + 4]))
+        del buf[:end]
+        return fin, opcode, payload
+
+    def _assemble(self, fin, opcode, payload):
+        if opcode in (TEXT, BINARY):
+            if self.opcode is not None:
+                raise ProtocolError(1002, "a new message began inside a fragmented one")
+            self.opcode = opcode
+        elif opcode != 0 or self.opcode is None:
+            raise ProtocolError(1002, f"unexpected opcode {opcode}")
+        self.parts.append(payload)
+        self.size += len(payload)
+        if not fin:
+            return None
+        opcode, data = self.opcode, b"".join(self.parts)
+        self.parts, self.opcode, self.size = [], None, 0
+        if opcode == BINARY:
+            return BINARY, data
+        try:
+            return TEXT, data.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(1007, "text that is not UTF-8") from None
+
+
 class OutboxQueue:
     """Stands in for an upgraded Engine.IO socket's packet queue: a packet put is a frame written."""
 
-    def __init__(self, outbox):
-        self.outbox = outbox
+    def __init__(self, connection):
+        self.connection = connection
 
     def put(self, pkt):
         if pkt is None:  # Engine.IO closing the session
-            self.outbox.finish(frame(b"", CLOSE))
+            self.connection.hang_up(frame(b"", CLOSE))
         else:
-            self.outbox.write(packet_frame(pkt))
+            self.connection.outbox.write(packet_frame(pkt))
 
     def get(self, *args, **kwargs):
         raise IndexError("an upgraded socket has no queue to poll")
@@ -207,162 +289,228 @@ class OutboxQueue:
         return True
 
 
-class FrameReader:
-    """Reads a client's messages from a green socket: reassembles fragments, answers pings, unmasks."""
+END = object()  # the inbox's last item: the client is gone
 
-    def __init__(self, conn, outbox, max_bytes):
-        self.conn = conn
-        self.outbox = outbox
-        self.max_bytes = max_bytes
-        self.buffer = bytearray()
 
-    def message(self):
-        """The next text (str) or binary (bytes) message; None once the client closes."""
-        parts, opcode, size = [], None, 0
-        while True:
-            fin, op, payload = self._frame()
-            if op == CLOSE:
-                self.outbox.finish(frame(payload[:2], CLOSE))
-                return None
-            if op == PING:
+class Connection:
+    """One WebSocket carrying one Engine.IO session; the hub reads it, a green thread runs its messages."""
+
+    open_count = 0
+
+    def __init__(self, session, conn, flusher, max_bytes):
+        self.session = session
+        self.conn = conn  # eventlet's GreenSocket: holds the OS socket open
+        self.sock = conn.fd
+        self.hub = flusher.hub
+        self.outbox = Outbox(self.sock, flusher)
+        self.parser = FrameParser(max_bytes)
+        self.inbox = collections.deque()
+        self.running = False
+        self.state = "probe" if session.connected else "open"  # probe, upgrade: the polling upgrade's steps
+        self.reader = None
+        self.closed = False
+        Connection.open_count += 1
+
+    def start(self):
+        """Hand the connection to the hub's reading."""
+        if self.state == "open":
+            self._take_over()
+        self.reader = self.hub.add(self.hub.READ, self.sock.fileno(), self._readable, self._obsolete, _ignore)
+
+    def hang_up(self, close_frame):
+        """End the connection from this side: the last frames, then the close, then TCP after a grace."""
+        self.outbox.finish(close_frame)
+        self.hub.schedule_call_global(CLOSE_GRACE, self.close)
+
+    def close(self):
+        """Release the socket; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        Connection.open_count -= 1
+        self.outbox.abandon()
+        if self.reader is not None:
+            self.hub.remove(self.reader)
+            self.reader = None
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+    def _readable(self, _fileno):
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._stop_reading()
+            self._queue(END)
+            return
+        try:
+            frames = self.parser.feed(data)
+        except ProtocolError as error:
+            self._stop_reading()
+            self.outbox.finish(frame(struct.pack("!H", error.code), CLOSE))
+            if error.code == 1009:  # a client pushing an oversized frame need not be read to its end
+                self._abort()
+            self._queue(END)
+            return
+        for opcode, payload in frames:
+            if opcode in (TEXT, BINARY):
+                self._queue(payload)
+            elif opcode == PING:
                 self.outbox.write(frame(payload, PONG))
-                continue
-            if op == PONG:
-                continue
-            if op in (TEXT, BINARY):
-                if opcode is not None:
-                    raise ProtocolError(1002, "a new message began inside a fragmented one")
-                opcode = op
-            elif op != 0 or opcode is None:
-                raise ProtocolError(1002, f"unexpected opcode {op}")
-            size += len(payload)
-            if size > self.max_bytes:
-                raise ProtocolError(1009, "message too big")
-            parts.append(payload)
-            if fin:
-                data = b"".join(parts) if len(parts) > 1 else parts[0]
-                if opcode == BINARY:
-                    return data
-                try:
-                    return data.decode()
-                except UnicodeDecodeError:
-                    raise ProtocolError(1007, "text that is not UTF-8") from None
+            elif opcode == CLOSE:
+                self._stop_reading()
+                self.outbox.finish(frame(payload[:2], CLOSE))
+                self._queue(END)
+                return
 
-    def _frame(self):
-        """(fin, opcode, payload) of the next frame; its size is checked before any of it is read."""
-        head = self._need(2)
-        fin, rsv, opcode = head[0] & 0x80, head[0] & 0x70, head[0] & 0x0F
-        masked, length = head[1] & 0x80, head[1] & 0x7F
-        if rsv:
-            raise ProtocolError(1002, "no extension was negotiated")
-        if not masked:
-            raise ProtocolError(1002, "client frames must be masked")
-        offset = 2
-        if length == 126:
-            length = int.from_bytes(self._need(4)[2:4], "big")
-            offset = 4
-        elif length == 127:
-            length = int.from_bytes(self._need(10)[2:10], "big")
-            offset = 10
-        if opcode & 0x8 and (length > 125 or not fin):
-            raise ProtocolError(1002, "bad control frame")
-        if length > self.max_bytes:
-            raise ProtocolError(1009, "message too big")
-        data = self._need(offset + 4 + length)
-        mask = bytes(data[offset:offset + 4])
-        payload = unmask(bytes(data[offset + 4:offset + 4 + length]), mask)
-        del self.buffer[:offset + 4 + length]
-        return fin, opcode, payload
+    def _queue(self, item):
+        self.inbox.append(item)
+        if not self.running:
+            self.running = True
+            _spawn(self._run)
 
-    def _need(self, n):
-        while len(self.buffer) < n:
-            chunk = self.conn.recv(max(65536, n - len(self.buffer)))
-            if not chunk:
-                raise ConnectionResetError("the client closed the connection")
-            self.buffer += chunk
-        return self.buffer
+    def _run(self):
+        """Handle the inbox in order, then let the green thread go."""
+        try:
+            while self.inbox:
+                item = self.inbox.popleft()
+                if item is END:
+                    self._end()
+                    return
+                if not self._handle(item):
+                    self._stop_reading()
+                    self.hang_up(frame(struct.pack("!H", 1002), CLOSE))
+                    self._end()
+                    return
+        finally:
+            self.running = False
+
+    def _handle(self, data):
+        """One message in the connection's state; False ends the connection."""
+        session = self.session
+        if self.state == "open":
+            if session.closed:
+                return True
+            try:
+                session.receive(eio_packet.Packet(encoded_packet=data))
+            except Exception as error:
+                log.info("closing a websocket after a bad packet: %s", error)
+                return False
+            return True
+        if self.state == "probe" and data == "2probe":
+            session.upgrading = True
+            self.outbox.write(frame(b"3probe", TEXT))
+            session.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the client's pending poll
+            self.state = "upgrade"
+            return True
+        session.upgrading = False
+        if self.state == "upgrade" and data == "5":
+            self._take_over()
+            return True
+        return False
+
+    def _take_over(self):
+        """Send what the session queued before, then let every later packet go straight out."""
+        session, queue = self.session, self.session.queue
+        session.connected = session.upgraded = True
+        session.upgrading = False
+        closing = False
+        while not queue.empty():
+            pkt = queue.get(block=False)
+            queue.task_done()
+            if pkt is None:
+                closing = True
+            elif pkt.packet_type != eio_packet.NOOP:
+                self.outbox.write(packet_frame(pkt))
+        session.queue = OutboxQueue(self)
+        self.state = "open"
+        if closing:
+            session.queue.put(None)
+
+    def _end(self):
+        """The client is gone or leaving: close the session, then the socket once the last frames are out."""
+        session = self.session
+        session.upgrading = False
+        session.close(wait=False, abort=True, reason=session.server.reason.TRANSPORT_CLOSE)
+        if self.outbox.finishing and not self.outbox.closed:
+            self.hub.schedule_call_global(CLOSE_GRACE, self.close)
+        else:
+            self.close()
+
+    def _stop_reading(self):
+        if self.reader is not None:
+            self.hub.remove(self.reader)
+            self.reader = None
+
+    def _obsolete(self, *_):
+        self.reader = None
+        self.close()
+
+    def _abort(self):
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
-class EventletWebSocket(WebSocketWSGI):
-    """Engine.IO's `websocket` driver under eventlet, serving one session on the connection's own green thread."""
+def _spawn(fn):
+    import eventlet
 
-    flusher = None  # one per process, made on first use: the hub must exist
+    eventlet.spawn_n(fn)
+
+
+class EventletWebSocket:
+    """Engine.IO's `websocket` driver under eventlet: answers the handshake and gives the connection to the hub."""
+
+    flusher = None  # one per process, made on first use: the hub must exist by then
+    max_connections = None
 
     def __init__(self, handler, server):
-        super().__init__(self._serve, server)
         self.session = handler.__self__  # the engineio Socket whose _websocket_handler this replaces
         self.eio = server
         if EventletWebSocket.flusher is None:
             EventletWebSocket.flusher = Flusher()
 
     def __call__(self, environ, start_response):
-        self.environ = environ
-        return super().__call__(environ, start_response)
+        import eventlet.wsgi
 
-    def _negotiate_permessage_deflate(self, extensions):
-        return None  # as socket.io's default: chat frames are small, and a compressor costs ~300 KB a client
-
-    def _serve(self, ws):
-        session, conn = self.session, ws.socket
-        conn.settimeout(self.eio.ping_interval + self.eio.ping_timeout)
-        ws.websocket_closed = True  # the close frames are ours to send, through the outbox
-        _release_http_buffers(self.environ)
-        outbox = Outbox(conn.fd, self.flusher)
-        reader = FrameReader(conn, outbox, int(self.eio.max_http_buffer_size))
-        try:
-            if session.connected and not self._upgrade(session, reader, outbox):
-                return
-            session.connected = session.upgraded = True
-            _take_over(session, outbox)
-            self._read(session, reader)
-        except ProtocolError as error:
-            outbox.finish(frame(struct.pack("!H", error.code), CLOSE))
-            if error.code == 1009:
-                _abort(conn)
-        except OSError:
-            pass
-        finally:
-            session.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_CLOSE)
-            outbox.abandon()
-
-    def _upgrade(self, session, reader, outbox):
-        """The polling-to-WebSocket upgrade: answer the probe, end the pending poll, await the upgrade."""
-        session.upgrading = True
-        try:
-            if reader.message() != "2probe":
-                return False
-            outbox.write(frame(b"3probe", TEXT))
-            session.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the client's pending poll
-            return reader.message() == "5"
-        finally:
-            session.upgrading = False
-
-    def _read(self, session, reader):
-        while True:
-            data = reader.message()
-            if data is None or session.closed:
-                return
-            try:
-                session.receive(eio_packet.Packet(encoded_packet=data))
-            except Exception as error:  # an unparseable packet ends this session, not the server
-                log.info("closing a websocket after a bad packet: %s", error)
-                return
+        detach = environ.get("papo.detach")
+        if detach is None:
+            raise RuntimeError("Papo's eventlet WebSockets need Papo's own server: python app.py")
+        refusal = _refusal(environ)
+        if refusal is None and self.max_connections and Connection.open_count >= self.max_connections:
+            refusal = "503 Service Unavailable", [], b"the server holds as many connections as it may"
+        if refusal is not None:
+            status, headers, body = refusal
+            start_response(status, [("Connection", "close"), ("Content-Type", "text/plain")] + headers)
+            return [body]
+        conn = environ["eventlet.input"].get_socket()
+        key = environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode()
+        accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        detach()
+        Connection(self.session, conn, self.flusher, int(self.eio.max_http_buffer_size)).start()
+        eventlet.wsgi.WSGI_LOCAL.already_handled = True
+        return []
 
 
-def _take_over(session, outbox):
-    """Send what the session queued before the upgrade, then let every later packet go straight out."""
-    queue = session.queue
-    closing = False
-    while not queue.empty():
-        pkt = queue.get(block=False)
-        queue.task_done()
-        if pkt is None:
-            closing = True
-        elif pkt.packet_type != eio_packet.NOOP:
-            outbox.write(packet_frame(pkt))
-    session.queue = OutboxQueue(outbox)
-    if closing:
-        session.queue.put(None)
+def _refusal(environ):
+    """(status, headers, body) when the request is not a WebSocket handshake Papo answers, else None."""
+    tokens = {token.strip().lower() for token in environ.get("HTTP_CONNECTION", "").split(",")}
+    if "upgrade" not in tokens or environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return "400 Bad Request", [], b"not a WebSocket upgrade"
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") not in ("8", "13"):
+        return "426 Upgrade Required", [("Sec-WebSocket-Version", "13")], b"WebSocket version 13 only"
+    if not environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip():
+        return "400 Bad Request", [], b"Sec-WebSocket-Key is missing"
+    return None
 
 
 def fit_session(session):
@@ -388,11 +536,12 @@ def fit_session(session):
     session.schedule_ping = schedule_ping
 
 
-def install(engineio_server):
+def install(engineio_server, max_connections=None):
     """Serve Engine.IO's WebSockets with this module, and ping every session from a hub timer."""
     drivers = dict(engineio_server._async)
     drivers["websocket"] = EventletWebSocket
     engineio_server._async = drivers
+    EventletWebSocket.max_connections = max_connections
     on_open = engineio_server.handlers["connect"]
 
     def connect(sid, environ):
@@ -402,23 +551,3 @@ def install(engineio_server):
         return on_open(sid, environ)
 
     engineio_server.handlers["connect"] = connect
-
-
-def _release_http_buffers(environ):
-    """Close the HTTP request's read buffer, which a WebSocket never uses again."""
-    stream = environ.get("eventlet.input")
-    rfile = getattr(stream, "rfile", None)
-    if rfile is not None:
-        try:
-            rfile.close()
-        except OSError:
-            pass
-
-
-def _abort(conn):
-    """Reset the connection: a client pushing an oversized frame need not be read to its end."""
-    try:
-        conn.fd.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.fd.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
