@@ -1,16 +1,39 @@
+import os
 import threading
+import uuid
 
 import pytest
 
 from chat.store import Store
+from tests.needs import listening, need
+
+PG_PORT = 5432
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/store.db")
-    store.migrate()
-    yield store
-    store.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """Every store test on both databases: the message path speaks each one's SQL directly."""
+    if request.param == "sqlite":
+        store = Store(f"sqlite:///{tmp_path}/store.db")
+        store.migrate()
+        yield store
+        store.close()
+        return
+    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
+    import psycopg
+
+    name = f"papo_store_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = f"postgresql://127.0.0.1:{PG_PORT}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    store = Store(f"postgresql://127.0.0.1:{PG_PORT}/{name}")
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_seq_starts_at_one_per_room_and_grows_by_one(store):
