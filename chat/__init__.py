@@ -51,7 +51,8 @@ def create_app(test_config=None, async_mode="threading"):
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
-                        ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT)
+                        ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
+                        async_handlers=async_mode != "eventlet", serializer=events.JsonPacket)
     if async_mode == "eventlet":
         websocket.install(socketio.server.eio, settings.MAX_CONNECTIONS)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)

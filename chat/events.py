@@ -8,11 +8,18 @@ import functools
 import logging
 
 from socketio.exceptions import ConnectionRefusedError
+from socketio.packet import Packet
 
 from .auth import socket_user
 from .errors import ChatError
 
 log = logging.getLogger(__name__)
+
+
+class JsonPacket(Packet):
+    """Papo's Socket.IO packets: JSON only, so python-socketio need not search each payload for bytes."""
+
+    uses_binary_events = False
 
 
 def register(socketio, app):

@@ -551,3 +551,23 @@ def install(engineio_server, max_connections=None):
         return on_open(sid, environ)
 
     engineio_server.handlers["connect"] = connect
+    engineio_server.send_packet = _direct_send(engineio_server)
+
+
+def _direct_send(server):
+    """Engine.IO's send_packet, writing straight into an upgraded connection's outbox.
+
+    Engine.IO's own checks the ping timeout and logs on every send; its service task checks
+    timeouts anyway, and a broadcast would pay both once per recipient.
+    """
+    queued_send = server.send_packet
+
+    def send_packet(sid, pkt):
+        session = server.sockets.get(sid)
+        queue = getattr(session, "queue", None)
+        if type(queue) is OutboxQueue and not session.closed:
+            queue.connection.outbox.write(packet_frame(pkt))
+        else:
+            queued_send(sid, pkt)
+
+    return send_packet
