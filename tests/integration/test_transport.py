@@ -6,8 +6,9 @@ import time
 import pytest
 import websocket
 
-from tests.servers import health
+from tests.servers import health, register
 
+from .conftest import start_server
 from .raw import HUGE_FRAME, hold_connections, open_socketio, recv_ack, send_frame_header, wait_closed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -79,3 +80,27 @@ def test_more_than_1024_connections_are_served_at_once(server):
     if server.mode == "threading":
         pytest.skip("a thread per connection under the development server; the cap is a production promise")
     hold_connections(server, MANY)
+
+
+def test_websockets_past_max_connections_are_refused_until_one_closes(tmp_path_factory):
+    """Under eventlet the transport holds WebSockets without the WSGI pool, so it counts them itself."""
+    server = start_server("eventlet", tmp_path_factory, MAX_CONNECTIONS="3")
+    try:
+        token = register(server.url, "capped")
+        held = [open_socketio(server, token) for _ in range(3)]
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            open_socketio(server, token)
+        assert refused.value.status_code == 503
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                held.append(open_socketio(server, token))
+                break
+            except websocket.WebSocketBadStatusException:
+                assert time.monotonic() < deadline, "a closed WebSocket never gave its place back"
+                time.sleep(0.1)
+        for ws in held:
+            ws.close()
+    finally:
+        server.close()
