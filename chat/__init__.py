@@ -26,7 +26,7 @@ class SocketIOBroadcaster:
         self.socketio = socketio
 
     def emit(self, event, data, to, skip=None):
-        self.socketio.emit(event, data, to=to, skip_sid=skip or None)
+        self.socketio.server.emit(event, data, to=to, skip_sid=skip or None, namespace="/")
 
     def enter(self, sid, channel):
         self.socketio.server.enter_room(sid, channel, namespace="/")

@@ -1,10 +1,10 @@
 """Token buckets: how often one key (a user, a connection, an address) may act; the abuse guard."""
 import contextlib
 import math
-import threading
 import time
 
 from .errors import ChatError
+from .runtime import short_lock
 
 
 class RateLimiter:
@@ -15,7 +15,7 @@ class RateLimiter:
         self.rate = rate
         self.clock = clock
         self._buckets = {}  # {key: (tokens, last refill time)}
-        self._lock = threading.Lock()
+        self._lock = short_lock()
 
     def take(self, key):
         """Spend one token; 0 when allowed, else the seconds until one is available."""
@@ -67,7 +67,7 @@ class Guard:
         self._connections = {}
         self._sockets = {}
         self._polls = {}
-        self._lock = threading.Lock()
+        self._lock = short_lock()
 
     def spend(self, connection=None, user=None):
         """Spend a request token of the connection and of the user; rate_limited with retry_after when out."""

@@ -3,6 +3,7 @@
 app.py monkey-patches for the mode before it imports this module.
 """
 import argparse
+import gc
 import logging
 import os
 import resource
@@ -32,6 +33,7 @@ def main(mode, argv=None):
         print(f"papo: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
         return 2
     _allow_open_files(papo.settings.MAX_CONNECTIONS)
+    _freeze_startup_objects()
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
     serve(app, listener, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
@@ -76,6 +78,16 @@ def _allow_open_files(connections):
     if target < connections:
         log.warning("open files are capped at %d: fewer than MAX_CONNECTIONS (%d) connections will fit",
                     target, connections)
+
+
+def _freeze_startup_objects():
+    """Keep the garbage collector's full passes off what start-up built and never frees.
+
+    Modules, the app and the database schema are most of the objects of a fresh process; a full
+    collection walked them all, a 36 ms stall of every connection at 2,000 messages a second.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def stop_on_sigterm(app):

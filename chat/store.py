@@ -10,6 +10,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer,
                         text, update)
 from sqlalchemy.exc import IntegrityError
 
+from .runtime import short_lock
+
 metadata = MetaData()
 
 users = Table(
@@ -93,11 +95,11 @@ class Store:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._placeholder = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._room_ids = {}
-        self._room_ids_lock = threading.Lock()
+        self._room_ids_lock = short_lock()
         self._public_rooms = set()  # names of rooms known to be public
         self._room_members = set()  # {(room, username key)} known to be members of a private room
         self._queue = []  # [_Slot] waiting for the next group commit, oldest first
-        self._queue_lock = threading.Lock()
+        self._queue_lock = short_lock()
         self._committing = False
 
     def migrate(self):
@@ -151,6 +153,8 @@ class Store:
             self._queue.append(slot)
             leading = not self._committing
             self._committing = True
+            if not leading:
+                slot.wake = threading.Event()
         if not leading:
             slot.wake.wait()
         if not slot.finished:
@@ -461,14 +465,15 @@ class _Slot:
 
     def __init__(self, item):
         self.item = item
-        self.wake = threading.Event()
+        self.wake = None  # an Event for a follower, which waits for the leader; the leader never does
         self.finished = False
         self.result = None
 
     def finish(self, result):
         self.result = result
         self.finished = True
-        self.wake.set()
+        if self.wake is not None:
+            self.wake.set()
 
     def outcome(self):
         if isinstance(self.result, Exception):

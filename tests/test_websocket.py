@@ -11,9 +11,8 @@ from chat.websocket import BINARY, CLOSE, PING, TEXT, FrameParser, ProtocolError
 MAX = 1000
 
 
-def client_frame(payload, opcode=TEXT, fin=True, mask=None, rsv=0):
+def client_frame(payload, opcode=TEXT, fin=True, mask=b"\x37\xfa\x21\x3d", rsv=0):
     """A frame as a client must send it: masked."""
-    mask = os.urandom(4) if mask is None else mask
     n = len(payload)
     first = (0x80 if fin else 0) | rsv | opcode
     if n < 126:
@@ -60,7 +59,8 @@ def test_fragments_are_reassembled_and_a_ping_between_them_passes_through():
     (client_frame(b"a", fin=False) + client_frame(b"b"), 1002),  # new message inside a fragmented one
     (client_frame(b"\xff\xfe"), 1007),                           # text that is not UTF-8
     (client_frame(b"x", opcode=0x3), 1002),                      # reserved opcode
-])
+], ids=["too-big", "too-big-in-fragments", "unmasked", "rsv1", "long-control", "fragmented-control",
+        "orphan-continuation", "interleaved", "bad-utf8", "reserved-opcode"])
 def test_a_broken_frame_is_a_protocol_error_with_its_close_code(data, code):
     with pytest.raises(ProtocolError) as refused:
         FrameParser(MAX).feed(data)
@@ -93,7 +93,7 @@ def test_any_bytes_give_messages_or_a_protocol_error_never_a_crash(data, step):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(max_size=300), min_size=1, max_size=8), st.integers(min_value=1, max_value=97))
 def test_any_text_messages_survive_framing_and_any_split(texts, step):
-    data = b"".join(client_frame(text.encode()) for text in texts)
+    data = b"".join(client_frame(text.encode(), mask=os.urandom(4)) for text in texts)
     parser = FrameParser(10_000)
     got = []
     for i in range(0, len(data), step):
