@@ -280,8 +280,8 @@ def goals(res, figs):
             base, ref_runs = ref.get(fkey, (None, [], []))[:2]
             at = None
             if papo is None and key in ("mem_per_conn", "broadcast") and size:
-                # a mode that cannot hold the size (gevent: two descriptors per WebSocket) is compared at
-                # its largest size within 10% below it
+                # a mode that could not hold the size (open files) is compared at its largest size
+                # within 10% below it
                 near = [s for s in res.idle_sizes() if 0.9 * size <= s < size
                         and f.get(f"{key}@{s}", (None,))[0] is not None]
                 if near:

@@ -86,8 +86,6 @@ FULL = {
     "idle_repeat": [10000],
     "threading_idle": [1000],
     "threading_capacity_max": 1500,
-    # optional at the end if time is left: gevent at the largest idle size its fds allow
-    "extra_gevent_idle": True,
 }
 QUICK = {
     "name": "quick",
@@ -109,7 +107,6 @@ QUICK = {
     "idle_repeat": [],
     "threading_idle": [],
     "threading_capacity_max": 0,
-    "extra_gevent_idle": False,
 }
 WAYS = [  # (name in the report, loadgen --way, extra arguments)
     ("ws", "ws", []),
@@ -760,18 +757,14 @@ class Bench:
 
     def idle_sizes(self, kind, round_no):
         sizes = self.plan["idle_first"] if round_no == 1 else self.plan["idle_repeat"]
-        if kind == "gevent":
-            # gevent holds two descriptors per WebSocket (simple-websocket dups the socket): a size
-            # whose descriptors pass the open-files limit would measure the limit
-            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            fits = [n for n in sizes if 2 * n + 200 <= limit]
-            for n in sizes:
-                if n not in fits and round_no == 1:
-                    self.runner.notes.append(
-                        f"gevent idle at {n}: not run, {2 * n} descriptors (two per WebSocket) pass the "
-                        f"open-files limit of {limit}")
-            sizes = fits
-        return sizes
+        # one descriptor per WebSocket: a size past the open-files limit would measure the limit
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        fits = [n for n in sizes if n + 200 <= limit]
+        for n in sizes:
+            if n not in fits and round_no == 1:
+                self.runner.notes.append(f"{kind} idle at {n}: not run, {n} descriptors pass the open-files "
+                                         f"limit of {limit}")
+        return fits
 
     def rounds(self):
         p = self.plan
@@ -820,23 +813,6 @@ class Bench:
         finally:
             server.stop()
         self.phase("threading_s", t)
-
-    def extras(self):
-        if not self.plan["extra_gevent_idle"] or "gevent" not in self.plan["servers"]:
-            return
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        largest = max(self.plan["idle_first"])
-        n = min(largest, (limit - 400) // 2 // 500 * 500)
-        if n <= max(self.idle_sizes("gevent", 2) or [0]) or n < 1000:
-            return
-        est = est_idle(self.runner, "gevent", n) * 1.3
-        if not self.budget.fits(est):
-            self.runner.skip(f"gevent idle {n} (largest its descriptors allow)", "time budget")
-            return
-        t = time.monotonic()
-        self.idle("gevent", [n], 1)
-        self.phase("gevent_s", t)
-
 
 # ------------------------------------------------------------------------------ main
 def npm_check():
@@ -890,7 +866,6 @@ def run_bench(args):
             budget.enter("threading")
             bench.threading_once()
             budget.leave()
-        bench.extras()  # optional: only with time left
         runner.phases["total_measuring_s"] = round(time.monotonic() - t, 1)
     except ServerError as error:
         failed = str(error)

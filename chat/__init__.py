@@ -52,9 +52,9 @@ def create_app(test_config=None, async_mode="threading"):
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
-                        async_handlers=async_mode != "eventlet", serializer=events.JsonPacket)
-    if async_mode == "eventlet":
-        websocket.install(socketio.server.eio, settings.MAX_CONNECTIONS)
+                        async_handlers=async_mode == "threading", serializer=events.JsonPacket)
+    if async_mode != "threading":  # chat.websocket runs a connection's events on a green thread of their own
+        websocket.install(socketio.server.eio, async_mode, settings.MAX_CONNECTIONS)
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()

@@ -55,7 +55,7 @@ def _patched(name):
 
 
 def harden_websockets(engineio_server, max_bytes):
-    """Fix simple-websocket's edges where it serves WebSockets (threading, gevent).
+    """Fix simple-websocket's edges where it serves WebSockets (the threading development server).
 
     An oversized frame is refused as it arrives instead of being buffered whole; a reader
     never sleeps through its own connection's close; and the TCP connection ends with the

@@ -132,6 +132,7 @@ def _detachable_protocol():
         def get_environ(self):
             environ = super().get_environ()
             environ["papo.detach"] = self.detach
+            environ["papo.socket"] = self.connection
             return environ
 
         def detach(self):
@@ -179,11 +180,33 @@ def _serve_gevent(app, listener, max_connections, shut_down):
     timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT
 
     class Handler(WSGIHandler):
-        """Reads time out, so that a silent client lets go of its greenlet."""
+        """Reads time out, so that a silent client lets go of its greenlet; the WebSocket transport may keep one.
+
+        The request's environ gets `papo.socket` and `papo.detach` (chat.websocket): once detached, the
+        connection's greenlet ends without closing the socket, and the transport owns it.
+        """
+
+        detached = False
 
         def __init__(self, sock, address, server, rfile=None):
             sock.settimeout(timeout)
             super().__init__(sock, address, server, rfile)
+
+        def get_environ(self):
+            environ = super().get_environ()
+            environ["papo.detach"] = self.detach
+            environ["papo.socket"] = self.socket
+            return environ
+
+        def detach(self):
+            self.detached = self.close_connection = True
+
+        def handle_one_request(self):
+            result = super().handle_one_request()
+            if self.detached:
+                self.socket = None  # what handle() would close on its way out
+                return None
+            return result
 
     server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None, handler_class=Handler)
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(shut_down))

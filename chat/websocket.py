@@ -1,9 +1,10 @@
-"""Papo's WebSocket transport under eventlet: no green thread for a quiet connection, frames written in batches.
+"""Papo's WebSocket transport under eventlet and gevent: no green thread for a quiet connection, frames in batches.
 
 Engine.IO's own transport holds three green threads per WebSocket (a reader deep in the WSGI stack,
-a writer fed through a queue, a ping timer) and costs every recipient of a broadcast a queue hand-off,
-a switch, its own framing and its own system call. Here, once the handshake is answered, the WSGI
-green thread lets go of the connection (chat.server's protocol keeps it open) and the hub reads it:
+a writer fed through a queue, a ping timer; under gevent simple-websocket's threads and a second
+descriptor instead) and costs every recipient of a broadcast a queue hand-off, a switch, its own
+framing and its own system call. Here, once the handshake is answered, the WSGI green thread lets go
+of the connection (chat.server's protocols keep it open) and the hub reads it:
 complete messages are handed to a short-lived green thread, in order. A packet is framed once (the
 recipients of a broadcast share the frame); a connection's frames of one turn of the green threads
 go out in one send, and what the kernel does not take waits for the socket to be writable. Pings are
@@ -76,7 +77,7 @@ class Outbox:
     """
 
     def __init__(self, sock, flusher, limit=OUTBOX_LIMIT):
-        self.sock = sock  # the OS socket under eventlet's GreenSocket, non-blocking
+        self.sock = sock  # the OS socket under the green one, non-blocking
         self.flusher = flusher
         self.pending = []
         self.pending_bytes = 0
@@ -113,7 +114,7 @@ class Outbox:
         self.pending_bytes = 0
         self._unlisten()
 
-    def flush(self, _fileno=None):
+    def flush(self):
         """Send what the socket takes; wait for the hub to find it writable if anything is left."""
         self.queued = False
         if self.closed or not self.pending:
@@ -130,8 +131,7 @@ class Outbox:
         if sent < len(data):
             self.pending = [memoryview(data)[sent:]]
             if self.listener is None:
-                hub = self.flusher.hub
-                self.listener = hub.add(hub.WRITE, self.sock.fileno(), self.flush, self._obsolete, _ignore)
+                self.listener = self.flusher.loop.watch(self.sock.fileno(), True, self.flush, self._obsolete)
             return
         self.pending = []
         self._unlisten()
@@ -150,7 +150,7 @@ class Outbox:
 
     def _unlisten(self):
         if self.listener is not None:
-            self.flusher.hub.remove(self.listener)
+            self.flusher.loop.unwatch(self.listener)
             self.listener = None
 
     def _shut(self, how):
@@ -161,17 +161,15 @@ class Outbox:
 
 
 class Flusher:
-    """Sends every outbox written during a turn of the green threads, from one hub timer."""
+    """Sends every outbox written during a turn of the green threads, from one callback of the hub."""
 
-    def __init__(self):
-        from eventlet.hubs import get_hub
-
-        self.hub = get_hub()
+    def __init__(self, loop):
+        self.loop = loop
         self.outboxes = []
 
     def add(self, outbox):
         if not self.outboxes:
-            self.hub.schedule_call_global(0, self.flush)
+            self.loop.soon(self.flush)
         self.outboxes.append(outbox)
 
     def flush(self):
@@ -299,9 +297,9 @@ class Connection:
 
     def __init__(self, session, conn, flusher, max_bytes):
         self.session = session
-        self.conn = conn  # eventlet's GreenSocket: holds the OS socket open
-        self.sock = conn.fd
-        self.hub = flusher.hub
+        self.conn = conn  # the green socket: holds the OS socket open
+        self.loop = loop = flusher.loop
+        self.sock = loop.os_socket(conn)
         self.outbox = Outbox(self.sock, flusher)
         self.parser = FrameParser(max_bytes)
         self.inbox = collections.deque()
@@ -315,12 +313,12 @@ class Connection:
         """Hand the connection to the hub's reading."""
         if self.state == "open":
             self._take_over()
-        self.reader = self.hub.add(self.hub.READ, self.sock.fileno(), self._readable, self._obsolete, _ignore)
+        self.reader = self.loop.watch(self.sock.fileno(), False, self._readable, self._obsolete)
 
     def hang_up(self, close_frame):
         """End the connection from this side: the last frames, then the close, then TCP after a grace."""
         self.outbox.finish(close_frame)
-        self.hub.schedule_call_global(CLOSE_GRACE, self.close)
+        self.grace = self.loop.later(CLOSE_GRACE, self.close)
 
     def close(self):
         """Release the socket; safe to call twice."""
@@ -330,14 +328,14 @@ class Connection:
         Connection.open_count -= 1
         self.outbox.abandon()
         if self.reader is not None:
-            self.hub.remove(self.reader)
+            self.loop.unwatch(self.reader)
             self.reader = None
         try:
             self.conn.close()
         except OSError:
             pass
 
-    def _readable(self, _fileno):
+    def _readable(self):
         try:
             data = self.sock.recv(65536)
         except BlockingIOError:
@@ -372,7 +370,7 @@ class Connection:
         self.inbox.append(item)
         if not self.running:
             self.running = True
-            _spawn(self._run)
+            self.loop.spawn(self._run)
 
     def _run(self):
         """Handle the inbox in order, then let the green thread go."""
@@ -438,13 +436,13 @@ class Connection:
         session.upgrading = False
         session.close(wait=False, abort=True, reason=session.server.reason.TRANSPORT_CLOSE)
         if self.outbox.finishing and not self.outbox.closed:
-            self.hub.schedule_call_global(CLOSE_GRACE, self.close)
+            self.grace = self.loop.later(CLOSE_GRACE, self.close)
         else:
             self.close()
 
     def _stop_reading(self):
         if self.reader is not None:
-            self.hub.remove(self.reader)
+            self.loop.unwatch(self.reader)
             self.reader = None
 
     def _obsolete(self, *_):
@@ -459,30 +457,19 @@ class Connection:
             pass
 
 
-def _spawn(fn):
-    import eventlet
+class WebSocketDriver:
+    """Engine.IO's `websocket` driver: answers the handshake and gives the connection to the hub."""
 
-    eventlet.spawn_n(fn)
-
-
-class EventletWebSocket:
-    """Engine.IO's `websocket` driver under eventlet: answers the handshake and gives the connection to the hub."""
-
-    flusher = None  # one per process, made on first use: the hub must exist by then
-    max_connections = None
+    loop = flusher = max_connections = None  # set by install() on a subclass of its own
 
     def __init__(self, handler, server):
         self.session = handler.__self__  # the engineio Socket whose _websocket_handler this replaces
         self.eio = server
-        if EventletWebSocket.flusher is None:
-            EventletWebSocket.flusher = Flusher()
 
     def __call__(self, environ, start_response):
-        import eventlet.wsgi
-
         detach = environ.get("papo.detach")
         if detach is None:
-            raise RuntimeError("Papo's eventlet WebSockets need Papo's own server: python app.py")
+            raise RuntimeError("Papo's WebSockets need Papo's own server: python app.py")
         refusal = _refusal(environ)
         if refusal is None and self.max_connections and Connection.open_count >= self.max_connections:
             refusal = "503 Service Unavailable", [], b"the server holds as many connections as it may"
@@ -490,14 +477,14 @@ class EventletWebSocket:
             status, headers, body = refusal
             start_response(status, [("Connection", "close"), ("Content-Type", "text/plain")] + headers)
             return [body]
-        conn = environ["eventlet.input"].get_socket()
+        conn = environ["papo.socket"]
         key = environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode()
         accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
         conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         detach()
         Connection(self.session, conn, self.flusher, int(self.eio.max_http_buffer_size)).start()
-        eventlet.wsgi.WSGI_LOCAL.already_handled = True
+        self.loop.responded()
         return []
 
 
@@ -513,10 +500,8 @@ def _refusal(environ):
     return None
 
 
-def fit_session(session):
+def fit_session(session, loop):
     """Give a new Engine.IO session a ping timer on the hub instead of a green thread per ping."""
-    from eventlet.hubs import get_hub
-
     server = session.server
 
     def ping():
@@ -531,23 +516,25 @@ def fit_session(session):
     def schedule_ping():
         if session.last_ping:
             session.last_ping = None
-            get_hub().schedule_call_global(server.ping_interval, ping)
+            session.ping_timer = loop.later(server.ping_interval, ping)
 
     session.schedule_ping = schedule_ping
 
 
-def install(engineio_server, max_connections=None):
+def install(engineio_server, async_mode, max_connections=None):
     """Serve Engine.IO's WebSockets with this module, and ping every session from a hub timer."""
+    loop = {"eventlet": EventletLoop, "gevent": GeventLoop}[async_mode]()
+    driver = type("WebSocketDriver", (WebSocketDriver,),
+                  {"loop": loop, "flusher": Flusher(loop), "max_connections": max_connections})
     drivers = dict(engineio_server._async)
-    drivers["websocket"] = EventletWebSocket
+    drivers["websocket"] = driver
     engineio_server._async = drivers
-    EventletWebSocket.max_connections = max_connections
     on_open = engineio_server.handlers["connect"]
 
     def connect(sid, environ):
         session = engineio_server.sockets.get(sid)
         if session is not None:
-            fit_session(session)
+            fit_session(session, loop)
         return on_open(sid, environ)
 
     engineio_server.handlers["connect"] = connect
@@ -571,3 +558,80 @@ def _direct_send(server):
             queued_send(sid, pkt)
 
     return send_packet
+
+
+class EventletLoop:
+    """The hub's services the transport uses, under eventlet."""
+
+    def __init__(self):
+        from eventlet.hubs import get_hub
+
+        self.hub = get_hub()
+
+    def soon(self, fn):
+        """Call fn once the running green threads have yielded."""
+        self.hub.schedule_call_global(0, fn)
+
+    def later(self, seconds, fn):
+        return self.hub.schedule_call_global(seconds, fn)
+
+    def watch(self, fileno, writable, fn, gone):
+        """Call fn whenever the descriptor is readable (or writable); gone if eventlet finds it reused."""
+        return self.hub.add(self.hub.WRITE if writable else self.hub.READ, fileno, lambda _: fn(), gone, _ignore)
+
+    def unwatch(self, listener):
+        self.hub.remove(listener)
+
+    def spawn(self, fn):
+        import eventlet
+
+        eventlet.spawn_n(fn)
+
+    @staticmethod
+    def os_socket(conn):
+        return conn.fd
+
+    @staticmethod
+    def responded():
+        """Tell eventlet.wsgi the application wrote its own response (the 101)."""
+        import eventlet.wsgi
+
+        eventlet.wsgi.WSGI_LOCAL.already_handled = True
+
+
+class GeventLoop:
+    """The hub's services the transport uses, under gevent."""
+
+    def __init__(self):
+        import gevent
+
+        self.loop = gevent.get_hub().loop
+
+    def soon(self, fn):
+        self.loop.run_callback(fn)
+
+    def later(self, seconds, fn):
+        timer = self.loop.timer(seconds)
+        timer.start(fn)
+        return timer
+
+    def watch(self, fileno, writable, fn, gone):
+        watcher = self.loop.io(fileno, 2 if writable else 1)
+        watcher.start(fn)
+        return watcher
+
+    def unwatch(self, watcher):
+        watcher.stop()
+
+    def spawn(self, fn):
+        import gevent
+
+        gevent.spawn_raw(fn)
+
+    @staticmethod
+    def os_socket(conn):
+        return conn._sock
+
+    @staticmethod
+    def responded():
+        """gevent.pywsgi writes nothing for an application that never called start_response."""

@@ -82,9 +82,10 @@ def test_more_than_1024_connections_are_served_at_once(server):
     hold_connections(server, MANY)
 
 
-def test_websockets_past_max_connections_are_refused_until_one_closes(tmp_path_factory):
-    """Under eventlet the transport holds WebSockets without the WSGI pool, so it counts them itself."""
-    server = start_server("eventlet", tmp_path_factory, MAX_CONNECTIONS="3")
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_websockets_past_max_connections_are_refused_until_one_closes(mode, tmp_path_factory):
+    """The transport holds WebSockets without the WSGI server's pool, so it counts them itself."""
+    server = start_server(mode, tmp_path_factory, MAX_CONNECTIONS="3")
     try:
         token = register(server.url, "capped")
         held = [open_socketio(server, token) for _ in range(3)]
