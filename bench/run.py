@@ -814,6 +814,7 @@ class Bench:
             server.stop()
         self.phase("threading_s", t)
 
+
 # ------------------------------------------------------------------------------ main
 def npm_check():
     missing = [d for d in ("loadgen", "reference") if not (BENCH / d / "node_modules").is_dir()]
