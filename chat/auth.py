@@ -104,8 +104,13 @@ def is_backend():
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def socket_user(auth):
+def socket_user(auth, identity=None):
     """The user opening a Socket.IO connection, from `auth: {"token"}` or the session cookie."""
-    if isinstance(auth, dict) and "token" in auth:
-        return papo().identity.user_for_token(auth["token"])
+    if carries_token(auth):
+        return (identity or papo().identity).user_for_token(auth["token"])
     return session.get("user")
+
+
+def carries_token(auth):
+    """Whether a Socket.IO connection authenticates with a token, not the session cookie."""
+    return isinstance(auth, dict) and "token" in auth

@@ -251,20 +251,31 @@ class Store:
 
     def messages_after(self, room, after, limit):
         """Messages with seq > after, oldest first, at most limit."""
-        query = (select(*_MESSAGE_COLUMNS).join(rooms).where(rooms.c.name == room, messages.c.seq > after)
-                 .order_by(messages.c.seq).limit(limit))
-        return self._messages(query)
+        p = self._placeholder
+        return [_message(*row) for row in self._read(
+            f"{_SELECT_MESSAGES} WHERE r.name = {p} AND m.seq > {p} ORDER BY m.seq LIMIT {p}", (room, after, limit))]
 
     def messages_before(self, room, before, limit):
         """The latest messages with seq < before (all when before is None), oldest first, at most limit."""
-        query = select(*_MESSAGE_COLUMNS).join(rooms).where(rooms.c.name == room)
-        if before is not None:
-            query = query.where(messages.c.seq < before)
-        return self._messages(query.order_by(messages.c.seq.desc()).limit(limit))[::-1]
+        p = self._placeholder
+        rows = self._read(f"{_SELECT_MESSAGES} WHERE r.name = {p} AND m.seq < {p} ORDER BY m.seq DESC LIMIT {p}",
+                          (room, MAX_INT if before is None else before, limit))
+        return [_message(*row) for row in reversed(rows)]
 
     def last_seq(self, room):
-        with self.engine.connect() as conn:
-            return conn.execute(select(rooms.c.last_seq).where(rooms.c.name == room)).scalar() or 0
+        rows = self._read(f"SELECT last_seq FROM rooms WHERE name = {self._placeholder}", (room,))
+        return rows[0][0] if rows else 0
+
+    def _read(self, sql, params):
+        """The rows of one query on the DBAPI connection itself: the connect and join path, where building
+        a SQLAlchemy statement cost more than running it."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            raw.close()
 
     def rooms(self):
         """Every room as (name, last_seq), by name."""
@@ -421,16 +432,14 @@ class Store:
 
     def notifications(self, recipient, after=None, limit=50, unread=False):
         """The user's notifications oldest first: those with id > after, else the latest; at most limit."""
-        query = select(*_NOTIFICATION_COLUMNS).where(notifications.c.recipient == recipient)
-        if unread:
-            query = query.where(notifications.c.read_at.is_(None))
+        p = self._placeholder
+        sql = ("SELECT id, recipient, title, body, level, ts, read_at FROM notifications WHERE recipient = "
+               + p + (" AND read_at IS NULL" if unread else ""))
         if after is not None:
-            query = query.where(notifications.c.id > after).order_by(notifications.c.id).limit(limit)
+            rows = self._read(f"{sql} AND id > {p} ORDER BY id LIMIT {p}", (recipient, after, limit))
         else:
-            query = query.order_by(notifications.c.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            found = [_notification(*row) for row in conn.execute(query)]
-        return found if after is not None else found[::-1]
+            rows = self._read(f"{sql} ORDER BY id DESC LIMIT {p}", (recipient, limit))[::-1]
+        return [_notification(*row) for row in rows]
 
     def unread_count(self, recipient):
         with self.engine.connect() as conn:
@@ -451,6 +460,9 @@ class Store:
 
 _MESSAGE_COLUMNS = (messages.c.id, rooms.c.name, messages.c.seq, messages.c.author, messages.c.text,
                     messages.c.ts, messages.c.client_id)
+_SELECT_MESSAGES = ("SELECT m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id "
+                    "FROM messages m JOIN rooms r ON r.id = m.room_id")
+MAX_INT = 2 ** 63 - 1
 MAX_BATCH = 256
 # A commit that fills the log this far copies it into the database, holding up an event loop meanwhile:
 # SQLite's default of 1000 pages stalled every connection for several milliseconds each time (p99
@@ -491,10 +503,6 @@ def _message(row_id, room, seq, author, text_, ts, client_id):
 def _direct(row_id, sender, recipient, text_, ts, client_id):
     return {"id": "d" + str(row_id), "from": sender, "to": recipient, "text": text_, "ts": ts,
             "client_id": client_id}
-
-
-_NOTIFICATION_COLUMNS = (notifications.c.id, notifications.c.recipient, notifications.c.title, notifications.c.body,
-                         notifications.c.level, notifications.c.ts, notifications.c.read_at)
 
 
 def _notification(row_id, recipient, title, body, level, ts, read_at):
