@@ -10,6 +10,7 @@ from . import api, cli, cluster, config, events, pages, security, websocket
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
+from .manager import LocalManager
 from .metrics import Metrics
 from .presence import Presence
 from .runtime import cooperation, harden_websockets
@@ -48,7 +49,7 @@ def create_app(test_config=None, async_mode="threading"):
     store = Store(settings.DATABASE_URL, cooperate=cooperation(async_mode))
     store.migrate()
     scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
-    socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else None,
+    socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,

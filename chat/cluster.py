@@ -16,6 +16,7 @@ import socketio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from .manager import RoomIndex
 from .presence import RedisPresence
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Cluster:
         spawn(self.wake.listen, service.signals)
 
 
-class MessageQueue(socketio.RedisManager):
+class MessageQueue(RoomIndex, socketio.RedisManager):
     """Flask-SocketIO's Redis message queue, which carries every emit to every process.
 
     While Redis is away an emit still reaches this process's own clients at once, and waits in a
