@@ -230,7 +230,7 @@ class FrameParser:
             if len(buf) < 10:
                 return None
             length, offset = int.from_bytes(buf[2:10], "big"), 10
-        if opcode & 0x8 and (length > 125 or not fin):
+        if opcode & 0x8 and (length > 125 or not fin or opcode not in (CLOSE, PING, PONG)):
             raise ProtocolError(1002, "bad control frame")
         if length > self.max_bytes or self.size + length > self.max_bytes:
             raise ProtocolError(1009, "message too big")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.websocket import BINARY, CLOSE, PING, TEXT, FrameParser, ProtocolError, frame, unmask
+from chat.websocket import BINARY, CLOSE, PING, PONG, TEXT, FrameParser, ProtocolError, frame, unmask
 
 MAX = 1000
 
@@ -59,8 +59,9 @@ def test_fragments_are_reassembled_and_a_ping_between_them_passes_through():
     (client_frame(b"a", fin=False) + client_frame(b"b"), 1002),  # new message inside a fragmented one
     (client_frame(b"\xff\xfe"), 1007),                           # text that is not UTF-8
     (client_frame(b"x", opcode=0x3), 1002),                      # reserved opcode
+    (client_frame(b"", opcode=0xB), 1002),                       # reserved control opcode (found by hypothesis)
 ], ids=["too-big", "too-big-in-fragments", "unmasked", "rsv1", "long-control", "fragmented-control",
-        "orphan-continuation", "interleaved", "bad-utf8", "reserved-opcode"])
+        "orphan-continuation", "interleaved", "bad-utf8", "reserved-opcode", "reserved-control"])
 def test_a_broken_frame_is_a_protocol_error_with_its_close_code(data, code):
     with pytest.raises(ProtocolError) as refused:
         FrameParser(MAX).feed(data)
@@ -85,7 +86,7 @@ def test_any_bytes_give_messages_or_a_protocol_error_never_a_crash(data, step):
     try:
         for i in range(0, len(data), step):
             for opcode, payload in parser.feed(data[i:i + step]):
-                assert opcode in (TEXT, BINARY, CLOSE, PING, 0xA)
+                assert opcode in (TEXT, BINARY, CLOSE, PING, PONG)
     except ProtocolError as error:
         assert error.code in (1002, 1007, 1009)
 

@@ -30,7 +30,8 @@ def test_lobby_and_room_screenshots(person, tmp_path):
         expect(ana.message(text, status="delivered")).to_have_count(1)
     bruno.open_direct(ana.name)
     bruno.say("Can you review my PR later?")
-    ana.open_room("general")
+    expect(bruno.message("Can you review my PR later?", status="delivered")).to_have_count(1)
+    ana.open_room("general")  # only now: a direct arrives live, so it must reach ana's page before she leaves it
     carla.page.type("#composer-text", "Sounds g")
     expect(ana.page.locator("#typing")).to_contain_text("is typing")
     expect(ana.page.locator('#my-directs .badge')).to_have_text("1")
