@@ -68,8 +68,8 @@ FULL = {
     "budget": 555,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
-    "shares": {"transport": 82, "sweep": 50, "reference": [38, 28], "eventlet": [64, 40], "gevent": [43, 24],
-               "threading": 44},
+    "shares": {"transport": 80, "sweep": 50, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
+               "threading": 30},
     "rounds": 3,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
@@ -79,8 +79,8 @@ FULL = {
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
     "persist": {"senders": 50, "duration": 3, "warmup": 0.5},
-    "capacity": {"step": 500, "max-clients": 10000, "samples": 20, "concurrent": 4, "limit-ms": 250,
-                 "settle": 0.3},
+    "capacity": {"step": 1000, "max-clients": 10000, "samples": 20, "concurrent": 4, "limit-ms": 250,
+                 "settle": 0.3},  # steps of 1,000: Papo now holds twice the reference, and each step costs time
     # idle sizes measured in round 1; later rounds repeat only the largest (the goals' 10k)
     "idle_first": [10000, 1000, 5000],  # the goals' size first: a busy machine cuts the others
     "idle_repeat": [10000],
