@@ -86,6 +86,7 @@ class Outbox:
         self.limit = limit
         self.finishing = False
         self.closed = False
+        self.on_finished = None  # called once the close frame is out
 
     def write(self, data):
         """Queue a frame for the end of this turn; never blocks."""
@@ -137,6 +138,8 @@ class Outbox:
         self._unlisten()
         if self.finishing:
             self._shut(socket.SHUT_WR)
+            if self.on_finished is not None:
+                self.on_finished()
 
     def _fail(self, error):
         if error.errno not in GONE:
@@ -436,7 +439,8 @@ class Connection:
         session.upgrading = False
         session.close(wait=False, abort=True, reason=session.server.reason.TRANSPORT_CLOSE)
         if self.outbox.finishing and not self.outbox.closed:
-            self.grace = self.loop.later(CLOSE_GRACE, self.close)
+            self.outbox.on_finished = self.close
+            self.grace = self.loop.later(CLOSE_GRACE, self.close)  # for a client that stopped reading
         else:
             self.close()
 
