@@ -633,24 +633,26 @@ def server_section(res, figs):
         return (f"| {SERVER_NAMES.get(server, server)} | " + " | ".join(cells)
                 + f" | {runs_cell(entry)} | {gen_text(runs, gen)} | {load_text(runs)} |")
 
+    def table(key, cells):
+        """A row per server with runs under `key`; cells(server, runs) gives its figures."""
+        for s in servers:
+            entry = figs[s].get(key, (None, [], []))
+            if entry[1]:
+                lines.append(row(s, cells(s, entry[1]), entry))
+
     fo = res.data.get("plan", {}).get("fanout", {})
     lines += [f"### Fan-out: one room of {fo.get('clients')} clients, {fo.get('senders')} senders each keeping at most "
               f"{fo.get('inflight')} messages in flight, {fo.get('duration')} s", "",
               "| server | deliveries/s | / reference | acked msg/s | delivered to all | server CPU | server µs per delivery | runs | generator | load / others |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in servers:
-        entry = figs[s]["fanout"]
-        runs = entry[1]
-        if not runs:
-            continue
-        lines.append(row(s, [
-            spread([get(r, "result.deliveries_per_s") for r in runs]),
-            ratio_text(safe_ratio(figs[s]["fanout"][0], ref.get("fanout", (None,))[0])),
-            spread([get(r, "result.acked_per_s") for r in runs]),
-            fmt(median([get(r, "result.delivery_ratio_total") for r in runs]), 4),
-            spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
-            spread([get(r, "result.server_cpu_us_per_delivery") for r in runs]),
-        ], entry))
+    table("fanout", lambda s, runs: [
+        spread([get(r, "result.deliveries_per_s") for r in runs]),
+        ratio_text(safe_ratio(figs[s]["fanout"][0], ref.get("fanout", (None,))[0])),
+        spread([get(r, "result.acked_per_s") for r in runs]),
+        fmt(median([get(r, "result.delivery_ratio_total") for r in runs]), 4),
+        spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
+        spread([get(r, "result.server_cpu_us_per_delivery") for r in runs]),
+    ])
     la = res.data.get("plan", {}).get("latency", {})
     lines += ["", f"### Latency at fixed load: {la.get('clients')} clients in {la.get('rooms')} rooms, "
               f"{la.get('rate')} messages/s each ({la.get('clients', 0) * la.get('rate', 0):,} in, "
@@ -658,61 +660,46 @@ def server_section(res, figs):
               f"deliveries/s), {la.get('duration')} s, open loop", "",
               "| server | p50 ms | p99 ms | p50 / ref | p99 / ref | delivered | ack p99 ms | server CPU | runs | generator | load / others |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for s in servers:
-        entry = figs[s]["latency_p99"]
-        runs = entry[1]
-        if not runs:
-            continue
-        lines.append(row(s, [
-            spread([get(r, "result.latency_ms.p50") for r in runs]),
-            spread([get(r, "result.latency_ms.p99") for r in runs]),
-            ratio_text(safe_ratio(figs[s]["latency_p50"][0], ref.get("latency_p50", (None,))[0])),
-            ratio_text(safe_ratio(figs[s]["latency_p99"][0], ref.get("latency_p99", (None,))[0])),
-            fmt(median([get(r, "result.delivered_ratio") for r in runs]), 4),
-            spread([get(r, "result.ack_ms.p99") for r in runs]),
-            spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
-        ], entry))
+    table("latency_p99", lambda s, runs: [
+        spread([get(r, "result.latency_ms.p50") for r in runs]),
+        spread([get(r, "result.latency_ms.p99") for r in runs]),
+        ratio_text(safe_ratio(figs[s]["latency_p50"][0], ref.get("latency_p50", (None,))[0])),
+        ratio_text(safe_ratio(figs[s]["latency_p99"][0], ref.get("latency_p99", (None,))[0])),
+        fmt(median([get(r, "result.delivered_ratio") for r in runs]), 4),
+        spread([get(r, "result.ack_ms.p99") for r in runs]),
+        spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
+    ])
     pe = res.data.get("plan", {}).get("persist", {})
     lines += ["", f"### Persistence: {pe.get('senders')} senders (distinct users, own rooms), one message in flight each, "
               f"{pe.get('duration')} s", "",
               "| server | acked msg/s | / reference | ack p50 ms | ack p99 ms | server CPU | server µs per message | runs | generator | load / others |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in servers:
-        entry = figs[s]["persist"]
-        runs = entry[1]
-        if not runs:
-            continue
-        lines.append(row(s, [
-            spread([get(r, "result.acked_per_s") for r in runs]),
-            ratio_text(safe_ratio(figs[s]["persist"][0], ref.get("persist", (None,))[0])),
-            spread([get(r, "result.ack_ms.p50") for r in runs]),
-            spread([get(r, "result.ack_ms.p99") for r in runs]),
-            spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
-            spread([get(r, "result.server_cpu_us_per_message") for r in runs]),
-        ], entry))
+    table("persist", lambda s, runs: [
+        spread([get(r, "result.acked_per_s") for r in runs]),
+        ratio_text(safe_ratio(figs[s]["persist"][0], ref.get("persist", (None,))[0])),
+        spread([get(r, "result.ack_ms.p50") for r in runs]),
+        spread([get(r, "result.ack_ms.p99") for r in runs]),
+        spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
+        spread([get(r, "result.server_cpu_us_per_message") for r in runs]),
+    ])
     lines += ["", "### Idle connections: one room, held, then single broadcasts", "",
               "Each size on a fresh server. Memory per connection = (VmRSS while held - VmRSS before) / connections; "
               "broadcast = the median over 3 broadcasts of the time until every connection has it.", "",
               "| server | connections | connected | KB per connection | / reference | broadcast to all ms | / reference | connects/s | server µs per connect | runs | generator | load / others |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in res.idle_sizes():
-        for s in servers:
-            entry = figs[s].get(f"mem_per_conn@{size}", (None, [], []))
-            runs = entry[1]
-            if not runs:
-                continue
-            lines.append(row(s, [
-                f"{size:,}",
-                spread([get(r, "result.connected") for r in runs], 5),
-                spread([get(r, "result.server_rss_kb.per_connection_kb") for r in runs]),
-                ratio_text(safe_ratio(figs[s].get(f"mem_per_conn@{size}", (None,))[0],
-                                      ref.get(f"mem_per_conn@{size}", (None,))[0])),
-                spread([get(r, "result.reach_all_ms_median") for r in runs]),
-                ratio_text(safe_ratio(figs[s].get(f"broadcast@{size}", (None,))[0],
-                                      ref.get(f"broadcast@{size}", (None,))[0])),
-                spread([get(r, "result.connect_per_s") for r in runs]),
-                spread([get(r, "result.server_cpu_us_per_connect") for r in runs]),
-            ], entry))
+        table(f"mem_per_conn@{size}", lambda s, runs, size=size: [
+            f"{size:,}",
+            spread([get(r, "result.connected") for r in runs], 5),
+            spread([get(r, "result.server_rss_kb.per_connection_kb") for r in runs]),
+            ratio_text(safe_ratio(figs[s].get(f"mem_per_conn@{size}", (None,))[0],
+                                  ref.get(f"mem_per_conn@{size}", (None,))[0])),
+            spread([get(r, "result.reach_all_ms_median") for r in runs]),
+            ratio_text(safe_ratio(figs[s].get(f"broadcast@{size}", (None,))[0],
+                                  ref.get(f"broadcast@{size}", (None,))[0])),
+            spread([get(r, "result.connect_per_s") for r in runs]),
+            spread([get(r, "result.server_cpu_us_per_connect") for r in runs]),
+        ])
     cap = res.data.get("plan", {}).get("capacity", {})
     lines += ["", "### Capacity (the websocket shootout's method)", "",
               f"Clients join one room {cap.get('step')} at a time; at each size {cap.get('samples')} broadcasts from "
@@ -721,11 +708,7 @@ def server_section(res, figs):
               f"(at most {cap.get('max-clients'):,} clients).", "",
               "| server | capacity clients | / reference | p95 ms at the last size within | first size over | why it stopped | runs | generator | load / others |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for s in servers:
-        entry = figs[s]["capacity"]
-        runs = entry[1]
-        if not runs:
-            continue
+    def capacity_cells(s, runs):
         last_ok, over = [], []
         for r in runs:
             steps = get(r, "result.steps") or []
@@ -733,12 +716,12 @@ def server_section(res, figs):
             bad = [x for x in steps if not x.get("pass")]
             last_ok.append(ok[-1].get("p95_ms") if ok else None)
             over.append(bad[0]["clients"] if bad else None)
-        lines.append(row(s, [
-            spread([get(r, "result.capacity_clients") for r in runs], 5),
-            ratio_text(safe_ratio(figs[s]["capacity"][0], ref.get("capacity", (None,))[0])),
-            spread(last_ok), spread(over, 5),
-            ", ".join(sorted({str(get(r, "result.stop_reason")) for r in runs})),
-        ], entry))
+        return [spread([get(r, "result.capacity_clients") for r in runs], 5),
+                ratio_text(safe_ratio(figs[s]["capacity"][0], ref.get("capacity", (None,))[0])),
+                spread(last_ok), spread(over, 5),
+                ", ".join(sorted({str(get(r, "result.stop_reason")) for r in runs}))]
+
+    table("capacity", capacity_cells)
     lines += ["", "![idle connections](img/bench_idle.png)", "", "![capacity](img/bench_capacity.png)", ""]
     return lines
 
