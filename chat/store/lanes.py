@@ -10,12 +10,17 @@ import collections
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 30.0  # an OS thread with nothing to do this long ends; the next job starts another
+# How long the event loop may keep the GIL while a lane's thread waits for it. A lane's thread lets
+# the GIL go at each step of a statement and waits for it after; at CPython's default of 5 ms a writer
+# beside a busy loop committed a third as many batches as alone, at 0.5 ms 1.6 to 2 times the default's.
+GIL_SWITCH_SECONDS = 0.0005
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
 
@@ -25,6 +30,8 @@ class Lanes:
 
     def __init__(self, async_mode: str = "threading"):
         self.green = async_mode in ("eventlet", "gevent")
+        if self.green:
+            sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.start_thread, self.os_lock = _os_threads(async_mode)
         self.waiter = _waiter_class(async_mode)
         self._handback = _handback(async_mode)

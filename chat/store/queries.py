@@ -1,4 +1,5 @@
 """The SQL of every read and write, as functions of a Tx: one style for SQLite and PostgreSQL alike."""
+import json
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -127,7 +128,8 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
     A client_id repeated within the batch gets the first one's message. One already stored fails
     the whole batch on the unique constraint: the caller then stores the items one by one.
     """
-    ids = room_ids(tx, [item[0] for item in items], now)
+    names = sorted({item[0] for item in items})
+    ids = _sqlite_room_ids(tx, names, now) if not tx.postgres else room_ids(tx, names, now)
     outcomes: list[Any] = [None] * len(items)
     first_of: dict[tuple, int] = {}  # {(room, author, client_id): index of its first item in this batch}
     fresh = []
@@ -146,23 +148,32 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
         room_id = ids[room]
         rows.append((room_id, next_seq[room_id], author, text, ts, client_id))
         next_seq[room_id] += 1
-    values = ",".join(["(?,?,?,?,?,?)"] * len(rows))
-    inserted = tx.rows(f"INSERT INTO messages (room_id, seq, author, text, ts, client_id) VALUES {values} "
-                       "RETURNING id, room_id, seq", [value for row in rows for value in row])
-    row_ids = {(room_id, seq): row_id for row_id, room_id, seq in inserted}
-    for index, (room_id, seq, author, text, ts, client_id) in zip(fresh, rows):
-        outcomes[index] = (wire.message(row_ids[room_id, seq], items[index][0], seq, author, text, ts, client_id),
-                           True)
+    for index, row_id, (_, seq, author, text, ts, client_id) in zip(fresh, _insert_rows(tx, rows), rows):
+        outcomes[index] = (wire.message(row_id, items[index][0], seq, author, text, ts, client_id), True)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, int):
             outcomes[index] = (outcomes[outcome][0], False)
     return outcomes
 
 
+# On SQLite the writer is an OS thread that gives up the GIL at every step of a statement, and gets it
+# back only when the event loop lets go: a result row costs it a wait. So the SQLite path of a batch is
+# four statements of one step each, whatever its size: rows come back as one JSON value, and the new
+# messages' ids follow from the last one (SQLite gives each new row the largest id so far plus one).
+
+def _sqlite_room_ids(tx, names, now):
+    """{name: id} of the rooms, creating the missing ones (public, with no owner), in one step when all exist."""
+    marks = ",".join("?" * len(names))
+    ids = json.loads(tx.value(f"SELECT json_group_object(name, id) FROM rooms WHERE name IN ({marks})", names))
+    if len(ids) < len(names):
+        return room_ids(tx, names, now)
+    return ids
+
+
 def _take_seqs(tx, counts):
     """Reserve `count` seqs in each room; {room id: the first one}.
 
-    SQLite takes them in one statement (it locks the whole database anyway); PostgreSQL one row at
+    SQLite takes them in two statements (it locks the whole database anyway); PostgreSQL one row at
     a time in id order, so that two processes' batches lock rows in the same order and never deadlock.
     """
     if not counts:
@@ -173,10 +184,26 @@ def _take_seqs(tx, counts):
                                   (count, room_id)) - count + 1 for room_id, count in ordered}
     cases = " ".join("WHEN ? THEN ?" for _ in ordered)
     marks = ",".join("?" * len(ordered))
-    params = [value for pair in ordered for value in pair] + [room_id for room_id, _ in ordered]
-    rows = tx.rows(f"UPDATE rooms SET last_seq = last_seq + CASE id {cases} END WHERE id IN ({marks}) "
-                   "RETURNING id, last_seq", params)
-    return {room_id: seq - counts[room_id] + 1 for room_id, seq in rows}
+    keys = [room_id for room_id, _ in ordered]
+    tx.run(f"UPDATE rooms SET last_seq = last_seq + CASE id {cases} END WHERE id IN ({marks})",
+           [value for pair in ordered for value in pair] + keys)
+    seqs = json.loads(tx.value(f"SELECT json_group_object(id, last_seq) FROM rooms WHERE id IN ({marks})", keys))
+    return {room_id: seqs[str(room_id)] - count + 1 for room_id, count in ordered}
+
+
+def _insert_rows(tx, rows):
+    """Insert (room_id, seq, author, text, ts, client_id) rows; their ids, in order."""
+    if not rows:
+        return []
+    values = ",".join(["(?,?,?,?,?,?)"] * len(rows))
+    sql = f"INSERT INTO messages (room_id, seq, author, text, ts, client_id) VALUES {values}"
+    params = [value for row in rows for value in row]
+    if tx.postgres:
+        ids = {(room_id, seq): row_id for row_id, room_id, seq in tx.rows(sql + " RETURNING id, room_id, seq", params)}
+        return [ids[row[0], row[1]] for row in rows]
+    tx.run(sql, params)
+    last = tx.cursor.lastrowid
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 # direct messages

@@ -148,7 +148,12 @@ class ChaosClient:
                 except OSError:
                     pass
             return
-        threading.Thread(target=self._reconnect_polling, daemon=True).start()
+        if self.live():  # a client already reconnecting has nothing to drop, and two connects would race
+            threading.Thread(target=self._reconnect_polling, daemon=True).start()
+
+    def live(self):
+        """Whether the client is connected and its Engine.IO session is too (python-socketio can disagree)."""
+        return self.sio.connected and getattr(self.sio.eio, "state", None) == "connected"
 
     def _reconnect_polling(self):
         try:
@@ -353,7 +358,7 @@ def drain(people, deadline):
         now = time.monotonic()
         waiting = 0
         for person in people:
-            if not person.sio.connected and person.transport == "polling" and not person.sio._reconnect_task:
+            if not person.live() and person.transport == "polling" and not person.sio._reconnect_task:
                 person._reconnect_polling()
             person.tick(now, generating=False)
             waiting += len(person.outbox)
