@@ -13,7 +13,7 @@ from .limits import Guard, RateLimiter
 from .manager import LocalManager
 from .metrics import Metrics
 from .presence import Presence
-from .runtime import cooperation, harden_websockets
+from .runtime import harden_websockets
 from .service import ChatService
 from .store import Store
 
@@ -46,7 +46,7 @@ def create_app(test_config=None, async_mode="threading"):
     app.config.update(SECRET_KEY=settings.SECRET_KEY, MAX_CONTENT_LENGTH=settings.MAX_FRAME_BYTES,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", **settings.extra)
 
-    store = Store(settings.DATABASE_URL, cooperate=cooperation(async_mode))
+    store = Store(settings.DATABASE_URL, async_mode=async_mode)
     store.migrate()
     scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),

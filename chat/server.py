@@ -23,6 +23,7 @@ def main(mode, argv=None):
     args = _arguments(argv)
     try:
         app = create_app(async_mode=mode)
+        app.extensions["papo"].store.claim()
     except SettingError as error:
         print(f"papo: {error}", file=sys.stderr)
         return 2

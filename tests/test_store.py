@@ -109,3 +109,20 @@ def test_direct_messages_deduplicate_by_sender_and_client_id(store):
     first, created = store.add_direct("ana", "bo", "psst", 1, "d1")
     again, created_again = store.add_direct("ana", "bo", "psst", 2, "d1")
     assert created and not created_again and again == first
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_declares(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from chat.store import metadata
+    from chat.store.engine import database_url
+
+    engine = create_engine(database_url(store.url))
+    try:
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    assert differences == []

@@ -9,6 +9,7 @@ Run directly for a soak (see docs/security.md):
     .venv/bin/python -m tests.chaos.harness --seconds 1800 --kill-every 0
 """
 import argparse
+import collections
 import itertools
 import json
 import random
@@ -70,6 +71,8 @@ class ChaosClient:
         self.next_send = time.monotonic() + rng.random() / rate
         self.connects = self.drops = self.refusals = self.resends = self.stored_before = 0
         self.lock = threading.RLock()
+        self.history = collections.deque(maxlen=40)  # [(seconds since start, what happened)], for a stuck client
+        self.started = time.monotonic()
         self.sio = socketio.Client(reconnection=True, reconnection_attempts=0, reconnection_delay=0.2,
                                    reconnection_delay_max=1.5, randomization_factor=0.5)
         self.sio.on("connect", self.on_connect)
@@ -82,8 +85,24 @@ class ChaosClient:
         self.sio.connect(self.url, auth={"token": self.token}, transports=[self.transport], wait_timeout=10,
                          retry=True)
 
+    def note(self, what):
+        self.history.append((round(time.monotonic() - self.started, 2), what))
+
+    def state(self):
+        """What a client that never drained was doing: its connection, views, outbox and last events."""
+        now = time.monotonic()
+        with self.lock:
+            return {"connected": self.sio.connected, "transport": self.transport,
+                    "eio_state": getattr(self.sio.eio, "state", None), "sid": self.sio.sid,
+                    "reconnecting": bool(self.sio._reconnect_task),
+                    "views": {room: {"joined": v.joined, "upto": v.upto} for room, v in self.views.items()},
+                    "outbox": [(p.client_id, p.attempts, None if p.sent_at is None else round(now - p.sent_at, 1))
+                               for p in self.outbox[:5]],
+                    "history": list(self.history)}
+
     def on_connect(self):
         with self.lock:
+            self.note(f"connect {self.sio.sid}")
             self.connects += 1
             for room, view in self.views.items():
                 view.joined = False
@@ -92,6 +111,7 @@ class ChaosClient:
     def joined(self, room):
         def on_ack(ack):
             with self.lock:
+                self.note(f"join {room} ack ok={ack.get('ok')} {ack.get('error', {}).get('code', '')}")
                 if not ack.get("ok"):
                     return  # the next connect tries again
                 view = self.views[room]
@@ -104,6 +124,7 @@ class ChaosClient:
 
     def on_disconnect(self, reason=None):
         with self.lock:
+            self.note(f"disconnect {reason}")
             for view in self.views.values():
                 view.joined = False
             for pending in self.outbox:
@@ -118,6 +139,7 @@ class ChaosClient:
     def drop(self):
         """Break the connection as a network fault would; the client reconnects by itself."""
         self.drops += 1
+        self.note("drop")
         if self.transport == "websocket":
             ws = getattr(self.sio.eio, "ws", None)
             if ws is not None and ws.sock is not None:
@@ -126,7 +148,12 @@ class ChaosClient:
                 except OSError:
                     pass
             return
-        threading.Thread(target=self._reconnect_polling, daemon=True).start()
+        if self.live():  # a client already reconnecting has nothing to drop, and two connects would race
+            threading.Thread(target=self._reconnect_polling, daemon=True).start()
+
+    def live(self):
+        """Whether the client is connected and its Engine.IO session is too (python-socketio can disagree)."""
+        return self.sio.connected and getattr(self.sio.eio, "state", None) == "connected"
 
     def _reconnect_polling(self):
         try:
@@ -289,8 +316,12 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
                 wait_for_sending(people, timeout=1.0)  # kill with messages in flight
                 server.kill()
                 kills += 1
+                for person in people:
+                    person.note("server killed")
                 time.sleep(rng.random())
                 server.start()
+                for person in people:
+                    person.note("server started")
                 next_kill = time.monotonic() + kill_every * (0.5 + rng.random())
             if now >= next_sample:
                 rss.append(round(server.rss() / 2**20, 1))
@@ -327,15 +358,15 @@ def drain(people, deadline):
         now = time.monotonic()
         waiting = 0
         for person in people:
-            if not person.sio.connected and person.transport == "polling" and not person.sio._reconnect_task:
+            if not person.live() and person.transport == "polling" and not person.sio._reconnect_task:
                 person._reconnect_polling()
             person.tick(now, generating=False)
             waiting += len(person.outbox)
         if not waiting:
             return
         time.sleep(0.05)
-    stuck = {p.name: [m.client_id for m in p.outbox] for p in people if p.outbox}
-    raise AssertionError(f"outboxes never drained: {json.dumps(stuck)[:500]}")
+    stuck = {p.name: p.state() for p in people if p.outbox}
+    raise AssertionError(f"outboxes never drained: {json.dumps(stuck, default=str)[:6000]}")
 
 
 def catch_up(people, last, deadline):

@@ -1,0 +1,11 @@
+"""Papo's data: users, rooms with their last seq, messages, direct messages, notifications.
+
+schema: the tables; engine: connections and SQL; queries: every statement; commit: the group
+commit; lanes: the OS threads the disk's waits run on; recent: the latest messages in memory;
+wire: the shapes clients receive; store: the Store the service uses.
+"""
+from .engine import DatabaseInUse
+from .schema import metadata
+from .store import Store
+
+__all__ = ["DatabaseInUse", "Store", "metadata"]

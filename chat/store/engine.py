@@ -1,0 +1,202 @@
+"""Connections to the database: SQLite per OS thread, PostgreSQL from a pool, and SQL run on either."""
+import fcntl
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+
+from ..config import SettingError
+
+# An unreachable PostgreSQL fails a request within seconds instead of hanging it: bounded connect
+# and pool waits, and TCP keepalives and a user timeout for a peer that vanished without closing.
+PG_CONNECT_ARGS = {"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 2,
+                   "keepalives_count": 3, "tcp_user_timeout": 10000}
+PG_POOL_TIMEOUT = 5
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000")
+
+
+class DatabaseInUse(SettingError):
+    """Another server process serves the same SQLite file."""
+
+
+class Tx:
+    """SQL on one DBAPI cursor, written with `?` placeholders whatever the database."""
+
+    __slots__ = ("cursor", "postgres")
+    _converted: dict[str, str] = {}
+
+    def __init__(self, cursor: Any, postgres: bool):
+        self.cursor = cursor
+        self.postgres = postgres
+
+    def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        self.cursor.execute(self._sql(sql), params)
+        return self.cursor.fetchall()
+
+    def row(self, sql: str, params: tuple | list = ()) -> tuple | None:
+        self.cursor.execute(self._sql(sql), params)
+        return self.cursor.fetchone()
+
+    def value(self, sql: str, params: tuple | list = ()) -> Any:
+        found = self.row(sql, params)
+        return None if found is None else found[0]
+
+    def run(self, sql: str, params: tuple | list = ()) -> int:
+        self.cursor.execute(self._sql(sql), params)
+        return self.cursor.rowcount
+
+    def _sql(self, sql: str) -> str:
+        if not self.postgres:
+            return sql
+        converted = self._converted.get(sql)
+        if converted is None:
+            converted = self._converted[sql] = sql.replace("?", "%s")
+        return converted
+
+
+Work = Callable[..., Any]
+
+
+class SqliteConnector:
+    """One connection to a SQLite file for each OS thread that uses it, in WAL mode."""
+
+    postgres = False
+    integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str):
+        if not path or path == ":memory:":
+            raise SettingError("DATABASE_URL: an in-memory SQLite database cannot be shared by Papo's threads; "
+                               "name a file, e.g. sqlite:///instance/papo.db")
+        self.path = path
+        self._local = threading.local()
+        self._claim: int | None = None
+
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            for pragma in SQLITE_PRAGMAS:
+                conn.execute("PRAGMA " + pragma)
+            self._local.conn = conn
+        return conn
+
+    def release(self) -> None:
+        """Close this thread's connection, if it has one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
+
+    def read(self, work: Work, *args: Any) -> Any:
+        return work(Tx(self.connection().cursor(), False), *args)
+
+    def write(self, work: Work, *args: Any) -> Any:
+        """`work(tx, *args)` in a write transaction that takes SQLite's lock up front, committed."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(Tx(conn.cursor(), False), *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def claim(self) -> None:
+        """Refuse to serve a file that another server process serves: SQLite takes one writer process."""
+        if self._claim is not None:
+            return
+        fd = os.open(self.path + "-papo.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DatabaseInUse(f"another Papo server serves {self.path}; several processes need a shared "
+                                "PostgreSQL database: set DATABASE_URL=postgresql://... (docs/scaling.md)") from None
+        self._claim = fd
+
+    def close(self) -> None:
+        self.release()
+        if self._claim is not None:
+            os.close(self._claim)
+            self._claim = None
+
+
+class PooledConnector:
+    """PostgreSQL connections from SQLAlchemy's pool, used as plain DBAPI connections."""
+
+    postgres = True
+
+    def __init__(self, engine: Engine):
+        import psycopg
+
+        self.engine = engine
+        self.integrity_errors = (psycopg.IntegrityError,)
+
+    def read(self, work: Work, *args: Any) -> Any:
+        raw = self.engine.raw_connection()
+        try:
+            return work(Tx(raw.cursor(), True), *args)
+        finally:
+            raw.rollback()
+            raw.close()
+
+    def write(self, work: Work, *args: Any) -> Any:
+        raw = self.engine.raw_connection()
+        try:
+            result = work(Tx(raw.cursor(), True), *args)
+            raw.commit()
+            return result
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    def claim(self) -> None:
+        """Any number of processes may share a PostgreSQL database."""
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    """The SQLAlchemy engine for migrations (and PostgreSQL's pool); SQLite in WAL mode."""
+    url = database_url(url)
+    if not url.startswith("sqlite"):
+        _psycopg_waits_cooperatively()
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=PG_POOL_TIMEOUT,
+                             connect_args=PG_CONNECT_ARGS)
+    path = sqlite_path(url)
+    if path and path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+
+def database_url(url: str) -> str:
+    """The URL with SQLAlchemy's name for the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def sqlite_path(url: str) -> str:
+    return url.split("///", 1)[-1] if "///" in url else ""
+
+
+def _psycopg_waits_cooperatively():
+    """Under eventlet, make psycopg wait for its socket through the patched select module.
+
+    psycopg's C wait calls poll() itself, unseen by eventlet, so every query would stall every
+    green thread of the process (psycopg notices gevent's patching by itself, not eventlet's).
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher and patcher.is_monkey_patched("select"):
+        from psycopg import waiting
+        waiting.wait = waiting.wait_select

@@ -1,0 +1,264 @@
+"""The SQL of every read and write, as functions of a Tx: one style for SQLite and PostgreSQL alike."""
+import json
+from collections import Counter
+from typing import Any, NamedTuple
+
+from . import wire
+from .engine import Tx
+
+MAX_INT = 2 ** 63 - 1
+_MESSAGES = "SELECT m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id FROM messages m JOIN rooms r ON r.id = m.room_id"
+_DIRECTS = "SELECT id, sender, recipient, text, ts, client_id FROM directs"
+_NOTIFICATIONS = "SELECT id, recipient, title, body, level, ts, read_at FROM notifications"
+
+Item = tuple[str, str, str, int, str | None]  # (room, author, text, ts, client_id) of a message to store
+
+
+class User(NamedTuple):
+    username: str
+    password_hash: str
+
+
+# users
+
+def add_user(tx: Tx, username: str, password_hash: str, now: int) -> None:
+    tx.run("INSERT INTO users (username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?)",
+           (username, username.lower(), password_hash, now))
+
+
+def find_user(tx: Tx, username: str) -> User | None:
+    found = tx.row("SELECT username, password_hash FROM users WHERE username_key = ?", (username.lower(),))
+    return User(*found) if found else None
+
+
+# rooms
+
+def room_ids(tx: Tx, names: list[str], now: int) -> dict[str, int]:
+    """The ids of the named rooms, creating those that do not exist yet (public, with no owner)."""
+    ids = _room_ids(tx, names)
+    for name in names:
+        if name not in ids:
+            tx.run("INSERT INTO rooms (name, last_seq, created_at, private) VALUES (?, 0, ?, ?) "
+                   "ON CONFLICT (name) DO NOTHING", (name, now, False))
+    return ids if len(ids) == len(set(names)) else _room_ids(tx, names)
+
+
+def _room_ids(tx, names):
+    marks = ",".join("?" * len(set(names)))
+    return dict(tx.rows(f"SELECT name, id FROM rooms WHERE name IN ({marks})", sorted(set(names))))
+
+
+def last_seq(tx: Tx, room: str) -> int:
+    return tx.value("SELECT last_seq FROM rooms WHERE name = ?", (room,)) or 0
+
+
+def rooms(tx: Tx) -> list[tuple[str, int]]:
+    """Every room as (name, last_seq), by name."""
+    return tx.rows("SELECT name, last_seq FROM rooms ORDER BY name")
+
+
+def visible_rooms(tx: Tx, user: str | None) -> list[tuple[str, int, bool]]:
+    """(name, last_seq, private) of every public room and of the private rooms the user belongs to."""
+    sql = "SELECT name, last_seq, private FROM rooms WHERE private = ?"
+    params: list[Any] = [False]
+    if user:
+        sql += " OR id IN (SELECT room_id FROM room_members WHERE username_key = ?)"
+        params.append(user.lower())
+    return [(name, seq, bool(private)) for name, seq, private in tx.rows(sql + " ORDER BY name", params)]
+
+
+def create_room(tx: Tx, name: str, owner: str, private: bool, now: int) -> int:
+    """Insert a room with its owner as first member; its id. IntegrityError when the name is taken."""
+    room_id = tx.value("INSERT INTO rooms (name, last_seq, created_at, private, owner) VALUES (?, 0, ?, ?, ?) "
+                       "RETURNING id", (name, now, private, owner))
+    tx.run("INSERT INTO room_members (room_id, username, username_key, added_at) VALUES (?, ?, ?, ?)",
+           (room_id, owner, owner.lower(), now))
+    return room_id
+
+
+def room_privacy(tx: Tx, name: str) -> tuple[bool, str | None] | None:
+    found = tx.row("SELECT private, owner FROM rooms WHERE name = ?", (name,))
+    return None if found is None else (bool(found[0]), found[1])
+
+
+def is_room_member(tx: Tx, name: str, user: str) -> bool:
+    return tx.row("SELECT 1 FROM room_members m JOIN rooms r ON r.id = m.room_id "
+                  "WHERE r.name = ? AND m.username_key = ?", (name, user.lower())) is not None
+
+
+def add_room_member(tx: Tx, room_id: int, user: str, now: int) -> None:
+    """Insert a member; IntegrityError when it is one already."""
+    tx.run("INSERT INTO room_members (room_id, username, username_key, added_at) VALUES (?, ?, ?, ?)",
+           (room_id, user, user.lower(), now))
+
+
+def room_members(tx: Tx, name: str) -> list[str]:
+    return [row[0] for row in tx.rows("SELECT m.username FROM room_members m JOIN rooms r ON r.id = m.room_id "
+                                      "WHERE r.name = ? ORDER BY m.id", (name,))]
+
+
+# messages
+
+def messages_after(tx: Tx, room: str, after: int, limit: int) -> list[dict]:
+    """Messages with seq > after, oldest first, at most limit."""
+    rows = tx.rows(f"{_MESSAGES} WHERE r.name = ? AND m.seq > ? ORDER BY m.seq LIMIT ?", (room, after, limit))
+    return [wire.message(*row) for row in rows]
+
+
+def messages_before(tx: Tx, room: str, before: int | None, limit: int) -> list[dict]:
+    """The latest messages with seq < before (all when before is None), oldest first, at most limit."""
+    rows = tx.rows(f"{_MESSAGES} WHERE r.name = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?",
+                   (room, MAX_INT if before is None else before, limit))
+    return [wire.message(*row) for row in reversed(rows)]
+
+
+def latest(tx: Tx, room: str, limit: int) -> tuple[list[dict], int]:
+    """The room's latest messages, oldest first, and its last seq: what a process keeps of it in memory."""
+    return messages_before(tx, room, None, limit), last_seq(tx, room)
+
+
+def message_by_client_id(tx: Tx, room: str, author: str, client_id: str) -> dict | None:
+    found = tx.row(f"{_MESSAGES} WHERE r.name = ? AND m.author = ? AND m.client_id = ?", (room, author, client_id))
+    return wire.message(*found) if found else None
+
+
+def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, bool]]:
+    """Store the items with their rooms' next seqs; (message, created) for each, in order.
+
+    A client_id repeated within the batch gets the first one's message. One already stored fails
+    the whole batch on the unique constraint: the caller then stores the items one by one.
+    """
+    names = sorted({item[0] for item in items})
+    ids = _sqlite_room_ids(tx, names, now) if not tx.postgres else room_ids(tx, names, now)
+    outcomes: list[Any] = [None] * len(items)
+    first_of: dict[tuple, int] = {}  # {(room, author, client_id): index of its first item in this batch}
+    fresh = []
+    for index, (room, author, _, _, client_id) in enumerate(items):
+        if client_id is not None:
+            key = (room, author, client_id)
+            if key in first_of:
+                outcomes[index] = first_of[key]
+                continue
+            first_of[key] = index
+        fresh.append(index)
+    next_seq = _take_seqs(tx, Counter(ids[items[i][0]] for i in fresh))
+    rows = []
+    for index in fresh:
+        room, author, text, ts, client_id = items[index]
+        room_id = ids[room]
+        rows.append((room_id, next_seq[room_id], author, text, ts, client_id))
+        next_seq[room_id] += 1
+    for index, row_id, (_, seq, author, text, ts, client_id) in zip(fresh, _insert_rows(tx, rows), rows):
+        outcomes[index] = (wire.message(row_id, items[index][0], seq, author, text, ts, client_id), True)
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, int):
+            outcomes[index] = (outcomes[outcome][0], False)
+    return outcomes
+
+
+# On SQLite the writer is an OS thread that gives up the GIL at every step of a statement, and gets it
+# back only when the event loop lets go: a result row costs it a wait. So the SQLite path of a batch is
+# four statements of one step each, whatever its size: rows come back as one JSON value, and the new
+# messages' ids follow from the last one (SQLite gives each new row the largest id so far plus one).
+
+def _sqlite_room_ids(tx, names, now):
+    """{name: id} of the rooms, creating the missing ones (public, with no owner), in one step when all exist."""
+    marks = ",".join("?" * len(names))
+    ids = json.loads(tx.value(f"SELECT json_group_object(name, id) FROM rooms WHERE name IN ({marks})", names))
+    if len(ids) < len(names):
+        return room_ids(tx, names, now)
+    return ids
+
+
+def _take_seqs(tx, counts):
+    """Reserve `count` seqs in each room; {room id: the first one}.
+
+    SQLite takes them in two statements (it locks the whole database anyway); PostgreSQL one row at
+    a time in id order, so that two processes' batches lock rows in the same order and never deadlock.
+    """
+    if not counts:
+        return {}
+    ordered = sorted(counts.items())
+    if tx.postgres:
+        return {room_id: tx.value("UPDATE rooms SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq",
+                                  (count, room_id)) - count + 1 for room_id, count in ordered}
+    cases = " ".join("WHEN ? THEN ?" for _ in ordered)
+    marks = ",".join("?" * len(ordered))
+    keys = [room_id for room_id, _ in ordered]
+    tx.run(f"UPDATE rooms SET last_seq = last_seq + CASE id {cases} END WHERE id IN ({marks})",
+           [value for pair in ordered for value in pair] + keys)
+    seqs = json.loads(tx.value(f"SELECT json_group_object(id, last_seq) FROM rooms WHERE id IN ({marks})", keys))
+    return {room_id: seqs[str(room_id)] - count + 1 for room_id, count in ordered}
+
+
+def _insert_rows(tx, rows):
+    """Insert (room_id, seq, author, text, ts, client_id) rows; their ids, in order."""
+    if not rows:
+        return []
+    values = ",".join(["(?,?,?,?,?,?)"] * len(rows))
+    sql = f"INSERT INTO messages (room_id, seq, author, text, ts, client_id) VALUES {values}"
+    params = [value for row in rows for value in row]
+    if tx.postgres:
+        ids = {(room_id, seq): row_id for row_id, room_id, seq in tx.rows(sql + " RETURNING id, room_id, seq", params)}
+        return [ids[row[0], row[1]] for row in rows]
+    tx.run(sql, params)
+    last = tx.cursor.lastrowid
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+# direct messages
+
+def direct_by_client_id(tx: Tx, sender: str, client_id: str) -> dict | None:
+    found = tx.row(f"{_DIRECTS} WHERE sender = ? AND client_id = ?", (sender, client_id))
+    return wire.direct(*found) if found else None
+
+
+def add_direct(tx: Tx, sender: str, recipient: str, text: str, ts: int, client_id: str | None) -> dict:
+    row_id = tx.value("INSERT INTO directs (sender, recipient, text, ts, client_id) VALUES (?, ?, ?, ?, ?) "
+                      "RETURNING id", (sender, recipient, text, ts, client_id))
+    return wire.direct(row_id, sender, recipient, text, ts, client_id)
+
+
+def directs_between(tx: Tx, user: str, peer: str, before: int | None, limit: int) -> list[dict]:
+    """The latest direct messages between two users with id < before (all when None), oldest first."""
+    rows = tx.rows(f"{_DIRECTS} WHERE ((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) "
+                   "AND id < ? ORDER BY id DESC LIMIT ?",
+                   (user, peer, peer, user, MAX_INT if before is None else before, limit))
+    return [wire.direct(*row) for row in reversed(rows)]
+
+
+# notifications to one user, kept until read
+
+def add_notification(tx: Tx, recipient: str, title: str, body: str, level: str, ts: int) -> dict:
+    row_id = tx.value("INSERT INTO notifications (recipient, title, body, level, ts) VALUES (?, ?, ?, ?, ?) "
+                      "RETURNING id", (recipient, title, body, level, ts))
+    return wire.notification(row_id, recipient, title, body, level, ts, None)
+
+
+def notifications(tx: Tx, recipient: str, after: int | None, limit: int, unread: bool) -> list[dict]:
+    """The user's notifications oldest first: those with id > after, else the latest; at most limit."""
+    sql = f"{_NOTIFICATIONS} WHERE recipient = ?" + (" AND read_at IS NULL" if unread else "")
+    if after is not None:
+        rows = tx.rows(f"{sql} AND id > ? ORDER BY id LIMIT ?", (recipient, after, limit))
+    else:
+        rows = tx.rows(f"{sql} ORDER BY id DESC LIMIT ?", (recipient, limit))[::-1]
+    return [wire.notification(*row) for row in rows]
+
+
+def unread_count(tx: Tx, recipient: str) -> int:
+    return tx.value("SELECT count(*) FROM notifications WHERE recipient = ? AND read_at IS NULL", (recipient,))
+
+
+def mark_read(tx: Tx, recipient: str, ids: list[int] | None, up_to: int | None, now: int) -> list[int]:
+    """Mark the user's unread notifications read, by id or every one up to an id; the ids marked."""
+    sql = "SELECT id FROM notifications WHERE recipient = ? AND read_at IS NULL AND "
+    if ids is not None:
+        if not ids:
+            return []
+        found = tx.rows(sql + f"id IN ({','.join('?' * len(ids))})", [recipient, *ids])
+    else:
+        found = tx.rows(sql + "id <= ?", (recipient, up_to))
+    marked = sorted(row[0] for row in found)
+    if marked:
+        tx.run(f"UPDATE notifications SET read_at = ? WHERE id IN ({','.join('?' * len(marked))})", [now, *marked])
+    return marked

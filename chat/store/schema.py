@@ -1,0 +1,72 @@
+"""The database schema, as SQLAlchemy tables: what Alembic migrates to and what the queries assume."""
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint, false)
+
+metadata = MetaData()
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(32), nullable=False),
+    Column("username_key", String(32), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+rooms = Table(
+    "rooms", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("last_seq", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("private", Boolean, nullable=False, server_default=false()),
+    Column("owner", String(32)),
+)
+
+room_members = Table(
+    "room_members", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id"), nullable=False),
+    Column("username", String(32), nullable=False),
+    Column("username_key", String(32), nullable=False),
+    Column("added_at", BigInteger, nullable=False),
+    UniqueConstraint("room_id", "username_key", name="uq_room_members_room_user"),
+    Index("ix_room_members_user", "username_key"),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("author", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("client_id", String(64)),
+    UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
+    UniqueConstraint("room_id", "author", "client_id", name="uq_messages_room_author_client"),
+)
+
+directs = Table(
+    "directs", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("client_id", String(64)),
+    UniqueConstraint("sender", "client_id", name="uq_directs_sender_client"),
+    Index("ix_directs_pair", "sender", "recipient", "id"),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("recipient", String(32), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("read_at", BigInteger),
+    Index("ix_notifications_recipient", "recipient", "id"),
+)

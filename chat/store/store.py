@@ -1,0 +1,255 @@
+"""The Store: every read and write of Papo's data, each run where a slow disk stalls no connection."""
+import os
+import time
+from typing import Any
+
+from . import queries
+from .commit import GroupCommit
+from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
+from .lanes import Lanes
+from .recent import RecentMessages
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
+
+
+class Store:
+    """Papo's data; SQLite's calls run on OS threads under an event loop, PostgreSQL's cooperatively.
+
+    SQLite: one writer thread owns every write (the group commit included), and under eventlet or
+    gevent two reader threads take the reads; the event loop only waits for their results. A server
+    process claims its file (claim()), which refuses a second server and lets it answer rejoins from
+    the recent messages it keeps. PostgreSQL: writes go through one green thread (still one group
+    commit at a time), reads run in the green thread that asks; psycopg waits cooperatively.
+    """
+
+    def __init__(self, url: str, async_mode: str = "threading"):
+        self.url = url
+        self.engine = make_engine(url)
+        self.lanes = lanes = Lanes(async_mode)
+        self.connector: SqliteConnector | PooledConnector
+        if self.engine.dialect.name == "sqlite":
+            self.connector = SqliteConnector(sqlite_path(url))
+            self._writer: Any = lanes.thread_lane(1, on_exit=self.connector.release)
+            self._readers = lanes.thread_lane(READERS, on_exit=self.connector.release) if lanes.green else None
+        else:
+            self.connector = PooledConnector(self.engine)
+            self._writer = lanes.green_lane() if lanes.green else lanes.thread_lane(1)
+            self._readers = None
+        self.recent: RecentMessages | None = None
+        self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
+        self._known_rooms: set[str] = set()
+        self._public_rooms: set[str] = set()  # public rooms never turn private
+        self._room_members: set[tuple[str, str]] = set()  # {(room, username key)}: nobody is removed
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL)."""
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import text
+
+        config = Config()
+        config.set_main_option("script_location", MIGRATIONS)
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(1885433967)"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        if isinstance(self.connector, SqliteConnector):
+            self.engine.dispose()  # the threads open their own connections
+
+    def claim(self) -> None:
+        """Serve this database as a server process: a second server on the same SQLite file is refused."""
+        self.connector.claim()
+        if isinstance(self.connector, SqliteConnector) and self.recent is None:
+            self.recent = RecentMessages(lock=self.lanes.os_lock())
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._readers is not None:
+            self._readers.close()
+        self.connector.close()
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        self._read(queries.last_seq, "")
+
+    def _read(self, work, *args):
+        if self._readers is not None:
+            return self.lanes.call(self._readers, self.connector.read, work, *args)
+        return self.connector.read(work, *args)
+
+    def _write(self, work, *args):
+        return self.lanes.call(self._writer, self.connector.write, work, *args)
+
+    # users
+
+    def add_user(self, username: str, password_hash: str, now: int) -> str | None:
+        """Store a new user; None when the name is taken (case-insensitively)."""
+        try:
+            self._write(queries.add_user, username, password_hash, now)
+        except self.connector.integrity_errors:
+            return None
+        return username
+
+    def find_user(self, username: str) -> queries.User | None:
+        """The (username, password_hash) of a name, matched case-insensitively, or None."""
+        return self._read(queries.find_user, username)
+
+    # rooms and messages
+
+    def append(self, room: str, author: str, text: str, ts: int, client_id: str | None) -> tuple[dict, bool]:
+        """Store a message with the room's next seq; (message, created). A known client_id returns its message."""
+        message, created = self._commits.append((room, author, text, ts, client_id))
+        self._known_rooms.add(room)
+        return message, created
+
+    def _committed(self, messages: list[dict]) -> None:
+        if self.recent is not None:
+            self.recent.add(messages)
+
+    def messages_after(self, room: str, after: int, limit: int) -> list[dict]:
+        """Messages with seq > after, oldest first, at most limit."""
+        if self._recent_loaded(room):
+            found = self.recent.after(room, after, limit)
+            if found is not None:
+                return found
+        return self._read(queries.messages_after, room, after, limit)
+
+    def messages_before(self, room: str, before: int | None, limit: int) -> list[dict]:
+        """The latest messages with seq < before (all when before is None), oldest first, at most limit."""
+        if self._recent_loaded(room):
+            found = self.recent.before(room, before, limit)
+            if found is not None:
+                return found
+        return self._read(queries.messages_before, room, before, limit)
+
+    def last_seq(self, room: str) -> int:
+        if self._recent_loaded(room):
+            seq = self.recent.last_seq(room)
+            if seq is not None:
+                return seq
+        return self._read(queries.last_seq, room)
+
+    def _recent_loaded(self, room):
+        """Whether the room's recent messages are in memory, loading them by the writer if need be."""
+        if self.recent is None:
+            return False
+        if not self.recent.loaded(room):
+            self.lanes.call(self._writer, self._load_recent, room)
+        return True
+
+    def _load_recent(self, room):
+        """Read the room's latest messages into memory, in the writer, so that no commit slips between."""
+        if not self.recent.loaded(room):
+            messages, last_seq = self.connector.read(queries.latest, room, self.recent.per_room)
+            self.recent.install(room, messages, last_seq)
+
+    def rooms(self) -> list[tuple[str, int]]:
+        """Every room as (name, last_seq), by name."""
+        return self._read(queries.rooms)
+
+    def ensure_room(self, name: str) -> None:
+        """Create the room unless it exists, so that it is listed from its first join."""
+        if name not in self._known_rooms:
+            self._write(queries.room_ids, [name], now_ms())
+            self._known_rooms.add(name)
+
+    # direct messages
+
+    def add_direct(self, sender: str, recipient: str, text: str, ts: int,
+                   client_id: str | None) -> tuple[dict, bool]:
+        """Store a direct message; (message, created). A known client_id of the sender returns its message."""
+        try:
+            return self._write(_store_direct, sender, recipient, text, ts, client_id)
+        except self.connector.integrity_errors:
+            known = client_id is not None and self._read(queries.direct_by_client_id, sender, client_id)
+            if not known:
+                raise
+            return known, False
+
+    def directs_between(self, user: str, peer: str, before: int | None, limit: int) -> list[dict]:
+        """The latest direct messages between two users with id < before (all when None), oldest first."""
+        return self._read(queries.directs_between, user, peer, before, limit)
+
+    # private rooms: an owner and the members it invited; every other room is public for good
+
+    def create_room(self, name: str, owner: str, private: bool, now: int) -> bool:
+        """Create a room with its owner as first member; False when a room of that name exists."""
+        try:
+            self._write(queries.create_room, name, owner, private, now)
+        except self.connector.integrity_errors:
+            return False
+        self._known_rooms.add(name)
+        return True
+
+    def room_privacy(self, name: str) -> tuple[bool, str | None] | None:
+        """(private, owner) of an existing room, or None."""
+        if name in self._public_rooms:
+            return False, None
+        found = self._read(queries.room_privacy, name)
+        if found is not None and not found[0]:
+            self._public_rooms.add(name)
+        return found
+
+    def is_room_member(self, name: str, user: str) -> bool:
+        """Whether the user was invited to the room (or owns it)."""
+        key = (name, user.lower())
+        if key in self._room_members:
+            return True
+        found = self._read(queries.is_room_member, name, user)
+        if found:
+            self._room_members.add(key)
+        return found
+
+    def add_room_member(self, name: str, user: str, now: int) -> bool:
+        """Add a member to an existing room; False when it was one already."""
+        try:
+            self._write(_add_member, name, user, now)
+        except self.connector.integrity_errors:
+            return False
+        return True
+
+    def room_members(self, name: str) -> list[str]:
+        """The usernames of a room's members, in the order they were added."""
+        return self._read(queries.room_members, name)
+
+    def visible_rooms(self, user: str | None) -> list[tuple[str, int, bool]]:
+        """(name, last_seq, private) of every public room and of the private rooms the user belongs to."""
+        return self._read(queries.visible_rooms, user)
+
+    # notifications to one user, kept until read
+
+    def add_notification(self, recipient: str, title: str, body: str, level: str, ts: int) -> dict:
+        """Store a notification for one user; it as the `notification` event carries it."""
+        return self._write(queries.add_notification, recipient, title, body, level, ts)
+
+    def notifications(self, recipient: str, after: int | None = None, limit: int = 50,
+                      unread: bool = False) -> list[dict]:
+        """The user's notifications oldest first: those with id > after, else the latest; at most limit."""
+        return self._read(queries.notifications, recipient, after, limit, unread)
+
+    def unread_count(self, recipient: str) -> int:
+        return self._read(queries.unread_count, recipient)
+
+    def mark_read(self, recipient: str, ids: list[int] | None = None, up_to: int | None = None,
+                  now: int | None = None) -> list[int]:
+        """Mark the user's unread notifications read, by id or every one up to an id; the ids marked."""
+        return self._write(queries.mark_read, recipient, ids, up_to, now or now_ms())
+
+
+def _store_direct(tx, sender, recipient, text, ts, client_id):
+    if client_id is not None:
+        known = queries.direct_by_client_id(tx, sender, client_id)
+        if known:
+            return known, False
+    return queries.add_direct(tx, sender, recipient, text, ts, client_id), True
+
+
+def _add_member(tx, name, user, now):
+    room_id = queries.room_ids(tx, [name], now)[name]
+    queries.add_room_member(tx, room_id, user, now)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,126 @@
+"""The store's moving parts on their own: lanes, the group commit, the recent messages kept in memory."""
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.store import Store, queries
+from chat.store.lanes import Lanes
+from chat.store.recent import RecentMessages
+
+
+def _message(room, seq):
+    return {"id": f"{room}-{seq}", "room": room, "seq": seq, "user": "ana", "text": str(seq), "ts": 1,
+            "client_id": None}
+
+
+def test_a_lane_runs_calls_in_order_and_returns_their_results_or_raises_their_errors():
+    lanes = Lanes()
+    lane = lanes.thread_lane(1)
+    seen = []
+    assert [lanes.call(lane, lambda n=n: seen.append(n) or n * 2) for n in range(5)] == [0, 2, 4, 6, 8]
+    assert seen == [0, 1, 2, 3, 4]
+    with pytest.raises(ZeroDivisionError):
+        lanes.call(lane, lambda: 1 / 0)
+    assert lanes.call(lane, threading.get_ident) != threading.get_ident()
+    lane.close()
+
+
+def test_an_idle_lane_thread_ends_and_the_next_call_starts_another(monkeypatch):
+    from chat.store import lanes as lanes_module
+
+    monkeypatch.setattr(lanes_module, "IDLE_SECONDS", 0.05)
+    lanes = Lanes()
+    ended = []
+    lane = lanes.thread_lane(1, on_exit=lambda: ended.append(threading.get_ident()))
+    first = lanes.call(lane, threading.get_ident)
+    deadline = time.monotonic() + 5
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ended == [first]
+    assert lanes.call(lane, lambda: 42) == 42
+    lane.close()
+
+
+def test_concurrent_messages_share_commits(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/batch.db")
+    store.migrate()
+    commits = []
+    write = store.connector.write
+    store.connector.write = lambda work, *args: commits.append(len(args[0])) or write(work, *args)
+    threads = [threading.Thread(target=lambda n=n: [store.append("r", f"u{n}", f"{i}", 1, f"{n}-{i}")
+                                                    for i in range(20)]) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(commits) == 160 and len(commits) < 160, "no two messages were ever committed together"
+    assert [m["seq"] for m in store.messages_after("r", 0, 500)] == list(range(1, 161))
+    store.close()
+
+
+def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/claimed.db")
+    store.migrate()
+    store.claim()
+    reads = []
+    read = store.connector.read
+    store.connector.read = lambda work, *args: reads.append(work.__name__) or read(work, *args)
+    for i in range(30):
+        store.append("a", "ana", f"m{i}", 1, f"c{i}")
+    assert store.messages_after("a", 25, 10) == read(queries.messages_after, "a", 25, 10)
+    assert [m["seq"] for m in store.messages_before("a", None, 3)] == [28, 29, 30]
+    assert store.last_seq("a") == 30
+    assert reads == ["latest"], "only the first look at the room may read the database"
+    store.close()
+
+
+def test_a_second_claim_on_the_same_file_is_refused(tmp_path):
+    from chat.store import DatabaseInUse
+
+    url = f"sqlite:///{tmp_path}/one.db"
+    first, second = Store(url), Store(url)
+    first.migrate()
+    first.claim()
+    with pytest.raises(DatabaseInUse, match="PostgreSQL"):
+        second.claim()
+    first.close()
+    second.claim()  # free again once the first lets go
+    second.close()
+
+
+rooms = st.sampled_from(["a", "b", "c"])
+operations = st.lists(st.one_of(
+    st.tuples(st.just("add"), rooms, st.integers(1, 30)),
+    st.tuples(st.just("after"), rooms, st.integers(0, 400), st.integers(1, 50)),
+    st.tuples(st.just("before"), rooms, st.one_of(st.none(), st.integers(1, 400)), st.integers(1, 50)),
+), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(operations)
+def test_recent_messages_answer_like_the_database_or_not_at_all(ops):
+    recent = RecentMessages(per_room=16, total=40)
+    stored = {"a": [], "b": [], "c": []}  # the database
+    for op in ops:
+        room = op[1]
+        if op[0] == "add":
+            batch = [_message(room, len(stored[room]) + i + 1) for i in range(op[2])]
+            stored[room] += batch
+            if not recent.loaded(room):
+                recent.install(room, stored[room][-16:], len(stored[room]))
+            else:
+                recent.add(batch)
+        elif op[0] == "after":
+            _, _, after, limit = op
+            found = recent.after(room, after, limit)
+            assert found is None or found == [m for m in stored[room] if m["seq"] > after][:limit]
+        else:
+            _, _, before, limit = op
+            found = recent.before(room, before, limit)
+            expected = [m for m in stored[room] if before is None or m["seq"] < before][-limit:]
+            assert found is None or found == expected
+        seq = recent.last_seq(room)
+        assert seq is None or seq == len(stored[room])
