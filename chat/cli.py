@@ -107,8 +107,8 @@ def post_notification(url: str, token: str, payload: dict[str, str]) -> dict[str
             reason = f"HTTP {refusal.code}"
         raise click.ClickException(f"the server refused: {reason}") from None
     except (urllib.error.URLError, OSError) as failure:
-        reason = failure.reason if isinstance(failure, urllib.error.URLError) else failure
-        raise click.ClickException(f"cannot reach {url} ({reason}); is the server running? "
+        cause = failure.reason if isinstance(failure, urllib.error.URLError) else failure
+        raise click.ClickException(f"cannot reach {url} ({cause}); is the server running? "
                                    "(--direct delivers without it)") from None
 
 
