@@ -4,19 +4,28 @@ The pages are shells: static/js/chat.js does the live part over Socket.IO and
 /api. Data for the script travels in data- attributes, never inline script.
 """
 import functools
+import json
 import re
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from chat.auth import current_user, is_admin
+from chat import errors
 from chat.errors import ChatError
 from chat.extension import papo
 
 bp = Blueprint("pages", __name__)
+ERROR_TABLE = json.dumps(errors.table(), separators=(",", ":"), sort_keys=True)
 
 ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 STATUS = {"unauthorized": 401, "rate_limited": 429, "conflict": 409}
+
+
+@bp.app_context_processor
+def page_data():
+    """Give every page the contract's error codes, which static/js/errors.js reads from <body>."""
+    return {"error_table": ERROR_TABLE}
 
 
 def login_required(view):
