@@ -90,7 +90,7 @@ def notify(room: str | None, user: str | None, everyone: bool, title: str, body:
 
 
 def post_notification(url: str, token: str, payload: dict[str, str]) -> dict[str, Any]:
-    """POST /api/notify on a running server; its answer, or a ClickException with the server's error."""
+    """POST /api/notify on a running server; return its answer, or raise a ClickException with its error."""
     if not token:
         raise click.ClickException("NOTIFY_TOKEN is not set; the server refuses notifications without it")
     request = urllib.request.Request(
