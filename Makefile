@@ -14,7 +14,7 @@ LINTED := chat bench tests tools app.py
 
 # The browser client's unit tests (node --test, no dependencies) first, then the Python suites.
 test: setup-dev
-	node --test tests/js/
+	node --test tests/js/*.test.js
 	$(PY) -m pytest
 
 lint: setup-dev
