@@ -9,7 +9,7 @@ export function initialConnection() {
   return { status: CONNECTING, retries: 0 };
 }
 
-// The state after a Socket.IO event: connect, disconnect, connect_error or reconnect_attempt (with its count).
+// Return the state after a Socket.IO event: connect, disconnect, connect_error or reconnect_attempt (with its count).
 export function nextConnection(conn, event, attempt = 0) {
   switch (event) {
     case "connect": return { status: ONLINE, retries: 0 };
@@ -21,7 +21,7 @@ export function nextConnection(conn, event, attempt = 0) {
   }
 }
 
-// The words the page shows for a state, with the number of messages waiting in the outbox.
+// Describe a state in the page's words, with the number of messages waiting in the outbox.
 export function describe(conn, waiting = 0) {
   const { status, retries } = conn;
   let text;
@@ -34,7 +34,7 @@ export function describe(conn, waiting = 0) {
   return { text, title };
 }
 
-// socket.io-client's options, fresh for each io() (which writes into them): WebSocket first,
+// Return socket.io-client's options, fresh for each io() (which writes into them): WebSocket first,
 // HTTP long-polling when a WebSocket cannot open.
 export function socketOptions() {
   return {
@@ -46,7 +46,7 @@ export function socketOptions() {
   };
 }
 
-// Whether a connect_error means the identity was refused (so retrying cannot help).
+// Tell whether a connect_error means the identity was refused (so retrying cannot help).
 export function refusedIdentity(err, code = "unauthorized") {
   return err?.data?.code === code || err?.message === code;
 }

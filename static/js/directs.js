@@ -15,14 +15,14 @@ export function ensureDirect(conversations, peer) {
   return conv;
 }
 
-// Messages by id, the newer copy winning, in time order, the latest DIRECT_KEEP.
+// Merge messages by id, the newer copy winning; keep the latest DIRECT_KEEP in time order.
 export function mergeMessages(old, messages) {
   const byId = new Map(old.map((m) => [m.id, m]));
   for (const m of messages) if (m && m.id) byId.set(m.id, m);
   return [...byId.values()].sort((a, b) => a.ts - b.ts).slice(-DIRECT_KEEP);
 }
 
-// The peer of a direct message, seen from me.
+// Return the peer of a direct message, seen from me.
 export function peerOf(m, me) {
   return same(m.from, me) ? m.to : m.from;
 }

@@ -6,7 +6,7 @@ export const RATE_LIMITED = "rate_limited";
 export const NOT_IN_ROOM = "not_in_room";
 export const UNAUTHORIZED = "unauthorized";
 
-// {code: {status, final}} from the page's JSON; an empty table when it is missing or broken.
+// Read {code: {status, final}} from the page's JSON; an empty table when it is missing or broken.
 export function parseErrorTable(json) {
   try {
     const table = JSON.parse(json || "{}");
@@ -14,7 +14,7 @@ export function parseErrorTable(json) {
   } catch { return {}; }
 }
 
-// What to do with a refused send: "wait" (until retry_after), "rejoin" (then resend),
+// Decide what to do with a refused send: "wait" (until retry_after), "rejoin" (then resend),
 // "fail" (no retry helps: show it to the user) or "retry" (the server said try again later).
 export function actionFor(code, table) {
   if (code === RATE_LIMITED) return "wait";

@@ -8,7 +8,7 @@ export function newClientId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// The conversation an entry belongs to: "#room" or "@user" (lower case).
+// Name the conversation an entry belongs to: "#room" or "@user" (lower case).
 export function conversationOf(entry) {
   return entry.kind === "room" ? `#${entry.room}` : `@${entry.to.toLowerCase()}`;
 }
@@ -35,7 +35,7 @@ export class Outbox {
     return entry;
   }
 
-  // The server stored it (or the user gave up on it): forget the entry; whether it was there.
+  // Forget an entry the server stored (or the user gave up on); return whether it was there.
   delivered(clientId) {
     this.inflight.delete(clientId);
     if (!this.entries.some((e) => e.client_id === clientId)) return false;
@@ -43,7 +43,7 @@ export class Outbox {
     return true;
   }
 
-  // The server refused it for good: keep it, marked failed with the reason.
+  // Keep an entry the server refused for good, marked failed with the reason.
   fail(clientId, error) {
     this.inflight.delete(clientId);
     const reason = error?.message || error?.code || "refused";
@@ -54,7 +54,7 @@ export class Outbox {
     this.update((list) => list.filter((e) => !(e.kind === "room" && e.room === room)));
   }
 
-  // The entries to send now: the oldest pending one of each conversation, unless it is already in flight.
+  // Return the entries to send now: the oldest pending one of each conversation, unless it is already in flight.
   due() {
     if (this.now() < this.holdUntil) return [];
     const busy = new Set();
@@ -72,10 +72,10 @@ export class Outbox {
 
   answered(clientId) { this.inflight.delete(clientId); }
 
-  // The connection dropped: whatever was in flight is sent again on the next one.
+  // Send whatever was in flight again, on the next connection.
   dropped() { this.inflight.clear(); }
 
-  // Rate limited: hold every send for this many seconds; the ms until sends resume.
+  // Hold every send for this many seconds (rate limited); return the ms until sends resume.
   hold(seconds) {
     this.holdUntil = this.now() + 1000 * (seconds || 1);
     return this.holdUntil - this.now();

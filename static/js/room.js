@@ -40,7 +40,7 @@ export class RoomChannel {
     return this.seq === null ? { room: this.name } : { room: this.name, since: this.seq };
   }
 
-  // The join's ack arrived: take members and messages; the own client_ids now stored.
+  // Take in the join's ack, members and messages; return the own client_ids now stored.
   accept(ack, me) {
     if (this.seq === null) this.seq = ack.messages?.length ? ack.messages[0].seq - 1 : (ack.last_seq || 0);
     this.state = JOINED;
@@ -55,13 +55,13 @@ export class RoomChannel {
     this.error = error || { code: "unavailable", message: "could not join" };
   }
 
-  // The connection dropped: the next connect rejoins.
+  // Forget the connection that dropped; the next connect rejoins.
   drop() {
     this.state = this.seq === null ? NEW : IDLE;
     this.typing.clear();
   }
 
-  // Take in messages in any order, once each; the own client_ids among them (now stored).
+  // Take in messages in any order, once each; return the own client_ids among them (now stored).
   add(messages, me) {
     const delivered = [];
     for (const m of messages) {
@@ -84,7 +84,7 @@ export class RoomChannel {
     this.hasOlder = this.messages.size > 0 && this.lowest() > 1;
   }
 
-  // Whether messages are missing between what is held in order and the highest seq known.
+  // Tell whether messages are missing between what is held in order and the highest seq known.
   hasGap() {
     return this.joined && this.seq !== null && this.lastSeq > this.seq;
   }
@@ -93,7 +93,7 @@ export class RoomChannel {
 
   sortedSeqs() { return [...this.messages.keys()].sort((a, b) => a - b); }
 
-  // Mark what is on screen read; a room new to us starts read. Whether `read` changed.
+  // Mark what is on screen read (a room new to us starts read); return whether `read` changed.
   markRead(looking) {
     const before = this.read;
     if (this.read === null || (looking && this.read < this.lastSeq)) this.read = this.lastSeq;
@@ -104,7 +104,7 @@ export class RoomChannel {
     return Math.max(0, this.lastSeq - (this.read ?? this.lastSeq));
   }
 
-  // Expire the "is typing" of users without news; whether anyone's expired.
+  // Expire the "is typing" of users without news; return whether anyone's expired.
   expireTyping(now) {
     let changed = false;
     for (const [user, until] of this.typing) {

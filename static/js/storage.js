@@ -6,7 +6,7 @@ export function createStorage(user, storage = globalThis.localStorage) {
   return {
     prefix,
     key: (name) => prefix + name,
-    // The stored value of `name`, or fallback when it is missing, unreadable or storage is disabled.
+    // Return the stored value of `name`, or fallback when it is missing, unreadable or storage is disabled.
     read(name, fallback) {
       try {
         const raw = storage.getItem(prefix + name);
@@ -22,14 +22,14 @@ export function createStorage(user, storage = globalThis.localStorage) {
       this.write(name, value);
       return value;
     },
-    // The name a storage event's key refers to, or null when it is not one of this user's.
+    // Return the name a storage event's key refers to, or null when it is not one of this user's.
     nameOf(key) {
       return key && key.startsWith(prefix) ? key.slice(prefix.length) : null;
     },
   };
 }
 
-// A Storage in memory, for tests and for browsers that refuse localStorage.
+// Make a Storage in memory, for tests and for browsers that refuse localStorage.
 export function memoryStorage() {
   const items = new Map();
   return {
