@@ -1,25 +1,35 @@
-# The two commands: `make run` and `make test`. Each sets itself up on a fresh machine.
+# The commands: `make run`, `make test` and `make lint`. Each sets itself up on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test setup setup-dev vendor bench bench-quick cluster clean
+.PHONY: run test lint setup setup-dev vendor bench bench-quick cluster clean
 
 run: setup
 	$(PY) app.py --host $(HOST) --port $(PORT)
 
+LINTED := chat bench tests tools app.py
+
+# The browser client's unit tests (node --test, no dependencies) first, then the Python suites.
 test: setup-dev
+	node --test tests/js/*.test.js
 	$(PY) -m pytest
+
+lint: setup-dev
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy $(LINTED)
 
 setup: $(VENV)/.runtime vendor
 
 setup-dev: setup $(VENV)/.dev
 
-$(VENV)/.runtime: requirements.txt
+# The pinned dependencies, then the package itself (editable, no dependencies): the `papo` command.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt

@@ -12,6 +12,7 @@ from .extension import Papo
 from .limits import Guard, RateLimiter
 from .manager import LocalManager
 from .metrics import Metrics
+from .monitor import Monitor
 from .presence import Presence
 from .runtime import harden_websockets
 from .service import ChatService
@@ -59,17 +60,20 @@ def create_app(test_config=None, async_mode="threading"):
     harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
-    broadcaster = metrics.instrument(SocketIOBroadcaster(socketio))
+    broadcaster = metrics.instrument(SocketIOBroadcaster(socketio), socketio.server.manager)
     service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter,
                           notifier=scaled.wake if scaled else None)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
                         hash_method=settings.PASSWORD_HASH)
-    app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics)
+    monitor = Monitor(socketio, metrics, service.presence, store)
+    app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics,
+                                  monitor=monitor)
 
-    events.register(socketio, app)
-    metrics.install(app, socketio, service, store)
+    events.register(socketio, app, hook=metrics)
+    metrics.install(app, socketio, service.presence)
+    monitor.register()
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     security.install(app, settings, api.bp)

@@ -159,7 +159,7 @@ def read_notifications():
 @bp.post("/api/metrics/<name>")
 def push_metric(name):
     backend()
-    return papo().metrics.monitor.push(name, json_body().get("value")), 202
+    return papo().monitor.push(name, json_body().get("value")), 202
 
 
 @bp.get("/healthz")

@@ -29,7 +29,7 @@ class Identity:
         self._tokens = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT)
 
     def register(self, username, password):
-        """Create a user; the stored name. conflict when taken, invalid_payload when malformed."""
+        """Create a user and return the stored name; conflict when taken, invalid_payload when malformed."""
         username, password = _credentials(username, password)
         if len(password) < MIN_PASSWORD:
             raise ChatError("invalid_payload", f"password must be at least {MIN_PASSWORD} characters")
@@ -39,7 +39,7 @@ class Identity:
         return username
 
     def authenticate(self, username, password, address=None):
-        """The user's stored name when the password matches; unauthorized otherwise.
+        """Return the user's stored name when the password matches; unauthorized otherwise.
 
         rate_limited (before any password is checked) when the username or the caller's address
         has failed too often lately.
@@ -59,7 +59,7 @@ class Identity:
         return {"token": self._tokens.dumps({"u": username}), "expires_in": self.token_ttl}
 
     def user_for_token(self, token):
-        """The user a token was issued to, or None when it is forged, malformed or expired."""
+        """Return the user a token was issued to, or None when it is forged, malformed or expired."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             return None
         try:
@@ -71,7 +71,7 @@ class Identity:
 
 @functools.cache
 def _dummy_hash(method):
-    """A real hash to check unknown users against, so that both answers take as long."""
+    """Return a real hash to check unknown users against, so that both answers take as long."""
     return generate_password_hash("papo-timing-equaliser", method)
 
 
@@ -84,7 +84,7 @@ def _credentials(username, password, refusal="invalid_payload"):
 
 
 def current_user():
-    """The user of this HTTP request or Socket.IO event: bearer token first, then the session cookie."""
+    """Return the user of this HTTP request or Socket.IO event: bearer token first, then the session cookie."""
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return papo().identity.user_for_token(header[7:].strip())
@@ -92,12 +92,12 @@ def current_user():
 
 
 def is_admin(user):
-    """Whether the user is named in the ADMIN_USERS setting (case-insensitively)."""
+    """Tell whether the user is named in the ADMIN_USERS setting (case-insensitively)."""
     return bool(user) and user.lower() in {name.lower() for name in papo().settings.ADMIN_USERS}
 
 
 def is_backend():
-    """Whether this request's bearer token is the server's NOTIFY_TOKEN (never when none is set)."""
+    """Tell whether this request's bearer token is the server's NOTIFY_TOKEN (never when none is set)."""
     expected = papo().settings.NOTIFY_TOKEN
     header = request.headers.get("Authorization", "")
     given = header[7:].strip() if header[:7].lower() == "bearer " else ""
@@ -105,12 +105,12 @@ def is_backend():
 
 
 def socket_user(auth, identity=None):
-    """The user opening a Socket.IO connection, from `auth: {"token"}` or the session cookie."""
+    """Return the user opening a Socket.IO connection, from `auth: {"token"}` or the session cookie."""
     if carries_token(auth):
         return (identity or papo().identity).user_for_token(auth["token"])
     return session.get("user")
 
 
 def carries_token(auth):
-    """Whether a Socket.IO connection authenticates with a token, not the session cookie."""
+    """Tell whether a Socket.IO connection authenticates with a token, not the session cookie."""
     return isinstance(auth, dict) and "token" in auth

@@ -1,16 +1,65 @@
-"""Command line for scripts and cron jobs: `flask --app app notify --room R --title T --body B`."""
+"""Command line: the `papo` command (`papo run`, `papo notify`, `papo migrate`).
+
+`papo notify` is also `flask --app app notify`, for scripts and cron jobs.
+"""
 import json
+import os
+import sys
 import urllib.error
 import urllib.request
+from typing import Any, NoReturn
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from .errors import ChatError
 from .extension import papo
 from .service import LEVELS
 
 DEFAULT_URL = "http://127.0.0.1:5000"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _create_app():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group()
+@click.pass_context
+def main(context: click.Context) -> None:
+    """Run and manage a Papo server; settings come from the environment (docs/operations.md)."""
+    context.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
+
+
+@main.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to bind.")
+@click.option("--port", default=5000, type=int, show_default=True, help="The port to bind.")
+def run(host: str, port: int) -> NoReturn:
+    """Run the production server in ASYNC_MODE, exactly as `python app.py` does."""
+    # ASYNC_MODE's monkey-patching must come before anything imports socket or threading, and this
+    # process has imported both already: the server starts in a fresh interpreter.
+    script = os.path.join(ROOT, "app.py")
+    os.execv(sys.executable, [sys.executable, script, "--host", host, "--port", str(port)])
+
+
+@main.command("migrate")
+def migrate() -> None:
+    """Bring the database at DATABASE_URL to the newest schema revision (Alembic upgrade)."""
+    from .config import SettingError, load
+    from .store import Store
+
+    try:
+        settings = load(os.path.join(ROOT, "instance"))
+    except SettingError as error:
+        raise click.ClickException(str(error)) from None
+    store = Store(settings.DATABASE_URL)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    click.echo("the database schema is up to date")
 
 
 @click.command("notify")
@@ -26,11 +75,12 @@ DEFAULT_URL = "http://127.0.0.1:5000"
               help="Deliver from this process instead of through --url: a user's notification is stored; "
                    "live connections are reached only through REDIS_URL's message queue.")
 @with_appcontext
-def notify(room, user, everyone, title, body, level, url, direct):
+def notify(room: str | None, user: str | None, everyone: bool, title: str, body: str, level: str, url: str,
+           direct: bool) -> None:
     """Send a notification to a room's members, to one user, or to everyone."""
     if [bool(room), bool(user), everyone].count(True) != 1:
         raise click.UsageError("say who: exactly one of --room, --user or --everyone")
-    payload = {"title": title, "body": body, "level": level}
+    payload: dict[str, str] = {"title": title, "body": body, "level": level}
     if room:
         payload["room"] = room
     if user:
@@ -39,8 +89,8 @@ def notify(room, user, everyone, title, body, level, url, direct):
     click.echo(f"notification {answer['id']} sent to {answer['recipients']} recipient(s)")
 
 
-def post_notification(url, token, payload):
-    """POST /api/notify on a running server; its answer, or a ClickException with the server's error."""
+def post_notification(url: str, token: str, payload: dict[str, str]) -> dict[str, Any]:
+    """POST /api/notify on a running server; return its answer, or raise a ClickException with its error."""
     if not token:
         raise click.ClickException("NOTIFY_TOKEN is not set; the server refuses notifications without it")
     request = urllib.request.Request(
@@ -57,12 +107,12 @@ def post_notification(url, token, payload):
             reason = f"HTTP {refusal.code}"
         raise click.ClickException(f"the server refused: {reason}") from None
     except (urllib.error.URLError, OSError) as failure:
-        reason = getattr(failure, "reason", failure)
-        raise click.ClickException(f"cannot reach {url} ({reason}); is the server running? "
+        cause = failure.reason if isinstance(failure, urllib.error.URLError) else failure
+        raise click.ClickException(f"cannot reach {url} ({cause}); is the server running? "
                                    "(--direct delivers without it)") from None
 
 
-def _in_process(payload):
+def _in_process(payload: dict[str, str]) -> dict[str, Any]:
     if not papo().settings.REDIS_URL and "user" not in payload:
         click.echo("warning: no REDIS_URL, so only this process's connections (none) receive it", err=True)
     try:
@@ -71,3 +121,6 @@ def _in_process(payload):
     except ChatError as error:
         raise click.ClickException(f"{error.code}: {error.message}") from None
     return {"id": note["id"], "recipients": recipients}
+
+
+main.add_command(notify)

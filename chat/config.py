@@ -2,81 +2,82 @@
 import os
 import secrets
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 ASYNC_MODES = ("eventlet", "gevent", "threading")
+SECURE_COOKIES = ("auto", "always", "never")
+Number = TypeVar("Number", int, float)
 
 
 class SettingError(ValueError):
     """A setting that cannot work; start-up stops with its one-line message."""
 
 
+def bounded(default: Number, low: Number, high: Number) -> Number:
+    """Declare a number setting: its default and the inclusive bounds a value must keep."""
+    return field(default=default, metadata={"bounds": (low, high)})
+
+
+def one_of(default: str, choices: tuple[str, ...]) -> str:
+    """Declare a setting that takes one of a few words."""
+    return field(default=default, metadata={"choices": choices})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Every setting the server reads, with its default."""
+    """Every setting the server reads: its type, default and bounds, each declared here once."""
 
     SECRET_KEY: str = ""
     DATABASE_URL: str = ""
     REDIS_URL: str = ""
     NOTIFY_TOKEN: str = ""
-    CORS_ALLOWED_ORIGINS: tuple = ()
-    ASYNC_MODE: str = "eventlet"
-    ADMIN_USERS: tuple = ()
-    TOKEN_TTL: int = 86400
-    RATE_BURST: int = 100
-    RATE_PER_SECOND: float = 10.0
-    MAX_FRAME_BYTES: int = 1_000_000
-    MAX_CONNECTIONS: int = 20000
+    CORS_ALLOWED_ORIGINS: tuple[str, ...] = ()
+    ASYNC_MODE: str = one_of("eventlet", ASYNC_MODES)
+    ADMIN_USERS: tuple[str, ...] = ()
+    TOKEN_TTL: int = bounded(86400, 5, 10**8)
+    RATE_BURST: int = bounded(100, 1, 10**9)
+    RATE_PER_SECOND: float = bounded(10.0, 0.001, 10.0**9)
+    MAX_FRAME_BYTES: int = bounded(1_000_000, 1024, 10**9)
+    MAX_CONNECTIONS: int = bounded(20000, 1, 10**7)
     LOG_LEVEL: str = "INFO"
     # hardening (docs/security.md); EVENT_* default to three times RATE_*
-    EVENT_BURST: int = 300
-    EVENT_PER_SECOND: float = 30.0
-    MAX_CONNECTIONS_PER_USER: int = 20
-    MAX_ROOMS_PER_CONNECTION: int = 100
-    LOGIN_BURST: int = 10
-    LOGIN_PER_SECOND: float = 0.1
-    PING_INTERVAL: int = 25
-    PING_TIMEOUT: int = 20
-    SOCKET_TIMEOUT: int = 75
-    SECURE_COOKIES: str = "auto"
-    PROXY_COUNT: int = 0
+    EVENT_BURST: int = bounded(300, 1, 10**9)
+    EVENT_PER_SECOND: float = bounded(30.0, 0.001, 10.0**9)
+    MAX_CONNECTIONS_PER_USER: int = bounded(20, 1, 10**7)
+    MAX_ROOMS_PER_CONNECTION: int = bounded(100, 1, 10**7)
+    LOGIN_BURST: int = bounded(10, 1, 10**9)
+    LOGIN_PER_SECOND: float = bounded(0.1, 0.0001, 10.0**9)
+    PING_INTERVAL: int = bounded(25, 1, 3600)
+    PING_TIMEOUT: int = bounded(20, 1, 3600)
+    SOCKET_TIMEOUT: int = bounded(75, 5, 86400)
+    SECURE_COOKIES: str = one_of("auto", SECURE_COOKIES)
+    PROXY_COUNT: int = bounded(0, 0, 10)
     PASSWORD_HASH: str = "scrypt"
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # settings Papo does not read, handed to Flask
 
 
-_INTS = {"TOKEN_TTL": (60, 10**8), "RATE_BURST": (1, 10**9), "MAX_FRAME_BYTES": (1024, 10**9),
-         "MAX_CONNECTIONS": (1, 10**7), "EVENT_BURST": (1, 10**9), "MAX_CONNECTIONS_PER_USER": (1, 10**7),
-         "MAX_ROOMS_PER_CONNECTION": (1, 10**7), "LOGIN_BURST": (1, 10**9), "PING_INTERVAL": (1, 3600),
-         "PING_TIMEOUT": (1, 3600), "SOCKET_TIMEOUT": (5, 86400), "PROXY_COUNT": (0, 10)}
-_FLOATS = {"RATE_PER_SECOND": (0.001, 10.0**9), "EVENT_PER_SECOND": (0.001, 10.0**9),
-           "LOGIN_PER_SECOND": (0.0001, 10.0**9)}
-SECURE_COOKIES = ("auto", "always", "never")
-_LISTS = ("CORS_ALLOWED_ORIGINS", "ADMIN_USERS")
+SETTINGS = tuple(f for f in fields(Settings) if f.name != "extra")
+_DEFAULTS = Settings()
 
 
-def load(instance_path, environ=None, overrides=None):
+def load(instance_path: str, environ: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read settings from the environment (and test overrides); raise SettingError on a bad one."""
     environ = os.environ if environ is None else environ
-    values = {}
-    for name in Settings.__dataclass_fields__:
-        if name != "extra" and environ.get(name, "") != "":
-            values[name] = environ[name]
+    values: dict[str, Any] = {f.name: environ[f.name] for f in SETTINGS if environ.get(f.name, "") != ""}
     values.update(overrides or {})
-    extra = {k: values.pop(k) for k in list(values) if k not in Settings.__dataclass_fields__}
-    for name, (low, high) in _INTS.items():
-        if name in values:
-            values[name] = _number(name, values[name], int, low, high)
-    for name, (low, high) in _FLOATS.items():
-        if name in values:
-            values[name] = _number(name, values[name], float, low, high)
+    names = {f.name for f in SETTINGS}
+    extra = {k: values.pop(k) for k in list(values) if k not in names}
+    for setting in SETTINGS:
+        if setting.name in values:
+            values[setting.name] = _parse(setting, values[setting.name])
     for name, scale in (("EVENT_BURST", "RATE_BURST"), ("EVENT_PER_SECOND", "RATE_PER_SECOND")):
-        values.setdefault(name, 3 * values.get(scale, getattr(Settings, scale)))
-    values.setdefault("SOCKET_TIMEOUT", 30 + sum(values.get(name, getattr(Settings, name))
+        values.setdefault(name, 3 * values.get(scale, getattr(_DEFAULTS, scale)))
+    values.setdefault("SOCKET_TIMEOUT", 30 + sum(values.get(name, getattr(_DEFAULTS, name))
                                                  for name in ("PING_INTERVAL", "PING_TIMEOUT")))
-    for name in _LISTS:
-        if isinstance(values.get(name), str):
-            values[name] = tuple(v.strip() for v in values[name].split(",") if v.strip())
     values.setdefault("DATABASE_URL", "sqlite:///" + os.path.join(instance_path, "papo.db"))
     if not values.get("SECRET_KEY"):
         values["SECRET_KEY"] = _instance_secret(instance_path)
@@ -85,7 +86,20 @@ def load(instance_path, environ=None, overrides=None):
     return settings
 
 
-def _number(name, raw, kind, low, high):
+def _parse(setting: Field[Any], raw: Any) -> Any:
+    """Turn one raw value into the setting's declared type, within its declared bounds or choices."""
+    if "bounds" in setting.metadata:
+        low, high = setting.metadata["bounds"]
+        return _number(setting.name, raw, type(setting.default), low, high)
+    if setting.type == tuple[str, ...] and isinstance(raw, str):
+        return tuple(v.strip() for v in raw.split(",") if v.strip())
+    choices = setting.metadata.get("choices")
+    if choices and raw not in choices:
+        raise SettingError(f"{setting.name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _number(name: str, raw: Any, kind: type[Number], low: Number, high: Number) -> Number:
     try:
         value = kind(raw)
     except (TypeError, ValueError):
@@ -95,11 +109,10 @@ def _number(name, raw, kind, low, high):
     return value
 
 
-def _check(settings):
+def _check(settings: Settings) -> None:
+    """Raise SettingError for a setting that is well-formed alone but cannot work."""
     if not settings.PASSWORD_HASH.startswith(("scrypt", "pbkdf2:")):
         raise SettingError(f"PASSWORD_HASH must be a werkzeug scrypt or pbkdf2 method, got {settings.PASSWORD_HASH!r}")
-    if settings.ASYNC_MODE not in ASYNC_MODES:
-        raise SettingError(f"ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}, got {settings.ASYNC_MODE!r}")
     scheme = urlparse(settings.DATABASE_URL).scheme.split("+")[0]
     if scheme not in ("sqlite", "postgresql", "postgres"):
         raise SettingError(f"DATABASE_URL must be sqlite:/// or postgresql://, got {settings.DATABASE_URL!r}")
@@ -107,9 +120,6 @@ def _check(settings):
         raise SettingError("NOTIFY_TOKEN must be at least 16 characters (or unset: notifications off)")
     if settings.REDIS_URL and urlparse(settings.REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise SettingError(f"REDIS_URL must start with redis://, got {settings.REDIS_URL!r}")
-    if settings.SECURE_COOKIES not in SECURE_COOKIES:
-        raise SettingError(f"SECURE_COOKIES must be one of {', '.join(SECURE_COOKIES)}, "
-                           f"got {settings.SECURE_COOKIES!r}")
     if settings.SOCKET_TIMEOUT <= settings.PING_INTERVAL + settings.PING_TIMEOUT:
         raise SettingError("SOCKET_TIMEOUT must be longer than PING_INTERVAL + PING_TIMEOUT")
     if len(settings.SECRET_KEY) < 16:
@@ -119,7 +129,7 @@ def _check(settings):
             raise SettingError(f"CORS_ALLOWED_ORIGINS entries must be http(s) origins, got {origin!r}")
 
 
-def _instance_secret(instance_path):
+def _instance_secret(instance_path: str) -> str:
     """Read the generated secret key under instance/, creating it once."""
     path = os.path.join(instance_path, "secret_key")
     os.makedirs(instance_path, exist_ok=True)

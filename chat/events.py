@@ -6,12 +6,20 @@ third of a message's cost. Only connect, which reads the session cookie, gets a 
 """
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 from socketio.packet import Packet
 
 from .auth import carries_token, socket_user
 from .errors import ChatError
+from .extension import Papo
+from .ports import EventHook
+from .service import ChatService
+
+Handler = Callable[[ChatService, str, str | None, dict[str, Any]], dict[str, Any] | None]
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +30,37 @@ class JsonPacket(Packet):
     uses_binary_events = False
 
 
-def register(socketio, app):
-    """Attach every chat event handler to the server: the one table of the `/` namespace."""
+class _Uncounted:
+    """The hook of an app without instrumentation: counts nothing."""
+
+    def counter(self, event: str) -> Callable[[], None]:
+        return _nothing
+
+    def refused(self, code: str | None) -> None:
+        pass
+
+
+def _nothing() -> None:
+    pass
+
+
+def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
+    """Attach every chat event handler to the server: the one table of the `/` namespace.
+
+    hook hears of each event received and of each refusal (chat.metrics counts them).
+    """
     parts = app.extensions["papo"]
+    hook = hook or _Uncounted()
     server = socketio.server
-    server.on("connect", functools.partial(on_connect, app), namespace="/")
+    server.on("connect", functools.partial(on_connect, app, hook), namespace="/")
     server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():
-        server.on(name, acked(parts, handler), namespace="/")
-    server.on("*", functools.partial(on_unknown, parts), namespace="/")
+        server.on(name, acked(parts, handler, hook.counter(name), hook.refused), namespace="/")
+    server.on("*", functools.partial(on_unknown, parts, hook.counter("unknown"), hook.refused), namespace="/")
 
 
-def on_connect(app, sid, environ, auth=None):
+def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    """Admit a signed-in user within the connection limits; refuse anyone else with a contract code."""
     parts = app.extensions["papo"]
     if carries_token(auth):
         user = socket_user(auth, parts.identity)
@@ -41,10 +68,12 @@ def on_connect(app, sid, environ, auth=None):
         with app.request_context(environ):
             user = socket_user(auth)
     if user is None:
+        hook.refused("unauthorized")
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
     try:
         parts.guard.admit(sid, user)
     except ChatError as error:
+        hook.refused(error.code)
         raise ConnectionRefusedError(error.code, error.body()) from None
     try:
         parts.service.connect(sid, user)
@@ -53,24 +82,31 @@ def on_connect(app, sid, environ, auth=None):
         raise
 
 
-def on_disconnect(parts, sid, reason=None):
+def on_disconnect(parts: Papo, sid: str, reason: Any = None) -> None:
+    """Release the connection's share of the limits and its presence."""
     parts.guard.release(sid)
     parts.service.disconnect(sid)
 
 
-def on_unknown(parts, event, sid, *args):
+def on_unknown(parts: Papo, received: Callable[[], None], refused: Callable[[str | None], None], event: Any,
+               sid: str, *args: Any) -> dict[str, Any]:
+    """Refuse an event the table does not list, spending the sender's event budget all the same."""
+    received()
     try:
         parts.guard.spend(sid, parts.service.presence.user_of(sid))
+        raise ChatError("invalid_payload", f"there is no event named {str(event)[:64]!r}")
     except ChatError as error:
+        refused(error.code)
         return error.ack()
-    return ChatError("invalid_payload", f"there is no event named {str(event)[:64]!r}").ack()
 
 
-def acked(parts, handler):
+def acked(parts: Papo, handler: Handler, received: Callable[[], None],
+          refused: Callable[[str | None], None]) -> Callable[..., dict[str, Any]]:
     """Turn a handler's result into `{"ok": true, ...}` and any refusal into the contract's error ack."""
     service, guard = parts.service, parts.guard
 
-    def answer(sid, *args):
+    def answer(sid: str, *args: Any) -> dict[str, Any]:
+        received()
         payload = args[0] if args else None
         try:
             user = service.presence.user_of(sid)
@@ -79,9 +115,11 @@ def acked(parts, handler):
                 raise ChatError("invalid_payload", "the payload must be a JSON object")
             return {"ok": True, **(handler(service, sid, user, payload) or {})}
         except ChatError as error:
+            refused(error.code)
             return error.ack()
         except Exception:
             log.exception("event %s failed", handler.__name__)
+            refused("unavailable")
             return ChatError("unavailable", "the server could not complete this; try again").ack()
 
     return answer
@@ -125,7 +163,7 @@ def on_invite(service, sid, user, payload):
     return service.invite(user, payload.get("room"), payload.get("user"))
 
 
-HANDLERS = {
+HANDLERS: dict[str, Handler] = {
     "join": on_join,
     "leave": on_leave,
     "message": on_message,

@@ -4,19 +4,26 @@ The pages are shells: static/js/chat.js does the live part over Socket.IO and
 /api. Data for the script travels in data- attributes, never inline script.
 """
 import functools
-import re
+import json
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
-from chat.auth import current_user, is_admin
+from chat.auth import USERNAME, current_user, is_admin
+from chat import errors
 from chat.errors import ChatError
 from chat.extension import papo
+from chat.service import ROOM_NAME
 
 bp = Blueprint("pages", __name__)
+ERROR_TABLE = json.dumps(errors.table(), separators=(",", ":"), sort_keys=True)
 
-ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 STATUS = {"unauthorized": 401, "rate_limited": 429, "conflict": 409}
+
+
+@bp.app_context_processor
+def page_data():
+    """Give every page the contract's error codes, which static/js/errors.js reads from <body>."""
+    return {"error_table": ERROR_TABLE}
 
 
 def login_required(view):
@@ -54,7 +61,7 @@ def lobby():
 @login_required
 def room(name):
     """Show one room."""
-    if not ROOM_RE.match(name):
+    if not ROOM_NAME.fullmatch(name):
         abort(404)
     return render_template("room.html", user=current_user(), page="room", room=name)
 
@@ -63,7 +70,7 @@ def room(name):
 @login_required
 def direct(peer):
     """Show the direct conversation with peer."""
-    if not USER_RE.match(peer):
+    if not USERNAME.fullmatch(peer):
         abort(404)
     return render_template("room.html", user=current_user(), page="direct", peer=peer)
 
@@ -83,11 +90,11 @@ def go():
     """Open the room or conversation named in the lobby's forms (works without script)."""
     room_name = request.args.get("room", "").strip().lstrip("#").lower()
     if room_name:
-        if ROOM_RE.match(room_name):
+        if ROOM_NAME.fullmatch(room_name):
             return redirect(url_for("pages.room", name=room_name))
         return redirect(url_for("pages.lobby"))
     peer = request.args.get("user", "").strip().lstrip("@")
-    if USER_RE.match(peer):
+    if USERNAME.fullmatch(peer):
         return redirect(url_for("pages.direct", peer=peer))
     return redirect(url_for("pages.lobby"))
 

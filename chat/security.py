@@ -90,7 +90,7 @@ def add_headers(response):
 
 
 def refuse_forged_form(error):
-    """A form post without this site's CSRF token: refused, with a way back to a fresh form."""
+    """Refuse a form post without this site's CSRF token, with a way back to a fresh form."""
     page = (f'<!doctype html><meta charset="utf-8"><title>Form expired · Papo</title>'
             f'<p>This form has expired or did not come from this site. '
             f'<a href="{escape(request.path)}">Try again</a>.</p>')
@@ -137,7 +137,7 @@ class EngineIOFilter:
 
     @classmethod
     def valid_payload(cls, body):
-        """Whether a polling POST body is UTF-8 packets, separated by \\x1e, of types a client may send."""
+        """Tell whether a polling POST body is UTF-8 packets, separated by \\x1e, of types a client may send."""
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:

@@ -4,8 +4,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ChatError
+from .ports import Broadcaster, DirectMessage, Message, Notification, Presence, RateLimiter, Store, UserRow
 
 ROOM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_TEXT = 4000
@@ -21,14 +24,16 @@ MAX_BODY = 4000
 NOTIFICATION_PAGE = 50
 NOTIFICATION_LIMIT = 100
 MAX_READ_IDS = 500
+MAX_USERNAME = 32
+Answer = dict[str, Any]  # the fields an adapter adds to its `ok` answer
 
 
-def room_channel(room):
+def room_channel(room: str) -> str:
     """The broadcast channel of a chat room."""
     return "room:" + room
 
 
-def user_channel(user):
+def user_channel(user: str) -> str:
     """The broadcast channel that reaches every connection of one user."""
     return "user:" + user
 
@@ -36,21 +41,23 @@ def user_channel(user):
 class RoomSignals:
     """Wakes long polls when a room gets a message. Shape: {room: threading.Event of the current wait}."""
 
-    def __init__(self):
-        self._events = {}
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def current(self, room):
+    def current(self, room: str) -> threading.Event:
+        """Return the event the room's next message sets."""
         with self._lock:
             return self._events.setdefault(room, threading.Event())
 
-    def notify(self, room):
+    def notify(self, room: str) -> None:
+        """Wake the long polls waiting on the room."""
         with self._lock:
             event = self._events.pop(room, None)
         if event:
             event.set()
 
-    def notify_all(self):
+    def notify_all(self) -> None:
         """Wake every waiting poll, for when wake-ups may have been missed."""
         with self._lock:
             events, self._events = list(self._events.values()), {}
@@ -61,33 +68,37 @@ class RoomSignals:
 class ChatService:
     """Join, leave, post, history, direct; assigns seq through the store and tells the broadcaster."""
 
-    def __init__(self, store, presence, broadcaster, limiter, clock=time.time, notifier=None):
+    def __init__(self, store: Store, presence: Presence, broadcaster: Broadcaster, limiter: RateLimiter,
+                 clock: Callable[[], float] = time.time, notifier: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.presence = presence
         self.broadcaster = broadcaster
         self.limiter = limiter
         self.clock = clock
         self.signals = RoomSignals()
-        self.max_rooms = None  # rooms one connection may be in at once; None: no limit
+        self.max_rooms: int | None = None  # rooms one connection may be in at once; None: no limit
         self.notifier = notifier  # notifier(room) wakes long polls in the other processes, when scaled
 
-    def now_ms(self):
+    def now_ms(self) -> int:
+        """Return the server's time in milliseconds since the epoch, as messages carry it."""
         return int(self.clock() * 1000)
 
     # connections and rooms
 
-    def connect(self, sid, user):
+    def connect(self, sid: str, user: str) -> None:
+        """Register a connection and replay its user's unread notifications to it."""
         self.presence.connect(sid, user)
         self.broadcaster.enter(sid, user_channel(user))
         for note in self.store.notifications(user, limit=NOTIFICATION_LIMIT, unread=True):
             self.broadcaster.emit("notification", note, to=sid)
 
-    def disconnect(self, sid):
+    def disconnect(self, sid: str) -> None:
+        """Forget a connection; announce the rooms its user has now left."""
         user = self.presence.user_of(sid)
         for room in self.presence.disconnect(sid):
             self._announce(room, user, "leave")
 
-    def join(self, sid, room, since=None):
+    def join(self, sid: str, room: Any, since: Any = None) -> Answer:
         """Enter a room; the ack has its members, last seq and the messages the client is missing."""
         room = valid_room(room)
         since = _optional_int("since", since, 0)
@@ -108,7 +119,8 @@ class ChatService:
         return {"room": room, "members": self.presence.members(room), "last_seq": self.store.last_seq(room),
                 "messages": messages, "truncated": truncated}
 
-    def leave(self, sid, room):
+    def leave(self, sid: str, room: Any) -> None:
+        """Take the connection out of a room; announce it when its user has left entirely."""
         room = valid_room(room)
         self.broadcaster.exit(sid, room_channel(room))
         if self.presence.leave(sid, room):
@@ -118,13 +130,21 @@ class ChatService:
         self.broadcaster.emit("presence", {"room": room, "user": user, "action": action,
                                            "members": self.presence.members(room)}, to=room_channel(room))
 
-    def typing(self, sid, room, typing):
+    def typing(self, sid: str, room: Any, typing: Any) -> None:
+        """Tell the room's other members that the user is typing, or stopped."""
         room = self._joined_room(sid, room)
         if not isinstance(typing, bool):
             raise ChatError("invalid_payload", "typing must be true or false")
-        user = self.presence.user_of(sid)
+        user = self._user_of(sid)
         self.broadcaster.emit("typing", {"room": room, "user": user, "typing": typing},
                               to=room_channel(room), skip=self.presence.sids_of(user, room))
+
+    def _user_of(self, sid: str) -> str:
+        """Return the user of a signed-in connection."""
+        user = self.presence.user_of(sid)
+        if user is None:
+            raise ChatError("unauthorized", "this connection is not signed in")
+        return user
 
     def _joined_room(self, sid, room):
         room = valid_room(room)
@@ -134,12 +154,12 @@ class ChatService:
 
     # messages
 
-    def send(self, sid, room, text, client_id):
+    def send(self, sid: str, room: Any, text: Any, client_id: Any) -> tuple[Message, bool]:
         """Post from a connection, which must have joined the room."""
         room = self._joined_room(sid, room)
-        return self.post(self.presence.user_of(sid), room, text, client_id)
+        return self.post(self._user_of(sid), room, text, client_id)
 
-    def post(self, user, room, text, client_id):
+    def post(self, user: str, room: Any, text: Any, client_id: Any) -> tuple[Message, bool]:
         """Store a message and broadcast it once; (message, created). A repeated client_id is harmless."""
         room = valid_room(room)
         self._admit(user, room)
@@ -160,7 +180,7 @@ class ChatService:
             raise ChatError("rate_limited", "too many messages; slow down",
                             retry_after=max(1, math.ceil(wait)))
 
-    def history(self, room, before=None, limit=None, user=None):
+    def history(self, room: Any, before: Any = None, limit: Any = None, user: str | None = None) -> Answer:
         """Older messages, oldest first, and whether there are more before them."""
         room = valid_room(room)
         self._admit(user, room)
@@ -170,7 +190,8 @@ class ChatService:
         found = self.store.messages_before(room, before, limit + 1)
         return {"messages": found[-limit:], "has_more": len(found) > limit}
 
-    def messages_after(self, room, after=None, before=None, limit=None, user=None):
+    def messages_after(self, room: Any, after: Any = None, before: Any = None, limit: Any = None,
+                       user: str | None = None) -> Answer:
         """Messages between after and before, oldest first, for HTTP readers."""
         room = valid_room(room)
         self._admit(user, room)
@@ -185,7 +206,7 @@ class ChatService:
             found = [m for m in found if m["seq"] < before]
         return {"messages": found[:limit], "has_more": len(found) > limit}
 
-    def wait_for_messages(self, room, after, timeout, user=None):
+    def wait_for_messages(self, room: Any, after: Any, timeout: Any, user: str | None = None) -> Answer:
         """A long poll: the messages after `after`, waiting up to `timeout` seconds for the first."""
         room = valid_room(room)
         self._admit(user, room)
@@ -200,7 +221,7 @@ class ChatService:
                 return {"messages": found}
             wake.wait(remaining)
 
-    def rooms(self, user=None):
+    def rooms(self, user: str | None = None) -> list[dict[str, Any]]:
         """The public rooms and the private ones the user belongs to."""
         sizes = self.presence.room_sizes()
         listed = []
@@ -212,13 +233,13 @@ class ChatService:
 
     # private rooms
 
-    def _admit(self, user, room):
+    def _admit(self, user: str | None, room: str) -> None:
         """forbidden unless the room is public (or does not exist yet) or the user is one of its members."""
         privacy = self.store.room_privacy(room)
         if privacy and privacy[0] and not (user and self.store.is_room_member(room, user)):
             raise ChatError("forbidden", f"{room} is a private room; its owner can invite you")
 
-    def create_room(self, user, room, private=True):
+    def create_room(self, user: str, room: Any, private: Any = True) -> Answer:
         """Create a room owned by the user, private unless told otherwise; conflict when the name is in use."""
         room = valid_room(room)
         if not isinstance(private, bool):
@@ -229,7 +250,7 @@ class ChatService:
             raise ChatError("conflict", f"a room named {room} exists already; pick another name")
         return {"room": room, "private": private, "owner": user, "members": [user]}
 
-    def invite(self, user, room, invitee):
+    def invite(self, user: str, room: Any, invitee: Any) -> Answer:
         """Let another user into the user's private room; the invitee's connections hear `invited`."""
         room = valid_room(room)
         privacy = self.store.room_privacy(room)
@@ -238,16 +259,12 @@ class ChatService:
         private, owner = privacy
         if not private or owner is None or owner.lower() != user.lower():
             raise ChatError("forbidden", f"only the owner of the private room {room} can invite")
-        if not isinstance(invitee, str) or not invitee:
-            raise ChatError("invalid_payload", "user must be a username")
-        found = self.store.find_user(invitee) if len(invitee) <= 32 else None
-        if found is None:
-            raise ChatError("not_found", f"no user named {invitee}")
+        found = self._find_user("user", invitee)
         if self.store.add_room_member(room, found.username, self.now_ms()):
             self.broadcaster.emit("invited", {"room": room, "by": owner}, to=user_channel(found.username))
         return {"room": room, "members": self.store.room_members(room)}
 
-    def room_members(self, user, room):
+    def room_members(self, user: str | None, room: Any) -> Answer:
         """The invited members of a private room (every member may ask); public rooms have none."""
         room = valid_room(room)
         self._admit(user, room)
@@ -259,15 +276,11 @@ class ChatService:
 
     # direct messages
 
-    def direct(self, user, to, text, client_id):
+    def direct(self, user: str, to: Any, text: Any, client_id: Any) -> tuple[DirectMessage, bool]:
         """Send a direct message to every connection of both its users."""
-        if not isinstance(to, str) or not to:
-            raise ChatError("invalid_payload", "to must be a username")
         text = valid_text(text)
         client_id = valid_client_id(client_id)
-        found = self.store.find_user(to) if len(to) <= 32 else None
-        if found is None:
-            raise ChatError("not_found", f"no user named {to}")
+        found = self._find_user("to", to)
         self._spend(user)
         message, created = self.store.add_direct(user, found.username, text, self.now_ms(), client_id)
         if created:
@@ -275,21 +288,27 @@ class ChatService:
                 self.broadcaster.emit("direct", message, to=user_channel(name))
         return message, created
 
-    def direct_history(self, user, peer, before=None, limit=None):
+    def direct_history(self, user: str, peer: Any, before: Any = None, limit: Any = None) -> Answer:
         """The direct messages between the user and one peer, oldest first: only those two ever see them."""
-        if not isinstance(peer, str) or not peer:
-            raise ChatError("invalid_payload", "with must be a username")
-        found = self.store.find_user(peer) if len(peer) <= 32 else None
-        if found is None:
-            raise ChatError("not_found", f"no user named {peer}")
+        found = self._find_user("with", peer)
         before = _direct_number("before", before)
         limit = _optional_int("limit", limit, 1, HISTORY_LIMIT) or RECENT_LIMIT
         page = self.store.directs_between(user, found.username, before, limit + 1)
         return {"messages": page[-limit:], "has_more": len(page) > limit}
 
+    def _find_user(self, field: str, name: Any) -> UserRow:
+        """Return the stored user a payload's field names; invalid_payload or not_found otherwise."""
+        if not isinstance(name, str) or not name:
+            raise ChatError("invalid_payload", f"{field} must be a username")
+        found = self.store.find_user(name) if len(name) <= MAX_USERNAME else None
+        if found is None:
+            raise ChatError("not_found", f"no user named {name}")
+        return found
+
     # notifications
 
-    def notify(self, title, body, level=None, room=None, user=None):
+    def notify(self, title: Any, body: Any, level: Any = None, room: Any = None,
+               user: Any = None) -> tuple[Notification, int]:
         """Notify a room's members, one user (stored until read) or everyone; (notification, recipients).
 
         recipients: the room's members now, 1 for a user, the open connections for everyone.
@@ -298,11 +317,7 @@ class ChatService:
         if room is not None and user is not None:
             raise ChatError("invalid_payload", "address a room or a user, not both")
         if user is not None:
-            if not isinstance(user, str) or not user:
-                raise ChatError("invalid_payload", "user must be a username")
-            found = self.store.find_user(user) if len(user) <= 32 else None
-            if found is None:
-                raise ChatError("not_found", f"no user named {user}")
+            found = self._find_user("user", user)
             note = self.store.add_notification(found.username, **note, ts=self.now_ms())
             self.broadcaster.emit("notification", note, to=user_channel(found.username))
             return note, 1
@@ -314,7 +329,7 @@ class ChatService:
         self.broadcaster.emit("notification", note, to=None)
         return note, self.presence.connection_count()
 
-    def notifications(self, user, after=None, limit=None):
+    def notifications(self, user: str, after: Any = None, limit: Any = None) -> Answer:
         """The user's stored notifications oldest first (after an id, else the latest) and the unread count."""
         after = _notification_number("after", after)
         limit = _optional_int("limit", limit, 1, NOTIFICATION_LIMIT) or NOTIFICATION_PAGE
@@ -322,7 +337,7 @@ class ChatService:
         page = found[:limit] if after is not None else found[-limit:]
         return {"notifications": page, "has_more": len(found) > limit, "unread": self.store.unread_count(user)}
 
-    def mark_read(self, user, ids=None, up_to=None):
+    def mark_read(self, user: str, ids: Any = None, up_to: Any = None) -> Answer:
         """Mark notifications read, listed or every one up to an id; the user's connections hear of it."""
         if (ids is None) == (up_to is None):
             raise ChatError("invalid_payload", "give either ids (a list of notification ids) or up_to (an id)")
@@ -338,12 +353,12 @@ class ChatService:
             self.broadcaster.emit("notifications_read", {"ids": marked, "unread": unread}, to=user_channel(user))
         return {"read": marked, "unread": unread}
 
-    def health(self):
+    def health(self) -> None:
         """Raise when the database or presence backend is unreachable."""
         self.store.ping()
         self.presence.ping()
 
-    def heartbeat(self):
+    def heartbeat(self) -> None:
         """Keep this process's presence alive; announce members that came or went behind its back."""
         for room, user, action in self.presence.heartbeat():
             self._announce(room, user, action)

@@ -22,7 +22,7 @@ def app(tmp_path, settings):
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/papo.db", "SECRET_KEY": TEST_SECRET,
                       "TESTING": True, "WTF_CSRF_ENABLED": False, **settings})
     yield app
-    monitor = getattr(app.extensions["papo"].metrics, "monitor", None)
+    monitor = getattr(app.extensions["papo"], "monitor", None)
     if monitor is not None:
         monitor.stop()
     app.extensions["papo"].store.close()

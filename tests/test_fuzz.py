@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from chat.errors import CODES
 
-json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=50)
+json_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+                | st.text(max_size=50))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 field_values = st.one_of(json_values, st.text(max_size=4100), st.sampled_from(["lobby", "a", "ana", "bo"]))
@@ -71,7 +72,7 @@ deep = st.integers(1, 900).map(lambda depth: {"room": "lobby", "text": _nested(d
 
 
 def _nested(depth):
-    value = []
+    value: list = []
     for _ in range(depth):
         value = [value]
     return value

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from http.client import HTTPMessage
 from pathlib import Path
 
 import pytest
@@ -251,7 +252,8 @@ def test_the_cli_sends_through_the_server_with_the_notify_token(app, client, use
         answer = client.post(request.full_url.replace("http://papo.test", ""), data=request.data,
                              headers=dict(request.header_items()))
         if answer.status_code >= 400:
-            raise urllib.error.HTTPError(request.full_url, answer.status_code, "refused", {}, BytesIO(answer.data))
+            raise urllib.error.HTTPError(request.full_url, answer.status_code, "refused", HTTPMessage(),
+                                         BytesIO(answer.data))
         return BytesIO(answer.data)
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)

@@ -63,7 +63,9 @@ def socket_for(app, token):
 
 
 def csrf_field(html):
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
 
 
 # abuse: rate limits

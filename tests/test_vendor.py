@@ -6,18 +6,26 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_vendor(name: str) -> Any:
+    """Load a fresh copy of tools/vendor.py as a module of its own."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "vendor.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def vendor(tmp_path, monkeypatch):
     """tools/vendor.py pointed at a scratch project with a fake lock file and a fake registry."""
-    spec = importlib.util.spec_from_file_location("vendor_under_test", ROOT / "tools" / "vendor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_vendor("vendor_under_test")
     tarball = io.BytesIO()
     with tarfile.open(fileobj=tarball, mode="w:gz") as tar:
         for name, data in {"package/dist/socket.io.min.js": b"/* io */", "package/dist/socket.io.min.js.map": b"{}",
@@ -101,9 +109,7 @@ def test_every_package_in_the_table_is_fetched_checked_and_stamped(vendor, tmp_p
 
 
 def test_every_vendored_package_is_pinned_exactly():
-    spec = importlib.util.spec_from_file_location("vendor_table", ROOT / "tools" / "vendor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_vendor("vendor_table")
     package = json.loads((ROOT / "package.json").read_text())
     lock = json.loads((ROOT / "package-lock.json").read_text())
     for name in module.PACKAGES:

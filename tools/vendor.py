@@ -84,7 +84,7 @@ def with_npm(npm):
 
 def registry():
     """Return the npm registry base URL, configured as npm itself reads it: environment, then .npmrc."""
-    url = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")
+    url = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")  # noqa: SIM112 (npm's own name)
     for npmrc in (ROOT / ".npmrc", Path.home() / ".npmrc"):
         if url:
             break
@@ -120,7 +120,10 @@ def with_tarball(package, version, integrity):
             member = tar.getmember(f"package/{src}")
             if not member.isfile():
                 raise SystemExit(f"vendor: {src} is not a regular file in the tarball")
-            return tar.extractfile(member).read()
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise SystemExit(f"vendor: {src} cannot be read from the tarball")
+            return handle.read()
         place(package, read)
 
 

@@ -1,6 +1,7 @@
 // The live dashboard: `metrics` samples from the /monitor namespace (about one a second),
 // drawn with uPlot. On every connect the server sends a backlog of its recent samples, so
 // the charts fill the gap a reconnect left. Text goes in with textContent only.
+import { socketOptions } from "./connection.js";
 
 const KEEP = 300;        // samples (and points per pushed series) on screen: five minutes
 const HEIGHT = 180;      // px, every chart
@@ -202,7 +203,7 @@ function setStatus(status, text) {
 // ---------------------------------------------------------------------------
 // The connection: the backlog on every connect, then a sample a second.
 setupCharts();
-const socket = io("/monitor", { reconnectionDelay: 500, reconnectionDelayMax: 4000, timeout: 8000 });
+const socket = io("/monitor", socketOptions());
 state.socket = socket;
 
 socket.on("connect", () => setStatus("online", "Live · a sample a second"));

@@ -18,7 +18,7 @@ from tests.servers import ServerProcess
 try:
     from playwright.sync_api import expect
 except ImportError:  # the chromium fixture skips (or fails under CI) with the reason
-    expect = None
+    expect = None  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PAPO_CHROMIUM", "/usr/bin/chromium")
@@ -40,15 +40,42 @@ class Person:
         self.dialogs = []
         self.errors = []
         self.console_errors = []
+        self.cut = False  # cut_off(): Socket.IO unreachable, by either transport
+        # Playwright routes only the WebSockets of documents loaded after this; it passes them through until cut.
+        context.route_web_socket("**/socket.io/**", self._route_socket)
         self.page = self.new_page()
 
     def new_page(self):
         page = self.context.new_page()
         page.set_default_timeout(WAIT)
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("dialog", self._dismiss)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self._console)
         return page
+
+    def _dismiss(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _console(self, message):
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def cut_off(self):
+        """Keep this person's pages from reaching Socket.IO, by WebSocket and by polling, until reconnect()."""
+        self.cut = True
+        self.context.route("**/socket.io/**", lambda route: route.abort())
+
+    def reconnect(self):
+        """Let this person's pages reach Socket.IO again."""
+        self.cut = False
+        self.context.unroute("**/socket.io/**")
+
+    def _route_socket(self, socket):
+        if self.cut:
+            socket.close()
+        else:
+            socket.connect_to_server()
 
     def register(self):
         page = self.page
@@ -98,7 +125,7 @@ def chromium():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        sync_playwright = None
+        sync_playwright = None  # type: ignore[assignment]
     need(sync_playwright is not None, "playwright (requirements-dev.txt) is not installed")
     need(os.path.exists(CHROMIUM), f"{CHROMIUM} is missing (apt-get install chromium)")
     vendor = subprocess.run([sys.executable, "tools/vendor.py"], cwd=ROOT, capture_output=True, text=True)

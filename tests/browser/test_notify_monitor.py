@@ -1,5 +1,6 @@
 """Notifications and the monitor in real Chromium: a toast on notify, the unread badge, the desktop
 alert of a hidden tab, and the /monitor charts moving while two people chat."""
+import itertools
 import json
 import re
 import subprocess
@@ -168,7 +169,7 @@ def test_the_monitor_charts_move_as_messages_flow_and_catch_up_after_a_reconnect
     expect(page.locator("#monitor-status")).to_have_attribute("data-status", "online")
     page.wait_for_function(f"papoMonitor.samples.length >= {before + 3}")
     stamps = page.evaluate("papoMonitor.samples.map(s => s.ts)")
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) < 1900, gaps
     assert boss.errors == []
     boss.context.close()

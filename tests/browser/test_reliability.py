@@ -56,7 +56,7 @@ def test_messages_missed_while_offline_arrive_in_order(person, server):
     alice, bob = person("alice"), person("bob")
     alice.open_room("gap")
     bob.open_room("gap")
-    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    alice.cut_off()
     server.kill()  # both lose their connection; only bob may reconnect
     server.start()
     bob_page = bob.page
@@ -66,7 +66,7 @@ def test_messages_missed_while_offline_arrive_in_order(person, server):
     expect(bob.message("meanwhile 5", status="delivered")).to_have_count(1)
     expect(alice.page.locator("#connection")).not_to_have_attribute("data-status", "online")
     assert alice.texts() == []
-    alice.context.unroute("**/socket.io/**")
+    alice.reconnect()
     expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
     expect(alice.message("meanwhile 5")).to_have_count(1)
     assert alice.texts() == [f"meanwhile {n}" for n in range(1, 6)]
@@ -82,7 +82,7 @@ def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
     expect(alice.message("survives a reload", status="pending")).to_have_count(1)
 
     # The server comes back, but alice's page may not reach its socket yet: it reloads offline.
-    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    alice.cut_off()
     server.start()
     alice.page.reload()
     expect(alice.message("survives a reload", status="pending")).to_have_count(1)
@@ -90,7 +90,7 @@ def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
     expect(bob.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
     assert bob.texts() == []
 
-    alice.context.unroute("**/socket.io/**")
+    alice.reconnect()
     expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
     expect(alice.message("survives a reload", status="delivered")).to_have_count(1)
     expect(bob.message("survives a reload", status="delivered")).to_have_count(1)
@@ -132,7 +132,7 @@ def test_a_long_absence_is_caught_up_past_the_replay_limit(person, server):
     alice, bob = person("alice"), person("bob")
     alice.open_room("backlog")
     bob.open_room("backlog")
-    alice.context.route("**/socket.io/**", lambda route: route.abort())
+    alice.cut_off()
     server.kill()
     server.start()
     expect(bob.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
@@ -148,7 +148,7 @@ def test_a_long_absence_is_caught_up_past_the_replay_limit(person, server):
     }""")
     assert posted == 520
     expect(bob.message("backlog 520")).to_have_count(1)
-    alice.context.unroute("**/socket.io/**")
+    alice.reconnect()
     expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
     expect(alice.message("backlog 520")).to_have_count(1)
     assert alice.texts() == [f"backlog {n}" for n in range(1, 521)]
