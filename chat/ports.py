@@ -14,8 +14,10 @@ Notification = dict[str, Any]   # {"id", "title", "body", "level", "ts", "room"?
 class UserRow(Protocol):
     """A stored user as the store finds it."""
 
-    username: str
-    password_hash: str
+    @property
+    def username(self) -> str: ...
+    @property
+    def password_hash(self) -> str: ...
 
 
 class Store(Protocol):

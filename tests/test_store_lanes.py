@@ -19,8 +19,13 @@ def _message(room, seq):
 def test_a_lane_runs_calls_in_order_and_returns_their_results_or_raises_their_errors():
     lanes = Lanes()
     lane = lanes.thread_lane(1)
-    seen = []
-    assert [lanes.call(lane, lambda n=n: seen.append(n) or n * 2) for n in range(5)] == [0, 2, 4, 6, 8]
+    seen: list[int] = []
+
+    def note(n):
+        seen.append(n)
+        return n * 2
+
+    assert [lanes.call(lane, note, n) for n in range(5)] == [0, 2, 4, 6, 8]
     assert seen == [0, 1, 2, 3, 4]
     with pytest.raises(ZeroDivisionError):
         lanes.call(lane, lambda: 1 / 0)
@@ -44,12 +49,17 @@ def test_an_idle_lane_thread_ends_and_the_next_call_starts_another(monkeypatch):
     lane.close()
 
 
-def test_concurrent_messages_share_commits(tmp_path):
+def test_concurrent_messages_share_commits(tmp_path, monkeypatch):
     store = Store(f"sqlite:///{tmp_path}/batch.db")
     store.migrate()
-    commits = []
+    commits: list[int] = []
     write = store.connector.write
-    store.connector.write = lambda work, *args: commits.append(len(args[0])) or write(work, *args)
+
+    def counted(work, *args):
+        commits.append(len(args[0]))
+        return write(work, *args)
+
+    monkeypatch.setattr(store.connector, "write", counted)
     threads = [threading.Thread(target=lambda n=n: [store.append("r", f"u{n}", f"{i}", 1, f"{n}-{i}")
                                                     for i in range(20)]) for n in range(8)]
     for thread in threads:
@@ -61,13 +71,18 @@ def test_concurrent_messages_share_commits(tmp_path):
     store.close()
 
 
-def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp_path):
+def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp_path, monkeypatch):
     store = Store(f"sqlite:///{tmp_path}/claimed.db")
     store.migrate()
     store.claim()
-    reads = []
+    reads: list[str] = []
     read = store.connector.read
-    store.connector.read = lambda work, *args: reads.append(work.__name__) or read(work, *args)
+
+    def counted(work, *args):
+        reads.append(work.__name__)
+        return read(work, *args)
+
+    monkeypatch.setattr(store.connector, "read", counted)
     for i in range(30):
         store.append("a", "ana", f"m{i}", 1, f"c{i}")
     assert store.messages_after("a", 25, 10) == read(queries.messages_after, "a", 25, 10)
@@ -103,7 +118,7 @@ operations = st.lists(st.one_of(
 @given(operations)
 def test_recent_messages_answer_like_the_database_or_not_at_all(ops):
     recent = RecentMessages(per_room=16, total=40)
-    stored = {"a": [], "b": [], "c": []}  # the database
+    stored: dict[str, list[dict]] = {"a": [], "b": [], "c": []}  # the database
     for op in ops:
         room = op[1]
         if op[0] == "add":

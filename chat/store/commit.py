@@ -69,7 +69,7 @@ class GroupCommit:
                     self._lane.submit(self._commit)
                 else:
                     self._scheduled = False
-        self._lane.deliver([(slot.waiter, outcome) for slot, outcome in zip(batch, outcomes)])
+        self._lane.deliver([(slot.waiter, outcome) for slot, outcome in zip(batch, outcomes, strict=True)])
 
     def _store(self, items: list[queries.Item]) -> list[Outcome]:
         try:

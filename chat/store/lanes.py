@@ -7,6 +7,7 @@ the finished results reach the event loop through one wake-up (a pipe under even
 watcher under gevent), however many a batch finished. Nothing polls.
 """
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -195,10 +196,8 @@ class EventletHandback(Handback):
             self._write_byte()
 
     def _drain(self, _fileno):
-        try:
+        with contextlib.suppress(BlockingIOError):
             self._read(self._read_end, 4096)
-        except BlockingIOError:
-            pass
         self._signalled = False  # before draining: a result posted from now on writes a byte again
         pending = self._pending
         while pending:

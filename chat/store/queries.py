@@ -7,7 +7,8 @@ from . import wire
 from .engine import Tx
 
 MAX_INT = 2 ** 63 - 1
-_MESSAGES = "SELECT m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id FROM messages m JOIN rooms r ON r.id = m.room_id"
+_MESSAGES = ("SELECT m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id "
+             "FROM messages m JOIN rooms r ON r.id = m.room_id")
 _DIRECTS = "SELECT id, sender, recipient, text, ts, client_id FROM directs"
 _NOTIFICATIONS = "SELECT id, recipient, title, body, level, ts, read_at FROM notifications"
 
@@ -148,7 +149,7 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
         room_id = ids[room]
         rows.append((room_id, next_seq[room_id], author, text, ts, client_id))
         next_seq[room_id] += 1
-    for index, row_id, (_, seq, author, text, ts, client_id) in zip(fresh, _insert_rows(tx, rows), rows):
+    for index, row_id, (_, seq, author, text, ts, client_id) in zip(fresh, _insert_rows(tx, rows), rows, strict=True):
         outcomes[index] = (wire.message(row_id, items[index][0], seq, author, text, ts, client_id), True)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, int):

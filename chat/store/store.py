@@ -110,40 +110,33 @@ class Store:
 
     def messages_after(self, room: str, after: int, limit: int) -> list[dict]:
         """Messages with seq > after, oldest first, at most limit."""
-        if self._recent_loaded(room):
-            found = self.recent.after(room, after, limit)
-            if found is not None:
-                return found
-        return self._read(queries.messages_after, room, after, limit)
+        recent = self._recent(room)
+        found = recent.after(room, after, limit) if recent else None
+        return found if found is not None else self._read(queries.messages_after, room, after, limit)
 
     def messages_before(self, room: str, before: int | None, limit: int) -> list[dict]:
         """The latest messages with seq < before (all when before is None), oldest first, at most limit."""
-        if self._recent_loaded(room):
-            found = self.recent.before(room, before, limit)
-            if found is not None:
-                return found
-        return self._read(queries.messages_before, room, before, limit)
+        recent = self._recent(room)
+        found = recent.before(room, before, limit) if recent else None
+        return found if found is not None else self._read(queries.messages_before, room, before, limit)
 
     def last_seq(self, room: str) -> int:
-        if self._recent_loaded(room):
-            seq = self.recent.last_seq(room)
-            if seq is not None:
-                return seq
-        return self._read(queries.last_seq, room)
+        recent = self._recent(room)
+        seq = recent.last_seq(room) if recent else None
+        return seq if seq is not None else self._read(queries.last_seq, room)
 
-    def _recent_loaded(self, room):
-        """Whether the room's recent messages are in memory, loading them by the writer if need be."""
-        if self.recent is None:
-            return False
-        if not self.recent.loaded(room):
-            self.lanes.call(self._writer, self._load_recent, room)
-        return True
+    def _recent(self, room: str) -> RecentMessages | None:
+        """The recent messages, with the room's loaded by the writer if need be; None when not kept."""
+        recent = self.recent
+        if recent is not None and not recent.loaded(room):
+            self.lanes.call(self._writer, self._load_recent, recent, room)
+        return recent
 
-    def _load_recent(self, room):
+    def _load_recent(self, recent, room):
         """Read the room's latest messages into memory, in the writer, so that no commit slips between."""
-        if not self.recent.loaded(room):
-            messages, last_seq = self.connector.read(queries.latest, room, self.recent.per_room)
-            self.recent.install(room, messages, last_seq)
+        if not recent.loaded(room):
+            messages, last_seq = self.connector.read(queries.latest, room, recent.per_room)
+            recent.install(room, messages, last_seq)
 
     def rooms(self) -> list[tuple[str, int]]:
         """Every room as (name, last_seq), by name."""

@@ -10,6 +10,7 @@ Run directly for a soak (see docs/security.md):
 """
 import argparse
 import collections
+import contextlib
 import itertools
 import json
 import random
@@ -35,7 +36,7 @@ class Pending:
     text: str
     client_id: str
     attempts: int = 0
-    sent_at: float = None
+    sent_at: float | None = None
     sent_wall_ms: int = 0  # the wall clock at the last send, to compare with the stored ts
 
 
@@ -71,7 +72,8 @@ class ChaosClient:
         self.next_send = time.monotonic() + rng.random() / rate
         self.connects = self.drops = self.refusals = self.resends = self.stored_before = 0
         self.lock = threading.RLock()
-        self.history = collections.deque(maxlen=40)  # [(seconds since start, what happened)], for a stuck client
+        # [(seconds since start, what happened)], for a stuck client
+        self.history: collections.deque = collections.deque(maxlen=40)
         self.started = time.monotonic()
         self.sio = socketio.Client(reconnection=True, reconnection_attempts=0, reconnection_delay=0.2,
                                    reconnection_delay_max=1.5, randomization_factor=0.5)
@@ -143,10 +145,8 @@ class ChaosClient:
         if self.transport == "websocket":
             ws = getattr(self.sio.eio, "ws", None)
             if ws is not None and ws.sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     ws.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             return
         if self.live():  # a client already reconnecting has nothing to drop, and two connects would race
             threading.Thread(target=self._reconnect_polling, daemon=True).start()
@@ -226,7 +226,7 @@ def database_rooms(db_path):
         last = dict(conn.execute("SELECT name, last_seq FROM rooms").fetchall())
     finally:
         conn.close()
-    stored = {}
+    stored: dict[str, list] = {}
     for room, seq, row_id, author, text, client_id in rows:
         stored.setdefault(room, []).append((seq, str(row_id), author, text, client_id))
     return stored, last
@@ -269,25 +269,11 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
     rng = random.Random(seed)
     room_names = [f"chaos-{n}" for n in range(rooms)]
     server = ServerProcess(mode, f"sqlite:///{db_path}", env=env)
-    people = []
-    rss = []
-    kills = 0
+    people: list[ChaosClient] = []
+    rss: list[float] = []
     try:
         server.start()
-        tokens = {}
-        lock = threading.Lock()
-
-        def sign_up(n):
-            name = f"chaos{n}"
-            token = register(server.url, name)
-            with lock:
-                tokens[name] = token
-
-        threads = [threading.Thread(target=sign_up, args=(n,)) for n in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        tokens = sign_up(server.url, [f"chaos{n}" for n in range(clients)])
         for n in range(clients):
             name = f"chaos{n}"
             mine = [room_names[(n + k) % rooms] for k in range(rooms_per_client)]
@@ -296,39 +282,9 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
         for person in people:
             person.connect()
         log(f"chaos: {clients} clients connected to {server!r}; running {seconds:.0f} s")
-
         began = time.monotonic()
-        next_kill = began + kill_every if kill_every else float("inf")
-        next_drop = began + drop_every
-        next_sample = began
-        while (now := time.monotonic()) < began + seconds:
-            for person in people:
-                person.tick(now, generating=True)
-            if now >= next_drop:
-                sending = [person for person in people if person.in_flight()]
-                victims = rng.sample(people, k=rng.randint(1, 3))
-                if sending and rng.random() < 0.5:  # lose an ack: the message may be stored, or not
-                    victims[0] = rng.choice(sending)
-                for person in set(victims):
-                    person.drop()
-                next_drop = now + rng.expovariate(1 / drop_every)
-            if now >= next_kill:
-                wait_for_sending(people, timeout=1.0)  # kill with messages in flight
-                server.kill()
-                kills += 1
-                for person in people:
-                    person.note("server killed")
-                time.sleep(rng.random())
-                server.start()
-                for person in people:
-                    person.note("server started")
-                next_kill = time.monotonic() + kill_every * (0.5 + rng.random())
-            if now >= next_sample:
-                rss.append(round(server.rss() / 2**20, 1))
-                next_sample = now + max(5.0, seconds / 60)
-            time.sleep(0.02)
+        kills = make_chaos(server, people, rng, seconds, kill_every, drop_every, rss)
         elapsed = time.monotonic() - began
-
         drain(people, deadline=time.monotonic() + 60)
         stored, last = database_rooms(db_path)
         catch_up(people, last, deadline=time.monotonic() + 60)
@@ -338,6 +294,65 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
         for person in people:
             person.close()
         server.close()
+
+
+def sign_up(url, names):
+    """Register every name side by side; {name: token}."""
+    tokens = {}
+    lock = threading.Lock()
+
+    def one(name):
+        token = register(url, name)
+        with lock:
+            tokens[name] = token
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return tokens
+
+
+def make_chaos(server, people, rng, seconds, kill_every, drop_every, rss):
+    """Let the clients chat for `seconds` while connections drop and the server is killed; the kills."""
+    began = time.monotonic()
+    next_kill = began + kill_every if kill_every else float("inf")
+    next_drop = began + drop_every
+    next_sample = began
+    kills = 0
+    while (now := time.monotonic()) < began + seconds:
+        for person in people:
+            person.tick(now, generating=True)
+        if now >= next_drop:
+            drop_some(people, rng)
+            next_drop = now + rng.expovariate(1 / drop_every)
+        if now >= next_kill:
+            wait_for_sending(people, timeout=1.0)  # kill with messages in flight
+            server.kill()
+            kills += 1
+            for person in people:
+                person.note("server killed")
+            time.sleep(rng.random())
+            server.start()
+            for person in people:
+                person.note("server started")
+            next_kill = time.monotonic() + kill_every * (0.5 + rng.random())
+        if now >= next_sample:
+            rss.append(round(server.rss() / 2**20, 1))
+            next_sample = now + max(5.0, seconds / 60)
+        time.sleep(0.02)
+    return kills
+
+
+def drop_some(people, rng):
+    """Break one to three connections, often one with a message in flight, so that its ack is lost."""
+    sending = [person for person in people if person.in_flight()]
+    victims = rng.sample(people, k=rng.randint(1, 3))
+    if sending and rng.random() < 0.5:  # lose an ack: the message may be stored, or not
+        victims[0] = rng.choice(sending)
+    for person in set(victims):
+        person.drop()
 
 
 def wait_for_sending(people, timeout):
@@ -387,8 +402,8 @@ def catch_up(people, last, deadline):
 def verify(people, stored, last, elapsed, kills, rss):
     """Compare every acked message and every client's view with the database."""
     gaps = duplicated = lost = mismatches = 0
-    by_client_id = {}
-    texts = {}
+    by_client_id: dict[tuple, list] = {}
+    texts: dict[str, int] = {}
     for room, rows in stored.items():
         seqs = [row[0] for row in rows]
         if seqs != list(range(1, len(seqs) + 1)) or last.get(room) != len(seqs):
@@ -418,7 +433,8 @@ def verify(people, stored, last, elapsed, kills, rss):
         generated=sum(next(p.counter) - 1 for p in people), acked=acked, stored=sum(len(r) for r in stored.values()),
         lost=lost, duplicated=duplicated, gaps=gaps, view_mismatches=mismatches,
         redeliveries=sum(v.deliveries - len(v.messages) for p in people for v in p.views.values()),
-        resends=sum(p.resends for p in people), stored_before=sum(p.stored_before for p in people), refusals=sum(p.refusals for p in people),
+        resends=sum(p.resends for p in people), stored_before=sum(p.stored_before for p in people),
+        refusals=sum(p.refusals for p in people),
         rss_mb=rss)
 
 

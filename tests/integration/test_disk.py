@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.servers import ServerProcess, read_messages, register
+from tests.servers import ServerError, ServerProcess, read_messages, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -30,9 +30,14 @@ def test_a_stalled_commit_stalls_no_other_connection(fresh_server, clients):
 
     stall = _stall_writes(db_path)
     acked = threading.Event()
-    acks = []
+    acks: list[dict] = []
+
+    def on_ack(ack):
+        acks.append(ack)
+        acked.set()
+
     writer.sio.emit("message", {"room": "busy", "text": "during the stall", "client_id": "stalled-1"},
-                    callback=lambda ack: (acks.append(ack), acked.set()))
+                    callback=on_ack)
     try:
         # While that commit waits, every other connection is served: events with no disk, and a rejoin
         # with `since` answered from the messages the server keeps in memory.
@@ -87,7 +92,7 @@ def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path):
     with ServerProcess("eventlet", url) as first:
         second = ServerProcess("eventlet", url)
         try:
-            with pytest.raises(Exception):
+            with pytest.raises(ServerError, match="exited with 2"):
                 second.start(timeout=15)
             log = second.log_tail()
         finally:
