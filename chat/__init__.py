@@ -16,6 +16,7 @@ from .monitor import Monitor
 from .presence import Presence
 from .runtime import harden_websockets
 from .service import ChatService
+from .sessions import Fanout, Lifetimes, Sessions
 from .store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,8 +66,11 @@ def create_app(test_config=None, async_mode="threading"):
                           notifier=scaled.wake if scaled else None)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
+    sessions = Sessions(store, settings.TOKEN_TTL)
+    sessions.live = Lifetimes(socketio.server, settings.TOKEN_TTL, socketio.start_background_task, socketio.sleep,
+                              sessions)
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
-                        hash_method=settings.PASSWORD_HASH)
+                        hash_method=settings.PASSWORD_HASH, sessions=sessions)
     monitor = Monitor(socketio, metrics, service.presence, store)
     app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics,
                                   monitor=monitor)
@@ -80,4 +84,7 @@ def create_app(test_config=None, async_mode="threading"):
     app.cli.add_command(cli.notify)
     if scaled:
         scaled.start(service, socketio.start_background_task)
+    if settings.REDIS_URL:
+        sessions.fanout = Fanout(settings.REDIS_URL, sessions)
+        socketio.start_background_task(sessions.fanout.listen, socketio.sleep)
     return app
