@@ -28,6 +28,7 @@ TICK_SECONDS = 0.2
 WARN_SECONDS = 60.0
 FORGET_AFTER_SECONDS = 86400  # expired sessions stay a day in the database, for the audit trail
 CHANNEL = "papo-sessions"
+REPLY_SECONDS = 1
 ENDINGS = {
     "token_expired": "your sign-in expired; sign in again",
     "logged_out": "you signed out",
@@ -103,24 +104,23 @@ class Sessions:
 
     def end(self, user: str, code: str, ids: list[str] | None = None, keep: str | None = None,
             revoked: bool = False) -> int:
-        """End the user's connections (those of the sessions in ids, never keep's) on every process.
+        """End the user's connections (those of the sessions in ids, never keep's) on every process; how many.
 
-        The number ended here; the other processes end theirs as the message reaches them.
+        The other processes answer with their counts within REPLY_SECONDS (else theirs are not counted).
         """
         ended = self.live.end(user, code, ids, keep) if self.live else 0
         if self.fanout:
-            self.fanout.publish({"user": user, "code": code, "ids": ids, "keep": keep, "revoked": revoked})
+            ended += self.fanout.publish({"user": user, "code": code, "ids": ids, "keep": keep, "revoked": revoked})
         return ended
 
-    def heard(self, message: dict[str, Any]) -> None:
-        """Act on another process's revocation or ending."""
+    def heard(self, message: dict[str, Any]) -> int:
+        """Act on another process's revocation or ending; the number of connections ended here."""
         user, ids = message.get("user"), message.get("ids")
         if not isinstance(user, str) or message.get("code") not in ENDINGS:
-            return
+            return 0
         if message.get("revoked"):
             self.forget(user, ids)
-        if self.live:
-            self.live.end(user, message["code"], ids, message.get("keep"))
+        return self.live.end(user, message["code"], ids, message.get("keep")) if self.live else 0
 
     def sweep_store(self) -> None:
         """Delete the sessions that expired long ago."""
@@ -245,13 +245,25 @@ class Fanout:
         self.origin = uuid.uuid4().hex
         db = (urlparse(url).path or "/0").strip("/") or "0"
         self.channel = CHANNEL if db == "0" else f"{CHANNEL}:{db}"
-        self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=1.0)
+        self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
+                                           socket_timeout=REPLY_SECONDS + 2)
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: dict[str, Any]) -> int:
+        """Tell the other processes; the number of connections they say they ended."""
+        reply = f"{self.channel}:reply:{uuid.uuid4().hex}"
+        ended = 0
         try:
-            self.client.publish(self.channel, json.dumps({**message, "origin": self.origin}))
-        except self.redis.RedisError as error:
+            listeners = self.client.publish(self.channel, json.dumps({**message, "origin": self.origin,
+                                                                      "reply": reply}))
+            for _ in range(listeners - 1):  # this process hears itself and does not answer
+                answer = self.client.blpop([reply], timeout=REPLY_SECONDS)
+                if answer is None:
+                    break
+                ended += int(answer[1])
+            self.client.delete(reply)
+        except (self.redis.RedisError, ValueError) as error:
             log.warning("could not tell the other processes of a session's end: %s", error)
+        return ended
 
     def listen(self, sleep: Callable[[float], Any]) -> None:
         """Hear the other processes' endings forever, resubscribing a second after Redis goes away."""
@@ -272,5 +284,13 @@ class Fanout:
             message = json.loads(data)
         except (TypeError, ValueError):
             return
-        if isinstance(message, dict) and message.get("origin") != self.origin:
-            self.sessions.heard(message)
+        if not isinstance(message, dict) or message.get("origin") == self.origin:
+            return
+        ended = self.sessions.heard(message)
+        reply = message.get("reply")
+        if isinstance(reply, str) and reply.startswith(f"{self.channel}:reply:"):
+            try:
+                self.client.rpush(reply, ended)
+                self.client.expire(reply, 10)
+            except self.redis.RedisError as error:
+                log.warning("could not answer a session's end: %s", error)
