@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, cluster, config, events, pages, security, websocket
+from . import api, audit, cli, cluster, config, events, pages, security, websocket
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -52,7 +52,7 @@ def create_app(test_config=None, async_mode="threading"):
     store.migrate()
     scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
-                        cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
+                        cors_allowed_origins=audit.checked_origins(settings.CORS_ALLOWED_ORIGINS),
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
                         async_handlers=async_mode == "threading", serializer=events.JsonPacket)

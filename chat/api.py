@@ -22,6 +22,8 @@ def is_api_request():
 
 @bp.app_errorhandler(ChatError)
 def chat_error(error):
+    if error.code == "rate_limited":
+        audit.record("rate_limited", address=request.remote_addr, reason=f"{request.method} {request.path}"[:200])
     response = jsonify(error=error.body())
     response.status_code = error.status
     if error.retry_after is not None:

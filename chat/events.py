@@ -78,6 +78,7 @@ def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], a
         parts.guard.admit(sid, user)
     except ChatError as error:
         hook.refused(error.code)
+        audit.record("rate_limited", user, environ.get("REMOTE_ADDR"), session.id, f"connect: {error.code}")
         raise ConnectionRefusedError(error.code, error.body()) from None
     try:
         parts.service.connect(sid, user)
@@ -126,6 +127,8 @@ def acked(parts: Papo, handler: Handler, received: Callable[[], None],
             return {"ok": True, **(handler(service, sid, user, payload) or {})}
         except ChatError as error:
             refused(error.code)
+            if error.code == "rate_limited":
+                audit.record("rate_limited", service.presence.user_of(sid), reason=f"event {handler.__name__}")
             return error.ack()
         except Exception:
             log.exception("event %s failed", handler.__name__)

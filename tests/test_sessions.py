@@ -193,3 +193,24 @@ def test_the_audit_log_names_who_and_never_a_secret(client, user, caplog):
     for secret in (PASSWORD, "a-wrong-password", token, issued):
         assert secret not in text
     assert all(len(line["session"] or "") <= 8 for line in lines)
+
+
+def audit_lines(caplog):
+    return [json.loads(record.getMessage()) for record in caplog.records if record.name == "papo.audit"]
+
+
+def test_a_refused_origin_is_audited(client, caplog):
+    with caplog.at_level(logging.INFO, logger="papo.audit"):
+        foreign = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"})
+        own = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://localhost"})
+    assert foreign.status_code == 400 and own.status_code == 200
+    assert [(line["audit"], line["reason"]) for line in audit_lines(caplog)] == [
+        ("origin_refused", "https://evil.example")]
+
+
+@pytest.mark.parametrize("settings", [{"RATE_BURST": 1, "RATE_PER_SECOND": 0.001}])
+def test_a_rate_limit_refusal_is_audited(client, caplog):
+    with caplog.at_level(logging.INFO, logger="papo.audit"):
+        answers = [client.get("/api/rooms").status_code for _ in range(6)]
+    assert 429 in answers
+    assert ("rate_limited", "GET /api/rooms") in [(line["audit"], line["reason"]) for line in audit_lines(caplog)]
