@@ -96,8 +96,10 @@ def signed_in_session():
 
 @bp.post("/api/tokens/refresh")
 def refresh_token():
-    """Trade a live identity for a new token with a full lifetime."""
+    """Trade a live identity for a new token with a full lifetime; a cookie session is renewed beside it."""
     found = signed_in_session()
+    if session.get("sid") == found.id:
+        session.update(papo().identity.open_cookie(found.user))
     answer, opened = papo().identity.issue(found.user)
     audit.record("refresh", found.user, request.remote_addr, opened.id, f"http, from {found.id[:8]}")
     return answer

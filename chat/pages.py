@@ -43,7 +43,9 @@ def login_required(view):
 def session_refused(error):
     """Forget a cookie session that has expired or was ended, and ask the user to log in again."""
     session.clear()
-    return redirect(url_for("pages.login", ended="unauthorized"))
+    if request.endpoint in ("pages.login", "pages.register"):  # keep the reason the page was sent here with
+        return redirect(request.full_path.rstrip("?"))
+    return redirect(url_for("pages.login", ended="unauthorized", next=request.full_path.rstrip("?")))
 
 
 def safe_next(target):
@@ -155,4 +157,4 @@ def logout():
         papo().identity.sessions.revoke(found.user, "logged_out", ids=[found.id])
         audit.record("logout", found.user, request.remote_addr, found.id, "page")
     session.clear()
-    return redirect(url_for("pages.login", ended="logged_out"))
+    return redirect(url_for("pages.login"))

@@ -53,7 +53,7 @@ def test_login_logout(client, user):
     assert f'data-user="{name}"' in client.get("/").get_data(as_text=True)  # the stored spelling
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
     out = client.post("/logout", data={"csrf_token": token.group(1)} if token else {})
-    assert out.headers["Location"] == "/login?ended=logged_out"
+    assert out.headers["Location"] == "/login"
     assert client.get("/").status_code == 302
 
 

@@ -46,10 +46,15 @@ def test_the_cookie_is_rotated_at_login_and_refused_after_logout(client, user):
     with client.session_transaction() as session:  # a copy of the cookie taken before the logout
         session.update(second)
     assert client.get("/api/rooms").status_code == 401
-    page = client.get("/")
-    assert page.status_code == 302 and "ended=unauthorized" in page.headers["Location"]
+    page = client.get("/room/general")
+    assert page.status_code == 302 and page.headers["Location"] == "/login?ended=unauthorized&next=/room/general"
     assert "user" not in cookie_of(client)
     assert "You were signed out" in client.get(page.headers["Location"]).get_data(as_text=True)
+    with client.session_transaction() as session:
+        session.update(second)
+    again = client.get("/login?ended=revoked")  # the page the browser goes to on session_ended
+    assert again.status_code == 302 and again.headers["Location"] == "/login?ended=revoked"
+    assert "this session was ended" in client.get(again.headers["Location"]).get_data(as_text=True)
 
 
 def test_api_logout_clears_a_cookie_session(client, user):
