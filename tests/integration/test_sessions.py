@@ -4,7 +4,7 @@ import itertools
 import pytest
 import socketio
 
-from tests.servers import PASSWORD, ServerProcess, login, register, request
+from tests.servers import MODES, PASSWORD, ServerProcess, login, register, request
 
 from .client import ChatClient
 
@@ -14,9 +14,9 @@ TRANSPORTS = (("websocket",), ("polling",))
 _names = itertools.count(1)
 
 
-def start(tmp_path_factory, **env):
+def start(tmp_path_factory, mode="eventlet", **env):
     db = tmp_path_factory.mktemp("db-sessions") / "papo.db"
-    server = ServerProcess("eventlet", f"sqlite:///{db}", env={"NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": ADMIN, **env})
+    server = ServerProcess(mode, f"sqlite:///{db}", env={"NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": ADMIN, **env})
     try:
         return server.start()
     except BaseException:
@@ -51,10 +51,10 @@ def server(tmp_path_factory, secrets):
         server.close()
 
 
-@pytest.fixture(scope="module")
-def short_server(tmp_path_factory, secrets):
-    """A server whose identities live 5 seconds."""
-    server = start(tmp_path_factory, TOKEN_TTL="5")
+@pytest.fixture(scope="module", params=MODES)
+def short_server(request, tmp_path_factory, secrets):
+    """A server whose identities live 5 seconds, in each async mode: the sweeper is a task of each."""
+    server = start(tmp_path_factory, request.param, TOKEN_TTL="5")
     yield server
     try:
         assert_no_secret_logged(server, secrets)
