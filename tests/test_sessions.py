@@ -219,3 +219,18 @@ def test_a_rate_limit_refusal_is_audited(client, caplog):
         answers = [client.get("/api/rooms").status_code for _ in range(6)]
     assert 429 in answers
     assert ("rate_limited", "GET /api/rooms") in [(line["audit"], line["reason"]) for line in audit_lines(caplog)]
+
+
+@pytest.mark.parametrize("settings", [{"NOTIFY_TOKEN": "n" * 20}])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=anything, new=anything, body=anything)
+def test_signed_in_callers_get_a_contract_answer_for_any_body(app, papo, user, old, new, body):
+    if not hasattr(papo, "caller"):
+        papo.caller = user()
+    name, token = papo.caller
+    http = app.test_client()
+    changed = http.post("/api/users/me/password", json={"old": old, "new": new}, headers=bearer(token))
+    assert changed.get_json()["error"]["code"] in ("invalid_payload", "unauthorized", "rate_limited")
+    kept = http.post(f"/api/users/{name}-other/disconnect", json=body, headers=bearer("n" * 20))
+    assert kept.status_code == 200 and kept.get_json() == {"disconnected": 0}
+    assert http.get("/api/rooms", headers=bearer(token)).status_code == 200
