@@ -1,5 +1,13 @@
 """The report's plots: docs/img/bench_*.png from the figures (matplotlib, Agg), one function a plot."""
-from figures import GOALS, SERVER_NAMES, cpu_per_delivery, cpu_upper_bound, get, goals, transport_figures
+from figures import (
+    GOALS,
+    SERVER_NAMES,
+    cpu_per_delivery,
+    cpu_upper_bound,
+    get,
+    goals,
+    transport_figures,
+)
 
 
 def plots(res, figs, img_dir, extra=()):
