@@ -140,9 +140,11 @@ def undisturbed(runs):
 
 
 def entry(runs, path):
-    """(median over the undisturbed repeats, those runs, every repeat) of the value at `path`."""
+    """(median over the undisturbed repeats, those runs, every repeat) of the value at `path`
+    (or of path(run), a function)."""
     used = undisturbed(runs)
-    return median([get(r, path) for r in used]), used, runs
+    value = path if callable(path) else (lambda r: get(r, path))
+    return median([value(r) for r in used]), used, runs
 
 
 SERVER_FIGURES = [  # key, workload, path in a run
@@ -275,3 +277,166 @@ def summarize(data):
         out[f"tr-p99/{way}/{clients}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
                                           "ms", "lower")
     return out
+
+
+# ------------------------------------------------------------------ the storage and scale-out suites
+DISKS = ("quiet", "neighbour")
+
+
+def latency_of(q):
+    """A run's latency quantile q; for a server so far behind that none of the window's messages
+    arrived before the drain ended, that of what arrived during the window (a lower bound)."""
+    def value(run):
+        if get(run, "result.latency_ms.count"):
+            return get(run, f"result.latency_ms.{q}")
+        return get(run, f"result.latency_arrivals_ms.{q}")
+    return value
+
+
+def behind(runs):
+    """Whether any of the runs delivered less than 99% of its window's messages before the drain ended."""
+    return any((get(r, "result.delivered_ratio") or 0) < 0.99 for r in runs)
+
+
+def latency_disk_figures(res):
+    """{server: {disk: {"p50"|"p99"|"max": entry}}} of the latency-disk suite (entry as in `entry`)."""
+    out = {}
+    for run in res.select(section="latency-disk"):
+        out.setdefault(run["server"], {}).setdefault(run.get("disk"), []).append(run)
+    return {server: {disk: {q: entry(runs, latency_of(q)) for q in ("p50", "p99", "max")}
+                     for disk, runs in by_disk.items()}
+            for server, by_disk in out.items()}
+
+
+def since_signal_s(run):
+    """Seconds from the driver's signal to the generator's last re-join (one wall clock)."""
+    back = get(run, "result.t_all_back_wall_ms")
+    signal_s = get(run, "restart.t_signal_wall_s")
+    return None if back is None or signal_s is None else round(back / 1000 - signal_s, 3)
+
+
+def storm_figures(res):
+    """{how: {figure: entry}} of the storm suite; how: connect (the reference), sigterm, kill9.
+    Papo's connect figures come from the connect phase of its restart runs."""
+    runs = res.select(section="storm")
+    out = {}
+    ref = [r for r in runs if r.get("server") == "reference"]
+    papo = [r for r in runs if r.get("server") != "reference"]
+    for who, group in (("reference", ref), ("papo", papo)):
+        if group:
+            out[f"connect/{who}"] = {"connect_s": entry(group, "result.connect_s"),
+                                     "cpu_us": entry(group, "result.server_cpu_us_per_connect"),
+                                     "clients": entry(group, "result.connected")}
+    for how in ("sigterm", "kill9"):
+        group = [r for r in papo if r.get("how") == how]
+        if not group:
+            continue
+        out[how] = {"recovered_s": entry(group, "result.recovered_s"), "since_signal_s": entry(group, since_signal_s),
+                    "exit_s": entry(group, "restart.exit_s"), "start_s": entry(group, "restart.start_s"),
+                    "reconnect_cpu_us": entry(group, "server_cpu_us_per_reconnect"),
+                    "missing": sum(get(r, "result.missing") or 0 for r in group),
+                    "changed": sum(get(r, "result.changed") or 0 for r in group),
+                    "all_back": all(get(r, "result.recovered") for r in group),
+                    "nothing_missing": all(get(r, "result.nothing_missing") for r in group),
+                    "forced": sum(1 for r in group if get(r, "restart.drain_forced")), "runs": group}
+    return out
+
+
+def scaling_figures(res):
+    """{(server, processes, redis): {"fanout"|"p50"|"p99": entry, "label": str}}, in the plan's order."""
+    groups = {}
+    for run in res.select(section="scaling"):
+        key = (run["server"], run.get("processes"), bool(run.get("redis")))
+        groups.setdefault(key, {"label": run.get("config"), "fanout": [], "latency": []})
+        groups[key][run["workload"]].append(run)
+    return {key: {"label": g["label"], "fanout": entry(g["fanout"], "result.deliveries_per_s"),
+                  "p50": entry(g["latency"], latency_of("p50")),
+                  "p99": entry(g["latency"], latency_of("p99")),
+                  "delivered": entry(g["latency"], "result.delivered_ratio")}
+            for key, g in groups.items()}
+
+
+STRESS_GOALS = [  # key, label, comparison, target
+    ("p99_quiet", "p99 latency, quiet disk (Papo / reference)", "<=", 2.0),
+    ("p99_neighbour", "p99 latency, disk neighbour (Papo / reference)", "<=", 2.0),
+    ("max_quiet", "maximum latency, quiet disk (Papo / reference)", "<=", 3.0),
+    ("max_neighbour", "maximum latency, disk neighbour (Papo / reference)", "<=", 3.0),
+    ("connect_cpu", "server CPU per connection (Papo / reference)", "<=", 1.0),
+    ("storm_sigterm", "storm recovered after SIGTERM (Papo s / reference's connect s)", "<=", 1.0),
+    ("storm_kill9", "storm recovered after kill -9 (Papo s / reference's connect s)", "<=", 1.0),
+    ("persist", "persistence, acked messages/s (Papo / reference)", ">=", 1.0),
+    ("redis_cost", "fan-out, 1 process with Redis / without", ">=", 0.8),
+    ("two_processes", "fan-out, 2 processes / 1 process without Redis", ">=", 1.7),
+    ("p99_two", "p99 at 2,000 msg/s, Papo 2 processes / reference 2 processes", "<=", 2.0),
+]
+
+
+def first(value):
+    return value[0] if value else None
+
+
+def stress_ratios(res, papo="eventlet"):
+    """{goal key: (Papo's figure, the figure it is compared with)} for STRESS_GOALS."""
+    lat = latency_disk_figures(res)
+    storm = storm_figures(res)
+    scale = scaling_figures(res)
+    persist = server_figures(res)
+
+    def disk(server, d, q):
+        return first(lat.get(server, {}).get(d, {}).get(q))
+
+    ref_connect = first(storm.get("connect/reference", {}).get("connect_s"))
+    one = first(scale.get((papo, 1, False), {}).get("fanout"))
+    return {
+        "p99_quiet": (disk(papo, "quiet", "p99"), disk("reference", "quiet", "p99")),
+        "p99_neighbour": (disk(papo, "neighbour", "p99"), disk("reference", "neighbour", "p99")),
+        "max_quiet": (disk(papo, "quiet", "max"), disk("reference", "quiet", "max")),
+        "max_neighbour": (disk(papo, "neighbour", "max"), disk("reference", "neighbour", "max")),
+        "connect_cpu": (first(storm.get("connect/papo", {}).get("cpu_us")),
+                        first(storm.get("connect/reference", {}).get("cpu_us"))),
+        "storm_sigterm": (first(storm.get("sigterm", {}).get("since_signal_s")), ref_connect),
+        "storm_kill9": (first(storm.get("kill9", {}).get("since_signal_s")), ref_connect),
+        "persist": (first(persist.get(papo, {}).get("persist")), first(persist.get("reference", {}).get("persist"))),
+        "redis_cost": (first(scale.get((papo, 1, True), {}).get("fanout")), one),
+        "two_processes": (first(scale.get((papo, 2, True), {}).get("fanout")), one),
+        "p99_two": (first(scale.get((papo, 2, True), {}).get("p99")),
+                    first(scale.get(("reference", 2, True), {}).get("p99"))),
+    }
+
+
+def papo_behind(res, papo="eventlet"):
+    """The latency goals whose Papo runs fell behind (their latency is then only a lower bound)."""
+    lat = latency_disk_figures(res).get(papo, {})
+    two = scaling_figures(res).get((papo, 2, True), {})
+    out = set()
+    for disk in DISKS:
+        if behind((lat.get(disk, {}).get("p99") or (None, [], []))[2]):
+            out |= {f"p99_{disk}", f"max_{disk}"}
+    if behind((two.get("p99") or (None, [], []))[2]):
+        out.add("p99_two")
+    return out
+
+
+def stress_goals(res):
+    """[(key, label, op, target, ratio, papo, other, passed)]: passed is None where not measured; a
+    storm with anything missing, or a latency load Papo fell behind on, fails whatever its figure."""
+    ratios = stress_ratios(res)
+    storm = storm_figures(res)
+    fell_behind = papo_behind(res)
+    out = []
+    for key, label, op, target in STRESS_GOALS:
+        papo, other = ratios[key]
+        r = safe_ratio(papo, other)
+        passed = None if r is None else (r >= target if op == ">=" else r <= target)
+        if passed and key.startswith("storm_"):
+            s = storm.get(key.split("_", 1)[1], {})
+            passed = bool(s.get("nothing_missing") and s.get("all_back"))
+        if passed and key in fell_behind:
+            passed = False
+        out.append((key, label, op, target, r, papo, other, passed))
+    return out
+
+
+def profile_runs(res):
+    """The runs with a py-spy summary: [(label, server, summary)]."""
+    return [(r.get("label"), r.get("server"), r["profile"]) for r in res.runs if r.get("profile")]

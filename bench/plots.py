@@ -199,3 +199,60 @@ def capacity(plt, cap_runs, img_dir):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, img_dir / "bench_capacity.png", plt)
+
+
+def latency_disk(plt, figs, img_dir):
+    """p50, p99 and the maximum per server, quiet and beside the disk neighbour (log scale)."""
+    if not figs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    servers = list(figs)
+    width = 0.8 / max(1, len(servers))
+    for ax, disk in zip(axes, ("quiet", "neighbour"), strict=True):
+        for j, server in enumerate(servers):
+            f = figs[server].get(disk, {})
+            vals = [max((f.get(q) or (None,))[0] or 0, 0.01) for q in ("p50", "p99", "max")]
+            ax.bar([i + j * width for i in range(3)], vals, width, label=SERVER_NAMES.get(server, server))
+        ax.set_xticks([i + width * (len(servers) - 1) / 2 for i in range(3)])
+        ax.set_xticklabels(["p50", "p99", "max"])
+        ax.set_yscale("log")
+        ax.set_title(f"{'quiet disk' if disk == 'quiet' else 'beside a disk neighbour'}")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    axes[0].set_ylabel("end-to-end latency (ms, log)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Latency at fixed load, database on the disk")
+    fig.tight_layout()
+    return save(fig, img_dir / "bench_latency_disk.png", plt)
+
+
+def scaling(plt, figs, img_dir):
+    """Fan-out and p99 against processes, Papo (with and without Redis) and the reference."""
+    if not figs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = {}
+    for (kind, n, redis), f in figs.items():
+        name = SERVER_NAMES.get(kind, kind) + ("" if redis else ", no Redis")
+        lines.setdefault(name, []).append((n, f["fanout"][0], f["p99"][0]))
+    for name, pts in lines.items():
+        pts.sort()
+        style = {"marker": "o", "label": name}
+        fan = [(n, v) for n, v, _ in pts if v is not None]
+        p99 = [(n, v) for n, _, v in pts if v is not None]
+        if fan:
+            axes[0].plot(*zip(*fan, strict=True), **style)
+        if p99:
+            axes[1].plot(*zip(*p99, strict=True), **style)
+    axes[0].set_title("fan-out, one room")
+    axes[0].set_ylabel("deliveries/s")
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_title("p99 at the latency load")
+    axes[1].set_ylabel("ms (log)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("processes (2 cores shared with the generator and Redis)")
+        ax.set_xticks(sorted({k[1] for k in figs}))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, img_dir / "bench_scaling.png", plt)

@@ -8,11 +8,12 @@ conclusions is computed from the figures in the file; nothing is written in adva
 """
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
+import plots as draw
+import report_stress
 from figures import (
     DISTURBED,
     GOALS,
@@ -26,15 +27,18 @@ from figures import (
     get,
     goals,
     kept_up,
+    latency_disk_figures,
     median,
     noise,
     safe_ratio,
+    scaling_figures,
     server_figures,
     summarize,
     sweep_limits,
     transport_figures,
 )
 from plots import plots
+from text import columns, fmt, ratio_text, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -45,48 +49,6 @@ WAY_NAMES = {"ws": "Socket.IO over WebSocket", "sio-polling": "Socket.IO over lo
 GEN_MARK = "‡"
 
 
-def columns(*names):
-    """A markdown table's header row and its rule."""
-    return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-
-
-def fmt(value, digits=3, unit=""):
-    """A number for a table: about `digits` significant figures, thousands separated."""
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    if value == 0:
-        return "0" + unit
-    mag = math.floor(math.log10(abs(value)))
-    decimals = max(0, digits - 1 - mag)
-    if float(value).is_integer() and abs(value) >= 10:
-        decimals = 0
-    text = f"{value:,.{decimals}f}"
-    return text + unit
-
-
-def ratio_text(value):
-    if value is None:
-        return "–"
-    if value >= 10:
-        return f"{value:.0f}x"
-    if value >= 1:
-        return f"{value:.2f}x"
-    return f"{value:.2g}x"
-
-
-
-
-def spread(values, digits=3, unit=""):
-    """median, with the range when there are several values."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "–"
-    m = median(vals)
-    if len(vals) == 1:
-        return fmt(m, digits, unit)
-    return f"{fmt(m, digits, unit)} ({fmt(min(vals), digits)}–{fmt(max(vals), digits)})"
 
 
 
@@ -737,9 +699,12 @@ def noise_summary(res):
 def render(data, baseline=None, img_dir=IMG, doc=DOC):
     res = Results(data)
     figs = server_figures(res)
-    plots(res, figs, img_dir)
-    lines = header(data) + noise_summary(res) + goals_section(res, figs) + transport_section(res)
-    lines += server_section(res, figs) + bottlenecks(res, figs) + baseline_section(data, baseline)
+    plots(res, figs, img_dir, extra=[
+        ("latency_disk", lambda plt, d: draw.latency_disk(plt, latency_disk_figures(res), d)),
+        ("scaling", lambda plt, d: draw.scaling(plt, scaling_figures(res), d))])
+    lines = header(data) + noise_summary(res) + goals_section(res, figs) + report_stress.sections(res)
+    lines += transport_section(res) + server_section(res, figs) + bottlenecks(res, figs)
+    lines += baseline_section(data, baseline)
     lines += skipped_section(data) + method(data)
     text = "\n".join(lines).rstrip() + "\n"
     if img_dir.resolve() != (doc.parent / "img").resolve():
