@@ -288,6 +288,14 @@ class Server:
             return ""
 
 
+def arg_list(options):
+    """{"clients": 100} -> ["--clients", 100]: a plan's options as the generator's arguments."""
+    out = []
+    for key, value in options.items():
+        out += [f"--{key}", value]
+    return out
+
+
 def healthy(url):
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:

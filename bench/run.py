@@ -24,11 +24,9 @@ Standard library only: it runs under the project's venv so that the report can u
 import argparse
 import atexit
 import json
-import os
 import resource
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +47,7 @@ from rig import (
     Runner,
     Server,
     ServerError,
+    arg_list,
     git_commit,
     headline,
     loadavg,
@@ -61,6 +60,7 @@ from rig import (
     tail,
     versions,
 )
+from spy import Spy, py_spy
 
 # ----------------------------------------------------------------------------------- the plans
 # Durations are the measurement windows of the load generator (after its warm-up); sizes and
@@ -222,13 +222,6 @@ def drain(way_args):
     if "--interval" in way_args:
         return round(2 * int(way_args[way_args.index("--interval") + 1]) / 1000 + 1, 2)
     return 1.5
-
-
-def arg_list(options):
-    out = []
-    for key, value in options.items():
-        out += [f"--{key}", value]
-    return out
 
 
 class Bench:
@@ -549,8 +542,7 @@ def run_profile(args):
         raise SystemExit(f"bench: --profile WORKLOAD is one of {', '.join(PROFILE_WORKLOADS)}")
     npm_check()
     raise_open_files()
-    spy = shutil.which("py-spy", path=str(ROOT / ".venv" / "bin")) or shutil.which("py-spy")
-    if not spy:
+    if not py_spy():
         raise SystemExit("bench: py-spy is not installed (make setup-dev installs requirements-dev.txt)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="papo-profile-"))
@@ -564,27 +556,20 @@ def run_profile(args):
     extra = [a.replace("{d}", str(args.seconds)) for a in extra]
     bench = Bench(FULL, runner, Budget(10 ** 6))
     server = bench.server(mode)
-    spy_proc = None
+    spy = None
+    run = None
     try:
         bench.register(server)
         # py-spy samples the whole run of the workload: connect, warm-up and window
-        duration = int(args.seconds + 15 if name != "idle" else 60)
-        spy_proc = CHILDREN.start([spy, "record", "--pid", server.pid, "--nonblocking", "--rate", "200",
-                                   "--format", "flamegraph", "--output", svg, "--duration", duration],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=open(workdir / "py-spy.err", "wb"))
+        seconds = args.seconds + 15 if name != "idle" else 60
+        spy = Spy(server.pid, svg, seconds=seconds, rate=200, flamegraph=True, err=workdir / "py-spy.err").start()
         time.sleep(1.0)
-        if spy_proc.poll() is not None:
-            raise SystemExit(f"bench: py-spy stopped at once: {tail(workdir / 'py-spy.err')}")
+        if not spy.running():
+            raise SystemExit(f"bench: py-spy stopped at once: {spy.error()}")
         run = runner.loadgen(server, name, extra, section="profile", label=f"profile {workload}", max_seconds=120)
     finally:
-        if spy_proc is not None and spy_proc.poll() is None:
-            os.kill(spy_proc.pid, signal.SIGINT)  # py-spy writes what it has on SIGINT
-            try:
-                spy_proc.wait(30)
-            except subprocess.TimeoutExpired:
-                CHILDREN.stop(spy_proc)
-            CHILDREN.procs.pop(spy_proc.pid, None)
+        if spy is not None:
+            spy.stop()
         server.stop()
         runner.save(final=True)
     if svg.exists():

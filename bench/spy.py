@@ -26,10 +26,10 @@ def py_spy():
 class Spy:
     """py-spy recording one process until stopped (SIGINT: it writes what it has) or `seconds` pass."""
 
-    def __init__(self, pid, output, *, seconds, rate=100, flamegraph=False):
+    def __init__(self, pid, output, *, seconds, rate=100, flamegraph=False, err=None):
         self.pid = pid
         self.output = Path(output)
-        self.err = self.output.with_suffix(".err")
+        self.err = Path(err) if err else self.output.with_suffix(".err")
         self.argv = [py_spy(), "record", "--pid", pid, "--nonblocking", "--rate", rate, "--format",
                      "flamegraph" if flamegraph else "raw", "--output", self.output, "--duration", int(seconds)]
         self.proc = None

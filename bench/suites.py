@@ -11,15 +11,8 @@ import resource
 import disk
 import scaling
 import storm
-from rig import ServerError, log
+from rig import ServerError, arg_list, log
 from spy import Spy, py_spy, summarize
-
-
-def arg_list(options):
-    out = []
-    for key, value in options.items():
-        out += [f"--{key}", value]
-    return out
 
 
 def rounds(bench, section, plan):
