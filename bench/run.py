@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Papo's benchmark driver: `make bench` (at most 10 minutes) and `make bench-quick` (at most 2).
+"""Papo's benchmark driver: `make bench` (at most 25 minutes) and `make bench-quick` (at most 4).
 
-    python bench/run.py [--quick] [--budget S] [--no-report] [--save-baseline] [-v]
+    python bench/run.py [--quick] [--only SUITES] [--budget S] [--no-report] [--save-baseline] [-v]
     python bench/run.py --profile MODE WORKLOAD [--seconds N]
+
+The suites (--only, comma-separated; default all): transport, servers, threading (this module),
+latency-disk, storm, scaling, profile (bench/suites.py). bench/README.md describes each.
 
 It starts every server itself (Papo per ASYNC_MODE, and the Node reference in bench/reference/),
 drives them with the Node load generator (bench/loadgen/, one JSON line per invocation), and

@@ -145,7 +145,7 @@ async function storm(ctx, o) {
     stopping = true;
     await Promise.race([Promise.all(trickle), sleep(3000)]);
     members.forEach((mb) => mb.c && mb.c.close());
-    return Object.assign(result, { restarted: false, sent_before: sent });
+    return Object.assign(result, { restarted: false, sent_before: sent }, generatorFields(connectGen, { p50_ms: null }));
   }
 
   // the driver restarts the server now; the clients find out by their connections closing
