@@ -232,7 +232,8 @@ def scaling(plt, figs, img_dir):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     lines = {}
     for (kind, n, redis), f in figs.items():
-        name = SERVER_NAMES.get(kind, kind) + ("" if redis else ", no Redis")
+        suffix = (" + Redis adapter" if kind == "reference" else "") if redis else ", no Redis"
+        name = SERVER_NAMES.get(kind, kind) + suffix
         lines.setdefault(name, []).append((n, f["fanout"][0], f["p99"][0]))
     for name, pts in lines.items():
         pts.sort()

@@ -563,6 +563,13 @@ def headline(run):
         rss = r.get("server_rss_kb") or {}
         return (f"{r.get('connected')}/{r.get('clients')} connected at {r.get('connect_per_s')}/s, "
                 f"{rss.get('per_connection_kb')} KB/conn, broadcast to all {r.get('reach_all_ms_median')} ms{g}")
+    if w == "storm":
+        text = f"{r.get('connected')} connected in {r.get('connect_s')} s, {r.get('server_cpu_us_per_connect')} µs each"
+        if r.get("restarted"):
+            text += (f"; all back {r.get('recovered_s')} s after the first drop" if r.get("recovered")
+                     else f"; {r.get('back')} back by the deadline")
+            text += ", nothing missing" if r.get("nothing_missing") else f", {r.get('missing')} missing"
+        return text + g
     if w == "capacity":
         return f"capacity {r.get('capacity_clients')} clients ({r.get('stop_reason')}){g}"
     return "ok"

@@ -173,8 +173,12 @@ def profiles(bench):
     try:
         if bench.budget.fits(p["seconds"] + 10):
             profile_latency(bench, p)
+        else:
+            bench.runner.skip("profile under the disk neighbour", "time budget")
         if p.get("storm") and bench.budget.fits(storm_estimate(bench, "eventlet", bench.plan["storm"])):
             profile_storm(bench)
+        elif p.get("storm"):
+            bench.runner.skip("profile of a storm's connect phase", "time budget")
     except ServerError as error:
         bench.runner.skip("profile", str(error))
     finally:
