@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, cluster, config, events, pages, security, websocket
+from . import api, cli, config, events, pages, scaleout, security, websocket
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -48,7 +48,7 @@ def create_app(test_config=None, async_mode="threading"):
 
     store = Store(settings.DATABASE_URL, cooperate=cooperation(async_mode))
     store.migrate()
-    scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
+    scaled = scaleout.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from chat.cluster import connect
+from chat.scaleout import connect
 from chat.presence import RedisPresence
 from tests.cluster.proxy import TcpProxy
 from tests.needs import listening, need

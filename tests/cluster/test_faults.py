@@ -10,7 +10,7 @@ from tests.servers import health, request
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
-LEASE_SECONDS = 5.0  # chat.cluster.LEASE_SECONDS: a silent process's members are dropped after this
+LEASE_SECONDS = 5.0  # chat.scaleout.LEASE_SECONDS: a silent process's members are dropped after this
 _client_ids = itertools.count(1)
 
 
