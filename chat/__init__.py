@@ -60,8 +60,7 @@ def create_app(test_config=None, async_mode="threading"):
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
     broadcaster = metrics.instrument(SocketIOBroadcaster(socketio))
-    service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter,
-                          notifier=scaled.wake if scaled else None)
+    service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
@@ -75,5 +74,5 @@ def create_app(test_config=None, async_mode="threading"):
     security.install(app, settings, api.bp)
     app.cli.add_command(cli.notify)
     if scaled:
-        scaled.start(service, socketio.start_background_task)
+        scaled.start(service, socketio.server)
     return app
