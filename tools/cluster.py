@@ -145,11 +145,10 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
-                                        cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port",
+                                             str(self.port)], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self):
         if self.process and self.process.poll() is None:
