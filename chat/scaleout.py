@@ -6,9 +6,11 @@ by itself within about a second of its return and writes back what it holds.
 """
 import atexit
 import collections
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import redis
@@ -18,7 +20,7 @@ from redis.retry import Retry
 
 from .manager import RoomIndex
 from .presence import RedisPresence
-from .service import room_channel
+from .service import ChatService, room_channel
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ SETTLE_SECONDS = 1.5
 BATCH_SIZE = 500  # emits per publish
 RETRY_SECONDS = 0.25  # how often a publisher that lost Redis looks whether it may send again
 ROOM_PREFIX = room_channel("")
-def connect(url, timeout=1.0):
+
+
+def connect(url: str, timeout: float | None = 1.0) -> redis.Redis:
     """A Redis client that fails at once when Redis is down, within about 2 s when it does not answer.
 
     timeout bounds each reply; None for the connections that block waiting for pub/sub messages.
@@ -40,7 +44,7 @@ def connect(url, timeout=1.0):
                                 socket_keepalive=True, retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
 
 
-def channel(url, name):
+def channel(url: str, name: str) -> str:
     """A pub/sub channel name; channels are server-wide, so a database other than 0 gets its own."""
     db = (urlparse(url).path or "/0").strip("/") or "0"
     return name if db == "0" else f"{name}:{db}"
@@ -49,12 +53,12 @@ def channel(url, name):
 class Cluster:
     """The shared parts one process needs: hand queue and presence to the app, then start()."""
 
-    def __init__(self, url):
+    def __init__(self, url: str):
         self.url = url
         self.queue = MessageQueue(url)
         self.presence = RedisPresence(connect(url), lease=LEASE_SECONDS)
 
-    def start(self, service, server):
+    def start(self, service: ChatService, server: socketio.Server) -> None:
         """Wake long polls for messages from other processes; listen to the queue now; run the heartbeat."""
         signals = service.signals
 
@@ -68,7 +72,7 @@ class Cluster:
         server.start_background_task(beat_forever, service)
 
 
-def listen_now(server):
+def listen_now(server: socketio.Server) -> None:
     """Start python-socketio's queue listener at once rather than on the first Socket.IO connection.
 
     A process that only serves HTTP (long polls) must hear the others too. This is the one place
@@ -103,8 +107,8 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         self.publisher = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
                                               socket_keepalive=True,
                                               retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
-        self.on_remote_emit = None  # on_remote_emit(event, room) for each emit another process made
-        self.on_subscribed = None  # called each time the listener has (re)subscribed
+        self.on_remote_emit: Callable[[str, object], None] | None = None  # (event, room) of another process's emit
+        self.on_subscribed: Callable[[], None] | None = None  # each time the listener has (re)subscribed
         self._own = f'{{"host_id": "{self.host_id}", '.encode()
         self._backlog = collections.deque()  # [(time.monotonic() when emitted, message)], oldest first
         self._wanted = threading.Event()  # set when the backlog has something new for the publisher
@@ -207,9 +211,14 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
             except Exception as error:
                 self._subscribed_since = None
                 log.warning("message queue: cannot receive from Redis (%s); retrying", error)
+                self._close_pubsub()
                 time.sleep(RECONNECT_SECONDS)
+        self._close_pubsub()
+
+    def _close_pubsub(self):
         if self.pubsub is not None:
-            self.pubsub.close()
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.pubsub.close()
 
     def _listen(self):
         for data in self._redis_listen_with_retries():
