@@ -4,6 +4,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from tests.servers import login, post_message, read_messages, request
 
@@ -197,6 +198,14 @@ def test_four_processes_eight_senders_each_one_room(cluster, user, room, clients
     for client in members:
         assert client.wait_until(lambda c: set(c.seqs(room)) >= everything, 20), \
             f"missing {sorted(everything - set(client.seqs(room)))[:10]}"
+
+
+def test_nginx_gives_a_new_client_a_route_cookie_and_keeps_an_existing_one(cluster):
+    first = requests.get(cluster.url + "/healthz", timeout=10)
+    again = requests.get(cluster.url + "/healthz", cookies={"papo_route": "mine"}, timeout=10)
+    assert first.cookies.get("papo_route") and first.cookies.get("papo_route") != "mine"
+    assert "HttpOnly" in first.headers["Set-Cookie"] and "Path=/" in first.headers["Set-Cookie"]
+    assert "Set-Cookie" not in again.headers
 
 
 SPREAD_CLIENTS = 12
