@@ -211,24 +211,12 @@ def test_nginx_gives_a_new_client_a_route_cookie_and_keeps_an_existing_one(clust
 SPREAD_CLIENTS = 12
 
 
-def settled_connections(cluster):
-    """{server: connections}, read until two readings agree (clients of earlier tests may still be leaving)."""
-    previous = None
-    for _ in range(50):
-        counts = cluster.connections()
-        if counts == previous:
-            return counts
-        previous = counts
-        time.sleep(0.2)
-    raise AssertionError(f"connection counts never settled: {counts}")
-
-
 def test_clients_behind_one_address_spread_over_the_processes_and_keep_polling(cluster, user, room, clients):
     """nginx gives each new client a route cookie of its own: clients from one address (everyone behind a
     NAT) land on several processes, and each long-polling session stays on the process that holds it."""
-    before = settled_connections(cluster)
+    before = cluster.settled_connections()
     members = [clients(cluster.url, user()[1], transports=("polling",)) for _ in range(SPREAD_CLIENTS)]
-    after = settled_connections(cluster)
+    after = cluster.settled_connections()
     gained = {server.port: after[server] - before[server] for server in cluster.servers}
     assert sum(gained.values()) == SPREAD_CLIENTS, gained
     assert len([n for n in gained.values() if n]) >= 2, gained  # all on one process: 1 chance in 4 ** 11

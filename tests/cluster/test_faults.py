@@ -8,8 +8,6 @@ import requests
 
 from tests.servers import health, request
 
-from .test_cluster import settled_connections
-
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
@@ -88,12 +86,12 @@ def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster
     its members who do not come back leave (once); those who came back never left."""
     names = [user("trav") for _ in range(2)]
     gone_name, gone_token = user("gone")
-    before = settled_connections(cluster)
+    before = cluster.settled_connections()
     route = f"kill-{time.monotonic_ns()}"  # one route cookie: nginx sends all three to one process
     travellers = [clients(cluster.url, token, reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1,
                           randomization_factor=0, http_session=routed(route)) for _, token in names]
     gone = clients(cluster.url, gone_token, http_session=routed(route))
-    after = settled_connections(cluster)
+    after = cluster.settled_connections()
     victim = max(cluster.servers, key=lambda s: after[s] - before[s])
     assert after[victim] - before[victim] == 3
     others = [s for s in cluster.servers if s is not victim]
