@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.websocket import BINARY, CLOSE, PING, PONG, TEXT, FrameParser, ProtocolError, frame, unmask
+from chat.transport.protocol import BINARY, CLOSE, PING, PONG, TEXT, FrameParser, ProtocolError, frame, unmask
 
 MAX = 1000
 
