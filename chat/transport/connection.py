@@ -139,7 +139,13 @@ class Flusher:
                 log.exception("websocket flush failed")
 
 
-END = object()  # the inbox's last item: the client is gone or leaving
+class Last:
+    """The inbox's last item: the client is gone or leaving; `answer` is what the protocol sends last."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: bytes = b""):
+        self.answer = answer
 
 
 class Connection:
@@ -204,23 +210,26 @@ class Connection:
             data = b""
         if not data:
             self._stop_reading()
-            self.protocol.parser.release()
-            self._queue(END)
+            self.protocol.lost()
+            self._queue(Last())
             return
         protocol = self.protocol
         messages = protocol.receive(data)
         answer = protocol.data_to_send()
-        if answer:
+        if protocol.state is not State.CLOSED:
+            if answer:
+                self.outbox.write(answer)
+            for message in messages:
+                self._queue(message)
+            return
+        self._stop_reading()
+        if protocol.failure == CloseCode.TOO_BIG:
             self.outbox.write(answer)
+            self._refuse_rest()
+            answer = b""
         for message in messages:
             self._queue(message)
-        if protocol.state is State.CLOSED:
-            self._stop_reading()
-            if protocol.failure == CloseCode.TOO_BIG:
-                self._refuse_rest()
-            else:
-                self.outbox.finish()
-            self._queue(END)
+        self._queue(Last(answer))  # the close goes out after the answers to the messages before it
 
     def _refuse_rest(self):
         """Send the close frame now, then reset: a client pushing an oversized frame need not be read to its end."""
@@ -242,25 +251,28 @@ class Connection:
         try:
             while self.inbox:
                 item = self.inbox.popleft()
-                if item is END:
-                    self._end()
+                if type(item) is Last:
+                    self._end(item.answer)
                     return
                 if not self.endpoint.handle(self, item):
                     self._stop_reading()
                     self.protocol.fail(CloseCode.PROTOCOL_ERROR)
-                    self.outbox.finish(self.protocol.data_to_send())
-                    self._end()
+                    self._end(self.protocol.data_to_send())
                     return
         finally:
             self.running = False
 
-    def _end(self):
-        """The client is gone or leaving: tell the endpoint, then close the socket once the last frames are out."""
+    def _end(self, answer: bytes):
+        """The client is gone or leaving: send the protocol's answer, tell the endpoint, close once the rest is out."""
         self.inbox.clear()
+        if answer:
+            self.outbox.finish(answer)
         try:
             self.endpoint.ended(self)
         except Exception:
             log.exception("closing a websocket's session failed")
+        if self.closed:
+            return
         if self.outbox.finishing and not self.outbox.closed and self.outbox.pending:
             self.outbox.on_finished = self.close
             if self.grace is None:

@@ -56,6 +56,7 @@ class ProtocolError(Exception):
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
         self.code = code
+        self.frames = []  # the frames complete before the error
 
 
 # The opening handshake (RFC 6455 4.2)
@@ -168,20 +169,27 @@ class FrameParser:
         self.decoder = None
 
     def feed(self, data: bytes) -> list[tuple[Opcode, str | bytes]]:
-        """Every complete (opcode, payload) in the bytes so far: TEXT as str, BINARY and control frames as bytes."""
+        """Every complete (opcode, payload) in the bytes so far: TEXT as str, BINARY and control frames as bytes.
+
+        A ProtocolError carries in `frames` what was complete before the broken frame.
+        """
         self.buffer += data
         out = []
-        while True:
-            parsed = self._frame()
-            if parsed is None:
-                return out
-            fin, opcode, payload = parsed
-            if opcode >= CLOSE:
-                out.append((opcode, payload))
-            else:
-                message = self._assemble(fin, opcode, payload)
-                if message is not None:
-                    out.append(message)
+        try:
+            while True:
+                parsed = self._frame()
+                if parsed is None:
+                    return out
+                fin, opcode, payload = parsed
+                if opcode >= CLOSE:
+                    out.append((opcode, payload))
+                else:
+                    message = self._assemble(fin, opcode, payload)
+                    if message is not None:
+                        out.append(message)
+        except ProtocolError as error:
+            error.frames = out
+            raise
 
     def release(self):
         """Drop what is buffered: the connection is over."""
@@ -203,10 +211,14 @@ class FrameParser:
             if len(buf) < 4:
                 return None
             length, offset = int.from_bytes(buf[2:4], "big"), 4
+            if length < 126:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a length must be sent in the fewest bytes")
         elif length == 127:
             if len(buf) < 10:
                 return None
             length, offset = int.from_bytes(buf[2:10], "big"), 10
+            if length < 65536 or length >> 63:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a length must be sent in the fewest bytes")
         if control:
             if length > 125 or not fin:
                 raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a control frame is short and never fragmented")
@@ -284,11 +296,17 @@ class Protocol:
         """The messages in these bytes; pongs and close frames to send are queued in `outgoing`."""
         if self.state is State.CLOSED:
             return []
+        failure = None
         try:
             frames = self.parser.feed(data)
         except ProtocolError as error:
-            self.fail(error.code)
-            return []
+            frames, failure = error.frames, error.code
+        messages = self._take(frames)
+        if failure is not None and self.state is not State.CLOSED:
+            self.fail(failure)
+        return messages
+
+    def _take(self, frames):
         messages = []
         for opcode, payload in frames:
             if opcode <= BINARY:
@@ -315,6 +333,12 @@ class Protocol:
             self.outgoing.append(close_frame(code))
         self.state = State.CLOSED
         self.failure = code
+        self.parser.release()
+
+    def lost(self):
+        """The client closed TCP: nothing more is read or sent."""
+        self.state = State.CLOSED
+        self.outgoing = []
         self.parser.release()
 
     def data_to_send(self) -> bytes:
