@@ -1,6 +1,7 @@
 """Transport limits of a real server per async mode: oversized frames, many connections, clean closes."""
 import json
 import socket
+import struct
 import time
 
 import pytest
@@ -15,6 +16,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 MAX_FRAME_BYTES = 1_000_000
 MANY = 1100
+CLOSES = 20
+
+
+def close_code(data):
+    """The code of the close frame at the end of what a client read, or None."""
+    at = data.rfind(b"\x88")
+    while at >= 0:
+        length = data[at + 1] if at + 1 < len(data) else -1
+        if 2 <= length <= 125 and at + 2 + length == len(data):
+            return struct.unpack("!H", data[at + 2:at + 4])[0]
+        at = data.rfind(b"\x88", 0, at)
+    return None
 
 
 def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, room, clients):
@@ -40,6 +53,7 @@ def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, ro
     print(f"{server.mode}: refused after {sent / 1e6:.1f} MB sent; server RSS grew {growth / 1e6:.1f} MB")
     assert sent < HUGE_FRAME, "the server read the whole 64 MB frame"
     assert closed is not None, "the server did not close the connection"
+    assert close_code(closed) == 1009, f"no 1009 close frame reached the client before the end: {closed[-40:]!r}"
     assert growth < 16 * 1024 * 1024, f"the server's memory grew by {growth} bytes: it buffered the frame"
     assert health(server.url) == 200
     socket_ = clients(server.url, token)
@@ -74,6 +88,31 @@ def test_a_websocket_close_ends_the_tcp_connection(server, user):
     ws.sock.close()
     time.sleep(0.1)
     assert "Expected GET method" not in server.log_tail(20)
+
+
+def test_a_clients_close_is_always_answered_before_tcp_ends(server, user):
+    """The client's close frame gets the server's (RFC 6455 5.5.1), every time: no bare TCP drop."""
+    token = user()[1]
+    for attempt in range(CLOSES):
+        ws = open_socketio(server, token)
+        ws.sock.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        answer = wait_closed(ws.sock, timeout=5)
+        ws.sock.close()
+        assert answer is not None, f"attempt {attempt + 1}: {server.mode} kept the TCP connection open"
+        assert answer.endswith(b"\x88\x02\x03\xe8"), \
+            f"attempt {attempt + 1}: {server.mode} ended TCP without answering the close: {answer[-20:]!r}"
+
+
+def test_a_bad_handshake_gets_rfc_6455s_answer(server):
+    """A key that is not 16 bytes gets 400; another version gets 426 naming version 13 (RFC 6455 4.2.2, 4.4)."""
+    url = server.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, header=["Sec-WebSocket-Key: " + "a2V5" * 4])
+    assert refused.value.status_code == 400
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, header=["Sec-WebSocket-Version: 8"])
+    assert refused.value.status_code == 426
+    assert refused.value.resp_headers.get("sec-websocket-version") == "13"
 
 
 def test_more_than_1024_connections_are_served_at_once(server):
