@@ -10,7 +10,8 @@ import websocket
 from tests.servers import health, register
 
 from .conftest import start_server
-from .raw import HUGE_FRAME, hold_connections, open_socketio, recv_ack, send_frame_header, wait_closed
+from .raw import (HUGE_FRAME, hold_connections, open_socketio, raise_open_file_limit, recv_ack, send_frame_header,
+                  wait_closed)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -42,7 +43,7 @@ def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, ro
         while sent < HUGE_FRAME:
             ws.sock.sendall(chunk)
             sent += len(chunk)
-    except socket.timeout:
+    except TimeoutError:
         pytest.fail(f"the server stopped reading after {sent} bytes but kept the connection open")
     except OSError:
         pass
@@ -144,3 +145,74 @@ def test_websockets_past_max_connections_are_refused_until_one_closes(mode, tmp_
             ws.close()
     finally:
         server.close()
+
+
+DRAINED = 300
+
+
+def raw_websocket(server):
+    """A WebSocket on Engine.IO's path, opened by hand; the socket, after the 101 and Engine.IO's open packet."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {server.host}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101"), data[:100]
+    return sock
+
+
+def watch_until_closed(sockets, began, timeout=20):
+    """{socket: [bytes read, seconds after `began` when the server closed it (None if it did not)]}."""
+    import selectors
+
+    seen = {sock: [b"", None] for sock in sockets}
+    selector = selectors.DefaultSelector()
+    for sock in sockets:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    while selector.get_map() and time.monotonic() - began < timeout:
+        for key, _ in selector.select(timeout=0.5):
+            try:
+                chunk = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            seen[key.fileobj][0] += chunk
+            if not chunk:
+                seen[key.fileobj][1] = time.monotonic() - began
+                selector.unregister(key.fileobj)
+    selector.close()
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_sigterm_drains_connections_in_batches_and_exits(mode, tmp_path_factory):
+    """SIGTERM: no new connection is accepted; every WebSocket gets a 1001 close, in batches; the process ends."""
+    import signal
+
+    raise_open_file_limit(DRAINED + 200)
+    server = start_server(mode, tmp_path_factory)
+    sockets = []
+    try:
+        sockets = [raw_websocket(server) for _ in range(DRAINED)]
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        seen = watch_until_closed(sockets, began)
+        status = server.process.wait(timeout=20)
+        took = time.monotonic() - began
+        with pytest.raises(OSError):
+            socket.create_connection((server.host, server.port), timeout=2).close()
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.close()
+    codes = [close_code(data) for data, _ in seen.values()]
+    ends = sorted(at for _, at in seen.values() if at is not None)
+    print(f"{mode}: {len(ends)} of {DRAINED} closed from {ends[0]:.2f} s to {ends[-1]:.2f} s; exit after {took:.2f} s")
+    assert status == 0
+    assert codes.count(1001) == DRAINED, f"close codes: {sorted(set(map(str, codes)))}"
+    assert len(ends) == DRAINED, "some connections were still open when the process ended"
+    assert len({int(at * 10) for at in ends}) >= 5, "the connections were closed all at once, not in batches"
