@@ -7,6 +7,7 @@ requirements.txt pins another version without this table (and the hooks) being r
 """
 import contextlib
 import importlib.metadata
+import logging
 import sys
 
 # {distribution: the version whose source the hooks below were read against}
@@ -18,6 +19,9 @@ WRITTEN_FOR = {
     "gevent": "26.9.0",  # a green socket's OS socket
     "psycopg": "3.3.9",  # the wait function its connections block in
 }
+
+
+log = logging.getLogger(__name__)
 
 
 class VersionMismatch(RuntimeError):
@@ -58,8 +62,8 @@ def wrap_connect_handler(eio, wrap):
     eio.handlers["connect"] = wrap(eio.handlers["connect"])
 
 
-def send_packets_straight(eio, queue_type):
-    """Make Engine.IO's send_packet, the path of every emit, put a packet straight into a queue_type queue.
+def send_packets_straight(eio, queue_type, frame_of):
+    """Make Engine.IO's send_packet, the path of every emit, write frame_of(pkt) straight into a queue_type's outbox.
 
     Engine.IO's own checks the ping timeout and logs on every send; its service task checks
     timeouts anyway, and a broadcast would pay both once per recipient. Sessions whose queue is
@@ -69,8 +73,9 @@ def send_packets_straight(eio, queue_type):
 
     def send_packet(sid, pkt):
         session = sockets.get(sid)
-        if session is not None and type(session.queue) is queue_type and not session.closed:
-            session.queue.put(pkt)
+        queue = session.queue if session is not None else None
+        if type(queue) is queue_type and not session.closed:
+            queue.outbox.write(frame_of(pkt))
         else:
             queued_send(sid, pkt)
 
@@ -139,8 +144,11 @@ def replace_ping_schedule(session, every):
     def ping():
         if session.closing or session.closed:
             return
-        session.last_ping = _now()
-        session.send(packet.Packet(packet.PING))
+        try:
+            session.last_ping = _now()
+            session.send(packet.Packet(packet.PING))
+        except Exception:
+            log.exception("ping failed")
 
     def schedule_ping():
         if session.last_ping:

@@ -193,7 +193,7 @@ def install(eio, hub, max_connections=None) -> Transport:
         return connect
 
     internals.wrap_connect_handler(eio, fitted)
-    internals.send_packets_straight(eio, OutboxQueue)
+    internals.send_packets_straight(eio, OutboxQueue, packet_frame)
     return transport
 
 

@@ -46,8 +46,11 @@ class State(enum.Enum):
 TEXT, BINARY, CLOSE, PING, PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = "13"
-_DATA_OPCODES = frozenset((Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY))
-_CONTROL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+_DATA_OPCODES = frozenset(int(op) for op in (Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY))
+_CONTROL_OPCODES = frozenset(int(op) for op in (Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+_OPEN, _CLOSED = State.OPEN, State.CLOSED
+# The opcodes as plain ints for the per-frame path: comparing an int with an IntEnum member costs more.
+_BINARY, _FIRST_CONTROL, _PING = int(Opcode.BINARY), int(Opcode.CLOSE), int(Opcode.PING)
 
 
 class ProtocolError(Exception):
@@ -181,7 +184,7 @@ class FrameParser:
                 if parsed is None:
                     return out
                 fin, opcode, payload = parsed
-                if opcode >= CLOSE:
+                if opcode >= _FIRST_CONTROL:
                     out.append((opcode, payload))
                 else:
                     message = self._assemble(fin, opcode, payload)
@@ -204,21 +207,15 @@ class FrameParser:
             return None
         first, second = buf[0], buf[1]
         fin, opcode, length = first & 0x80, first & 0x0F, second & 0x7F
-        control = opcode >= CLOSE
-        _check_header(first, second, opcode, control)
+        control = opcode >= _FIRST_CONTROL
+        if first & 0x70 or not second & 0x80 or opcode not in (_CONTROL_OPCODES if control else _DATA_OPCODES):
+            _refuse_header(first, second, opcode)
         offset = 2
-        if length == 126:
-            if len(buf) < 4:
+        if length >= 126:
+            extended = _extended_length(buf, length)
+            if extended is None:
                 return None
-            length, offset = int.from_bytes(buf[2:4], "big"), 4
-            if length < 126:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a length must be sent in the fewest bytes")
-        elif length == 127:
-            if len(buf) < 10:
-                return None
-            length, offset = int.from_bytes(buf[2:10], "big"), 10
-            if length < 65536 or length >> 63:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a length must be sent in the fewest bytes")
+            length, offset = extended
         if control:
             if length > 125 or not fin:
                 raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a control frame is short and never fragmented")
@@ -259,7 +256,7 @@ class FrameParser:
 
     @staticmethod
     def _message(opcode, payload):
-        if opcode == BINARY:
+        if opcode == _BINARY:
             return BINARY, payload
         try:
             return TEXT, payload.decode()
@@ -267,13 +264,27 @@ class FrameParser:
             raise ProtocolError(CloseCode.INVALID_DATA, "text that is not UTF-8") from None
 
 
-def _check_header(first, second, opcode, control):
+def _extended_length(buf, length):
+    """(length, header size) of a 2- or 8-byte length, None until those bytes are in; it must need them (5.2)."""
+    if length == 126:
+        if len(buf) < 4:
+            return None
+        length, offset, least = int.from_bytes(buf[2:4], "big"), 4, 126
+    else:
+        if len(buf) < 10:
+            return None
+        length, offset, least = int.from_bytes(buf[2:10], "big"), 10, 65536
+    if length < least or length >> 63:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, "a length must be sent in the fewest bytes")
+    return length, offset
+
+
+def _refuse_header(first, second, opcode):
     if first & 0x70:
         raise ProtocolError(CloseCode.PROTOCOL_ERROR, "no extension was negotiated")
     if not second & 0x80:
         raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
-    if opcode not in (_CONTROL_OPCODES if control else _DATA_OPCODES):
-        raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
+    raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
 
 
 class Protocol:
@@ -294,7 +305,7 @@ class Protocol:
 
     def receive(self, data: bytes) -> list:
         """The messages in these bytes; pongs and close frames to send are queued in `outgoing`."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return []
         failure = None
         try:
@@ -302,18 +313,18 @@ class Protocol:
         except ProtocolError as error:
             frames, failure = error.frames, error.code
         messages = self._take(frames)
-        if failure is not None and self.state is not State.CLOSED:
+        if failure is not None and self.state is not _CLOSED:
             self.fail(failure)
         return messages
 
     def _take(self, frames):
         messages = []
         for opcode, payload in frames:
-            if opcode <= BINARY:
-                if self.state is State.OPEN:
+            if opcode <= _BINARY:  # a message
+                if self.state is _OPEN:
                     messages.append(payload)
-            elif opcode == PING:
-                if self.state is State.OPEN:
+            elif opcode == _PING:
+                if self.state is _OPEN:
                     self.outgoing.append(frame(payload, PONG))
             elif opcode == CLOSE:
                 self._closed_by_client(payload)
