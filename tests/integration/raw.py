@@ -43,7 +43,7 @@ def wait_closed(sock, timeout=5):
     while time.monotonic() < deadline:
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:  # reset: closed too
             return data

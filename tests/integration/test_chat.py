@@ -90,7 +90,7 @@ def test_a_waiting_long_poll_wakes_within_100_ms_of_a_post(server, user, room):
     for n in range(3):
         answer = {}
 
-        def poll(after=n + 1):
+        def poll(after=n + 1, answer=answer):
             answer["reply"] = request(server.url, "GET", f"/api/rooms/{room}/poll?after={after}&timeout=10",
                                       token=reader, timeout=15)
             answer["at"] = time.monotonic()
