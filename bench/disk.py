@@ -60,6 +60,7 @@ class Neighbour:
 
     def __exit__(self, *_exc):
         from rig import CHILDREN
+        assert self.proc is not None, "entered"
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # by its PID; it stops writing, removes its file, reports
         try:

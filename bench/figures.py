@@ -5,6 +5,7 @@ bench/report.py writes them as prose, tables and plots; nothing here formats tex
 import math
 import re
 import statistics
+from typing import Any
 
 LOAD_WARN = 1.5  # 1-minute load average above which a figure is marked
 PAPO_MODES = ("eventlet", "gevent", "threading")
@@ -184,7 +185,7 @@ def goals(res, figs):
     """{mode: {goal key: (ratio, papo value, reference value, passed, runs)}}."""
     size = goal_size(res, figs)
     ref = figs.get("reference")
-    out = {}
+    out: dict[str, dict] = {}
     if not ref:
         return out, size
     for mode in PAPO_MODES:
@@ -217,7 +218,7 @@ def transport_figures(res):
     sizes = {}
     for run in res.select(section="transport"):
         sizes[(run.get("way"), run.get("clients"))] = run
-    sweep = {}
+    sweep: dict[str, list[dict]] = {}
     for run in res.select(section="sweep"):
         sweep.setdefault(run.get("way"), []).append(run)
     return sizes, sweep
@@ -300,7 +301,7 @@ def behind(runs):
 
 def latency_disk_figures(res):
     """{server: {disk: {"p50"|"p99"|"max": entry}}} of the latency-disk suite (entry as in `entry`)."""
-    out = {}
+    out: dict[str, dict[str | None, list[dict]]] = {}
     for run in res.select(section="latency-disk"):
         out.setdefault(run["server"], {}).setdefault(run.get("disk"), []).append(run)
     return {server: {disk: {q: entry(runs, latency_of(q)) for q in ("p50", "p99", "max")}
@@ -344,7 +345,7 @@ def storm_figures(res):
 
 def scaling_figures(res):
     """{(server, processes, redis): {"fanout"|"p50"|"p99": entry, "label": str}}, in the plan's order."""
-    groups = {}
+    groups: dict[tuple, dict[str, Any]] = {}
     for run in res.select(section="scaling"):
         key = (run["server"], run.get("processes"), bool(run.get("redis")))
         groups.setdefault(key, {"label": run.get("config"), "fanout": [], "latency": []})

@@ -230,7 +230,7 @@ def scaling(plt, figs, img_dir):
     if not figs:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    lines = {}
+    lines: dict[str, list[tuple]] = {}
     for (kind, n, redis), f in figs.items():
         suffix = (" + Redis adapter" if kind == "reference" else "") if redis else ", no Redis"
         name = SERVER_NAMES.get(kind, kind) + suffix

@@ -503,9 +503,9 @@ def transport_conclusion(res):
     out = latency_lines(at, big, p50) + bytes_lines(at, big, down, up) + crosscheck_lines(sizes)
     out += cpu_lines(sizes, ways, clients_list, big, cpu) + keeping_lines(res, sizes, ways, clients_list)
     if cpu and down and p50:
-        out.append(verdict_line(big, {"latency": min(p50, key=p50.get),
+        out.append(verdict_line(big, {"latency": min(p50, key=lambda w: p50[w]),
                                       "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0)),
-                                      "server CPU": min(cpu, key=cpu.get)}))
+                                      "server CPU": min(cpu, key=lambda w: cpu[w])}))
     return out
 
 

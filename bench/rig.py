@@ -89,8 +89,10 @@ def machine_info():
     mem_kb = None
     try:
         with open("/proc/meminfo") as handle:
-            mem_kb = int(re.search(r"MemTotal:\s+(\d+)", handle.read()).group(1))
-    except (OSError, AttributeError):
+            found = re.search(r"MemTotal:\s+(\d+)", handle.read())
+        if found:
+            mem_kb = int(found.group(1))
+    except OSError:
         pass
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return {"cpu_model": model, "cores": os.cpu_count(), "mem_total_kb": mem_kb,
@@ -101,9 +103,10 @@ def machine_info():
 def _os_name():
     try:
         with open("/etc/os-release") as handle:
-            return re.search(r'PRETTY_NAME="?([^"\n]+)', handle.read()).group(1)
-    except (OSError, AttributeError):
+            found = re.search(r'PRETTY_NAME="?([^"\n]+)', handle.read())
+    except OSError:
         return "unknown"
+    return found.group(1) if found else "unknown"
 
 
 def versions():
@@ -246,6 +249,7 @@ class Server:
 
     @property
     def pid(self):
+        assert self.proc is not None, "not started"
         return self.proc.pid
 
     def argv(self):
@@ -282,6 +286,7 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines=6):
+        assert self.log_path is not None, "not started"
         try:
             return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:

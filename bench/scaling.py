@@ -10,10 +10,11 @@ import shutil
 import subprocess
 import time
 import uuid
+from typing import Any
 
 from rig import CHILDREN, HOST, ROOT, Server, ServerError, free_port, log
 
-PG = {"host": HOST, "port": 5432, "user": "postgres"}
+PG: dict[str, Any] = {"host": HOST, "port": 5432, "user": "postgres"}
 REDIS_DB = 7  # the database number the benchmark's own redis-server gives its clients; flushed at the end
 
 

@@ -43,13 +43,14 @@ class Spy:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        if self.running():
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGINT)
+                os.kill(proc.pid, signal.SIGINT)
             try:
-                self.proc.wait(30)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                CHILDREN.stop(self.proc)
+                CHILDREN.stop(proc)
         if self.proc is not None:
             CHILDREN.procs.pop(self.proc.pid, None)
         return self.output if self.output.exists() else None
@@ -77,7 +78,10 @@ def short_frame(frame):
 def summarize(collapsed, top=10):
     """Shares of samples from py-spy's collapsed stacks: the leaf functions (self time), Papo's own
     functions (time within them and what they call), and the modules the leaves are in."""
-    total, leaves, inclusive, modules = 0, {}, {}, {}
+    total = 0
+    leaves: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    modules: dict[str, int] = {}
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():

@@ -73,8 +73,7 @@ def send_packets_straight(eio, queue_type, frame_of):
 
     def send_packet(sid, pkt):
         session = sockets.get(sid)
-        queue = session.queue if session is not None else None
-        if type(queue) is queue_type and not session.closed:
+        if session is not None and type(queue := session.queue) is queue_type and not session.closed:
             queue.outbox.write(frame_of(pkt))
         else:
             queued_send(sid, pkt)

@@ -5,16 +5,17 @@ connection has a room of its own: with 10,000 connections one disconnect checked
 10,000 connections leaving at once (a restart, a network blip) cost about a minute of CPU.
 """
 import socketio
+from socketio.base_manager import BaseManager
 
 from chat import internals
 
 
-class RoomIndex:
+class RoomIndex(BaseManager):
     """Keeps {(namespace, sid): set of rooms} beside python-socketio's rooms, the sid's own and None included."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.memberships = {}
+        self.memberships: dict[tuple[str, str], set[str | None]] = {}
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)

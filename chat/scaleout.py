@@ -110,7 +110,8 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         self.on_remote_emit: Callable[[str, object], None] | None = None  # (event, room) of another process's emit
         self.on_subscribed: Callable[[], None] | None = None  # each time the listener has (re)subscribed
         self._own = f'{{"host_id": "{self.host_id}", '.encode()
-        self._backlog = collections.deque()  # [(time.monotonic() when emitted, message)], oldest first
+        # (time.monotonic() when emitted, message), oldest first
+        self._backlog: collections.deque[tuple[float, dict]] = collections.deque()
         self._wanted = threading.Event()  # set when the backlog has something new for the publisher
         self._kicked = False
         self._closed = False
@@ -180,7 +181,7 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
     def _take_batch(self):
         """Up to BATCH_SIZE of the oldest emits, dropping those older than BACKLOG_SECONDS."""
         oldest = time.monotonic() - BACKLOG_SECONDS
-        batch = []
+        batch: list[tuple[float, dict]] = []
         while self._backlog and len(batch) < BATCH_SIZE:
             emitted, data = self._backlog.popleft()
             if emitted >= oldest:

@@ -29,7 +29,7 @@ STOP_TIMEOUT = 5.0
 _WITH_NOFILE = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
                 "os.execv(sys.argv[2], sys.argv[2:])")
-_running = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
+_running: "set[ServerProcess]" = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
 
 
 class ServerError(RuntimeError):

@@ -32,7 +32,7 @@ class Recorded(scaleout.MessageQueue):
     def __init__(self, url):
         super().__init__(url)
         self.handled = []  # [message dict] in the order handled, this process's own emits included
-        self.remote = []  # [(event, room)] for each emit from another process
+        self.remote: list[tuple[str, object]] = []  # [(event, room)] for each emit from another process
         self.subscribed = threading.Event()
         self.on_remote_emit = lambda event, room: self.remote.append((event, room))
         self.on_subscribed = self.subscribed.set

@@ -72,10 +72,15 @@ def test_a_failed_connection_releases_its_parser_buffer_at_once(pair):
 
 def test_frames_written_in_one_turn_go_out_in_one_send(pair, monkeypatch):
     hub, connection, client = pair
-    sends = []
+    sends: list[bytes] = []
     real_send = connection.outbox.sock.send
+
+    def send(self, data):
+        sends.append(bytes(data))
+        return real_send(data)
+
     monkeypatch.setattr(connection.outbox, "sock", type("Spy", (), {
-        "send": lambda self, data: sends.append(bytes(data)) or real_send(data),
+        "send": send,
         "fileno": lambda self: connection.sock.fileno(), "shutdown": lambda self, how: None})())
     for n in range(3):
         connection.send(b"\x81\x01" + str(n).encode())

@@ -76,6 +76,11 @@ class Nginx:
             time.sleep(0.05)
         return self
 
+    def exit_code(self) -> int | None:
+        """The started process's exit code, None while it runs."""
+        assert self.process is not None, "not started"
+        return self.process.poll()
+
     def stop(self):
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGQUIT)  # graceful: the master waits for its workers
@@ -151,6 +156,11 @@ class Worker:
                                              str(self.port)], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
+    def exit_code(self) -> int | None:
+        """The started process's exit code, None while it runs."""
+        assert self.process is not None, "not started"
+        return self.process.poll()
+
     def stop(self):
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
@@ -188,7 +198,7 @@ def main(argv=None):
             worker.start()
         deadline = time.monotonic() + 30
         while not all(healthy(w.url) for w in workers):
-            dead = [w for w in workers if w.process.poll() is not None]
+            dead = [w for w in workers if w.exit_code() is not None]
             if dead or time.monotonic() > deadline:
                 sys.exit(f"cluster: process on port {(dead or workers)[0].port} did not start; see {log_dir}")
             time.sleep(0.2)
@@ -198,11 +208,12 @@ def main(argv=None):
         print(f"cluster: nginx on {nginx.url}/ (logs in {log_dir} and {nginx.prefix}); Ctrl-C stops", flush=True)
         while not stopping:
             for worker in workers:
-                if worker.process.poll() is not None:
-                    print(f"cluster: process on port {worker.port} exited ({worker.process.returncode}); "
+                code = worker.exit_code()
+                if code is not None:
+                    print(f"cluster: process on port {worker.port} exited ({code}); "
                           "starting it again", flush=True)
                     worker.start()
-            if nginx.process.poll() is not None:
+            if nginx.exit_code() is not None:
                 sys.exit(f"cluster: nginx exited:\n{nginx.log_tail()}")
             time.sleep(1)
     except KeyboardInterrupt:

@@ -34,13 +34,14 @@ def papo(chunks):
 
 def wsproto_parse(chunks):
     from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import Message
 
     connection = Connection(ConnectionType.SERVER)
     count = 0
     for chunk in chunks:
         connection.receive_data(chunk)
         for event in connection.events():
-            if event.message_finished:
+            if isinstance(event, Message) and event.message_finished:
                 count += 1
     return count
 

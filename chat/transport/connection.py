@@ -155,7 +155,7 @@ class Connection:
     connection with 1002) and ended(connection), the last call it gets.
     """
 
-    open = weakref.WeakSet()  # every Connection not yet closed: what a drain closes
+    open: "weakref.WeakSet[Connection]" = weakref.WeakSet()  # every Connection not yet closed: what a drain closes
 
     def __init__(self, conn, flusher: Flusher, max_bytes: int, endpoint):
         self.conn = conn  # the green socket: holds the OS socket open
@@ -164,7 +164,7 @@ class Connection:
         self.outbox = Outbox(self.sock, flusher)
         self.protocol = Protocol(max_bytes)
         self.endpoint = endpoint
-        self.inbox = collections.deque()
+        self.inbox: collections.deque[str | bytes | Last] = collections.deque()
         self.running = False
         self.reader = None
         self.grace = None

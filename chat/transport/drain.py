@@ -34,7 +34,7 @@ def drain(hub, close_calls: list, done, window: float = DRAIN_WINDOW, shuffle=ra
     shuffle(close_calls)
     batches = max(1, int(window / TICK))
     size = max(1, math.ceil(len(close_calls) / batches))
-    finished = []
+    finished: list[bool] = []
 
     def finish():
         if not finished:

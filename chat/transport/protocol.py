@@ -9,6 +9,7 @@ import codecs
 import enum
 import hashlib
 import struct
+from typing import Any
 
 
 class Opcode(enum.IntEnum):
@@ -59,7 +60,7 @@ class ProtocolError(Exception):
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
         self.code = code
-        self.frames = []  # the frames complete before the error
+        self.frames: list[tuple[Opcode, str | bytes]] = []  # the frames complete before the error
 
 
 # The opening handshake (RFC 6455 4.2)
@@ -166,10 +167,10 @@ class FrameParser:
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.buffer = bytearray()
-        self.parts = []
+        self.parts: list[Any] = []  # one message's fragments: all str (TEXT) or all bytes (BINARY)
         self.opcode = None
         self.size = 0
-        self.decoder = None
+        self.decoder: codecs.IncrementalDecoder | None = None
 
     def feed(self, data: bytes) -> list[tuple[Opcode, str | bytes]]:
         """Every complete (opcode, payload) in the bytes so far: TEXT as str, BINARY and control frames as bytes.
@@ -177,7 +178,7 @@ class FrameParser:
         A ProtocolError carries in `frames` what was complete before the broken frame.
         """
         self.buffer += data
-        out = []
+        out: list[tuple[Opcode, str | bytes]] = []
         try:
             while True:
                 parsed = self._frame()
@@ -299,9 +300,9 @@ class Protocol:
     def __init__(self, max_bytes: int):
         self.parser = FrameParser(max_bytes)
         self.state = State.OPEN
-        self.outgoing = []
-        self.failure = None
-        self.close_code = None  # the client's, once its close frame is in
+        self.outgoing: list[bytes] = []
+        self.failure: int | None = None
+        self.close_code: int | None = None  # the client's, once its close frame is in
 
     def receive(self, data: bytes) -> list:
         """The messages in these bytes; pongs and close frames to send are queued in `outgoing`."""

@@ -24,7 +24,8 @@ def presence(client, room, user):
 
 def all_messages(url, token, room):
     """Every stored message of a room, paging through the HTTP reader."""
-    found, after = [], 0
+    found: list[dict] = []
+    after = 0
     while True:
         page = read_messages(url, token, room, after=after, limit=500)
         if not page:

@@ -152,7 +152,7 @@ def test_redis_restarted_delivery_resumes_and_nothing_acked_is_lost(cluster, use
     healthy = wait_for(lambda: all(health(s.url) == 200 for s in cluster.servers), 15)
     assert healthy is not None, [health(s.url) for s in cluster.servers]
 
-    probes = []
+    probes: list[int] = []
 
     def delivered_live():
         ack = sender_client.send(room, f"probe {len(probes)}")

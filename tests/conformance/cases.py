@@ -442,7 +442,8 @@ def judge(case, peer):
     expect, found = case.expect, seen(peer)
     if found.broken:
         return Result(case.id, case.title, "FAILED", found.broken)
-    problems, lenient = [], []
+    problems: list[str] = []
+    lenient: list[str] = []
     if found.messages != expect.messages:
         (lenient if expect.echo_may_be_lost and not found.messages else problems).append(
             f"messages {_short(found.messages)} instead of {_short(expect.messages)}")

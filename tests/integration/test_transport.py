@@ -3,6 +3,7 @@ import json
 import socket
 import struct
 import time
+from typing import Any
 
 import pytest
 import websocket
@@ -113,7 +114,9 @@ def test_a_bad_handshake_gets_rfc_6455s_answer(server):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(url, timeout=5, header=["Sec-WebSocket-Version: 8"])
     assert refused.value.status_code == 426
-    assert refused.value.resp_headers.get("sec-websocket-version") == "13"
+    headers = refused.value.resp_headers
+    assert headers is not None
+    assert headers.get("sec-websocket-version") == "13"
 
 
 def test_more_than_1024_connections_are_served_at_once(server):
@@ -167,13 +170,14 @@ def watch_until_closed(sockets, began, timeout=20):
     """{socket: [bytes read, seconds after `began` when the server closed it (None if it did not)]}."""
     import selectors
 
-    seen = {sock: [b"", None] for sock in sockets}
+    seen: dict[socket.socket, list[Any]] = {sock: [b"", None] for sock in sockets}
     selector = selectors.DefaultSelector()
     for sock in sockets:
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
     while selector.get_map() and time.monotonic() - began < timeout:
         for key, _ in selector.select(timeout=0.5):
+            assert isinstance(key.fileobj, socket.socket)
             try:
                 chunk = key.fileobj.recv(65536)
             except BlockingIOError:
