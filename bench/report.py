@@ -8,136 +8,51 @@ conclusions is computed from the figures in the file; nothing is written in adva
 """
 import argparse
 import json
-import math
-import re
 import statistics
 import sys
 from pathlib import Path
 
+import plots as draw
+import report_stress
+from figures import (
+    DISTURBED,
+    GOALS,
+    LOAD_MARK,
+    LOAD_WARN,
+    SERVER_NAMES,
+    Results,
+    cpu_per_delivery,
+    cpu_upper_bound,
+    disturbed,
+    get,
+    goals,
+    kept_up,
+    latency_disk_figures,
+    median,
+    noise,
+    safe_ratio,
+    scaling_figures,
+    server_figures,
+    summarize,
+    sweep_limits,
+    transport_figures,
+)
+from plots import plots
+from text import columns, fmt, ratio_text, spread
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
-LOAD_WARN = 1.5  # 1-minute load average above which a figure is marked
-PAPO_MODES = ("eventlet", "gevent", "threading")
-SERVER_NAMES = {"reference": "Node reference", "eventlet": "Papo eventlet", "gevent": "Papo gevent",
-                "threading": "Papo threading (dev server)"}
 WAY_NAMES = {"ws": "Socket.IO over WebSocket", "sio-polling": "Socket.IO over long-polling only",
              "short-poll 1s": "HTTP short polling every 1 s", "short-poll 250ms": "HTTP short polling every 250 ms",
              "long-poll": "HTTP long polling"}
-GOALS = [  # key, label, comparison, target
-    ("fanout", "Fan-out (deliveries/s)", ">=", 1.0),
-    ("latency_p99", "p99 latency at fixed load", "<=", 2.0),
-    ("mem_per_conn", "Memory per connection", "<=", 1.5),
-    ("broadcast", "One broadcast reaching every connection", "<=", 1.0),
-    ("capacity", "Capacity (clients within 250 ms p95)", ">=", 1.0),
-]
 GEN_MARK = "‡"
-DISTURBED = 1.0  # cores other processes took during an invocation: half this machine, the benchmark needs both
-MIN_CPU_S = 0.1  # server CPU in a window below this (10 clock ticks) is too coarse for a per-message figure
-LOAD_MARK = "⚠"
 
 
-# ------------------------------------------------------------------------------ small helpers
-def get(obj, path, default=None):
-    for part in path.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return default
-        obj = obj[part]
-    return obj
 
 
-def median(values):
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return statistics.median(values) if values else None
 
 
-def fmt(value, digits=3, unit=""):
-    """A number for a table: about `digits` significant figures, thousands separated."""
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    if value == 0:
-        return "0" + unit
-    mag = math.floor(math.log10(abs(value)))
-    decimals = max(0, digits - 1 - mag)
-    if float(value).is_integer() and abs(value) >= 10:
-        decimals = 0
-    text = f"{value:,.{decimals}f}"
-    return text + unit
-
-
-def ratio_text(value):
-    if value is None:
-        return "–"
-    if value >= 10:
-        return f"{value:.0f}x"
-    if value >= 1:
-        return f"{value:.2f}x"
-    return f"{value:.2g}x"
-
-
-def safe_ratio(a, b):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def spread(values, digits=3, unit=""):
-    """median, with the range when there are several values."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "–"
-    m = median(vals)
-    if len(vals) == 1:
-        return fmt(m, digits, unit)
-    return f"{fmt(m, digits, unit)} ({fmt(min(vals), digits)}–{fmt(max(vals), digits)})"
-
-
-class Results:
-    """Queries over one results file."""
-
-    def __init__(self, data):
-        self.data = data
-        self.runs = data.get("runs", [])
-
-    def select(self, section=None, server=None, workload=None, label=None, ok=True, **extra):
-        out = []
-        for run in self.runs:
-            if section and run.get("section") != section:
-                continue
-            if server and run.get("server") != server:
-                continue
-            if workload and run.get("workload") != workload:
-                continue
-            if label and run.get("label") != label:
-                continue
-            if any(run.get(k) != v for k, v in extra.items()):
-                continue
-            if ok and (run.get("error") or not run.get("result")):
-                continue
-            out.append(run)
-        return out
-
-    def servers(self):
-        seen = []
-        for run in self.runs:
-            if run.get("section") == "server" and run["server"] not in seen:
-                seen.append(run["server"])
-        order = ["reference", "eventlet", "gevent", "threading"]
-        return sorted(seen, key=lambda s: order.index(s) if s in order else 99)
-
-    def idle_sizes(self):
-        return sorted({r.get("clients") for r in self.select(section="server", workload="idle")} - {None})
-
-
-def noise(runs):
-    """(load average mark, the highest 1-minute load, the most CPU other processes took)."""
-    loads = [max(r.get("loadavg_start") or 0, r.get("loadavg_end") or 0) for r in runs]
-    others = [r.get("others_cpu_cores") for r in runs if r.get("others_cpu_cores") is not None]
-    top = max(loads) if loads else None
-    mark = LOAD_MARK if top is not None and top > LOAD_WARN else ""
-    return mark, top, (max(others) if others else None)
 
 
 def gen_text(runs, key="generator"):
@@ -161,89 +76,23 @@ def load_text(runs):
     return text + (f" {mark}" if mark else "")
 
 
-def cpu_per_delivery(result):
-    """Server µs per delivered message, None when the window held too few clock ticks (10 ms each) to tell."""
-    value = result.get("server_cpu_us_per_delivery") if result else None
-    if value is None or (get(result, "server.cpu_s") or 0) < MIN_CPU_S:
-        return None
-    return value
 
 
 def cpu_cell(result):
     value = cpu_per_delivery(result)
     if value is not None:
         return fmt(value)
-    cpu_s = get(result, "server.cpu_s")
-    delivered = (result.get("deliveries_per_s") or 0) * float(get(result, "params.duration", 0) or 0)
-    if cpu_s is None or not delivered:
-        return "–"
-    # fewer than MIN_CPU_S of CPU in the window: an upper bound only
-    return f"< {fmt(max(cpu_s, MIN_CPU_S) * 1e6 / delivered)}"
+    bound = cpu_upper_bound(result)
+    return "–" if bound is None else f"< {fmt(bound)}"
 
 
-def kept_up(result):
-    """The generator's keep-up rule, with a window's quantisation allowed for.
-
-    The generator calls a way kept up when it sent >= 97% of its schedule, >= 99% of the window's
-    messages were delivered and p99 stayed within the way's limit. Over a short window with few
-    messages per client the "sent" count alone misses 97% by the luck of the clients' random phases
-    (each client sends 0, 1 or 2 messages in it): here the count may fall short by three standard
-    deviations of that luck, 3 x sqrt(expected), as long as the generator skipped no send (it skips
-    only past its limit of unacknowledged messages) and was not saturated.
-    """
-    if not result:
-        return False
-    lat = result.get("latency_ms") or {}
-    if not lat.get("count"):
-        return False
-    match = re.search(r"p99<=(\d+)", result.get("kept_up_rule", ""))
-    limit = float(match.group(1)) if match else 1000.0
-    duration = float(get(result, "params.duration", 0) or 0)
-    expected = (result.get("send_target_per_s") or 0) * duration
-    sent = (result.get("sent_per_s") or 0) * duration
-    schedule_kept = (sent >= 0.97 * expected or (
-        sent >= 0.97 * expected - 3 * math.sqrt(expected) and not result.get("skipped_over_outstanding")
-        and not get(result, "generator.bound")))
-    return result.get("delivered_ratio", 0) >= 0.99 and lat.get("p99", math.inf) <= limit and schedule_kept
 
 
 # ------------------------------------------------------------------------------ the figures
-def disturbed(run):
-    return (run.get("others_cpu_cores") or 0) >= DISTURBED
 
 
-def undisturbed(runs):
-    """The repeats that other processes left alone, if any; else all of them."""
-    calm = [r for r in runs if not disturbed(r)]
-    return calm or list(runs)
 
 
-def server_figures(res):
-    """Per server and figure: (median over the undisturbed repeats, those runs, every repeat)."""
-    out = {}
-    for server in res.servers():
-        f = {}
-
-        def put(key, runs, path):
-            used = undisturbed(runs)
-            f[key] = (median([get(r, path) for r in used]), used, runs)
-
-        runs = res.select(section="server", server=server, workload="fanout")
-        put("fanout", runs, "result.deliveries_per_s")
-        runs = res.select(section="server", server=server, workload="latency")
-        put("latency_p50", runs, "result.latency_ms.p50")
-        put("latency_p99", runs, "result.latency_ms.p99")
-        runs = res.select(section="server", server=server, workload="persist")
-        put("persist", runs, "result.acked_per_s")
-        runs = res.select(section="server", server=server, workload="capacity")
-        put("capacity", runs, "result.capacity_clients")
-        for size in res.idle_sizes():
-            runs = res.select(section="server", server=server, workload="idle", clients=size)
-            runs = [r for r in runs if get(r, "result.connected", 0) >= 0.99 * size]
-            put(f"mem_per_conn@{size}", runs, "result.server_rss_kb.per_connection_kb")
-            put(f"broadcast@{size}", runs, "result.reach_all_ms_median")
-        out[server] = f
-    return out
 
 
 def runs_cell(entry):
@@ -253,259 +102,17 @@ def runs_cell(entry):
     return f"{len(used)}/{len(every)}" + ("" if len(used) < len(every) or not any(map(disturbed, used)) else " ⚠")
 
 
-def goal_size(res, figs):
-    """The idle size the memory and broadcast goals use: 10k when both sides have it, else the largest shared."""
-    ref = figs.get("reference", {})
-    shared = [s for s in res.idle_sizes() if ref.get(f"mem_per_conn@{s}", (None,))[0] is not None]
-    if 10000 in shared:
-        return 10000
-    return max(shared) if shared else None
 
 
-def goals(res, figs):
-    """{mode: {goal key: (ratio, papo value, reference value, passed, runs)}}."""
-    size = goal_size(res, figs)
-    ref = figs.get("reference")
-    out = {}
-    if not ref:
-        return out, size
-    for mode in PAPO_MODES:
-        if mode not in figs:
-            continue
-        f = figs[mode]
-        row = {}
-        for key, _label, op, target in GOALS:
-            fkey = key if key not in ("mem_per_conn", "broadcast") else f"{key}@{size}"
-            papo, runs = f.get(fkey, (None, [], []))[:2]
-            base, ref_runs = ref.get(fkey, (None, [], []))[:2]
-            at = None
-            if papo is None and key in ("mem_per_conn", "broadcast") and size:
-                # a mode that could not hold the size (open files) is compared at its largest size
-                # within 10% below it
-                near = [s for s in res.idle_sizes() if 0.9 * size <= s < size
-                        and f.get(f"{key}@{s}", (None,))[0] is not None]
-                if near:
-                    at = max(near)
-                    papo, runs = f[f"{key}@{at}"][:2]
-            r = safe_ratio(papo, base)
-            passed = None if r is None else (r >= target if op == ">=" else r <= target)
-            row[key] = (r, papo, base, passed, runs + ref_runs, at)
-        out[mode] = row
-    return out, size
 
 
-def transport_figures(res):
-    """{(way, clients): run} for the size study; {way: [runs by rate]} for the sweep."""
-    sizes = {}
-    for run in res.select(section="transport"):
-        sizes[(run.get("way"), run.get("clients"))] = run
-    sweep = {}
-    for run in res.select(section="sweep"):
-        sweep.setdefault(run.get("way"), []).append(run)
-    return sizes, sweep
 
 
-def summarize(data):
-    """The figures the "before and after" table compares: {key: (label, value, unit, better)}."""
-    res = Results(data)
-    figs = server_figures(res)
-    out = {}
-    size = goal_size(res, figs)
-    for server, f in figs.items():
-        name = SERVER_NAMES.get(server, server)
-        out[f"fanout/{server}"] = (f"{name}: fan-out", f["fanout"][0], "deliveries/s", "higher")
-        out[f"p50/{server}"] = (f"{name}: latency p50", f["latency_p50"][0], "ms", "lower")
-        out[f"p99/{server}"] = (f"{name}: latency p99", f["latency_p99"][0], "ms", "lower")
-        out[f"persist/{server}"] = (f"{name}: persistence", f["persist"][0], "acked/s", "higher")
-        # capacity is comparable only under the same ceiling, memory and broadcast only at the same size
-        ceiling = get(data, "plan.capacity.max-clients")
-        out[f"capacity/{server}/{ceiling}"] = (f"{name}: capacity (at most {ceiling:,})" if ceiling else
-                                               f"{name}: capacity", f["capacity"][0], "clients", "higher")
-        if size:
-            out[f"mem/{server}/{size}"] = (f"{name}: memory per connection at {size:,}",
-                                           f.get(f"mem_per_conn@{size}", (None,))[0], "KB", "lower")
-            out[f"bcast/{server}/{size}"] = (f"{name}: broadcast to {size:,}",
-                                             f.get(f"broadcast@{size}", (None,))[0], "ms", "lower")
-    sizes, _ = transport_figures(res)
-    for (way, clients), run in sizes.items():
-        out[f"tr-cpu/{way}/{clients}"] = (f"{way} x{clients}: server CPU per delivered message",
-                                          cpu_per_delivery(run["result"]), "µs", "lower")
-        out[f"tr-p99/{way}/{clients}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
-                                          "ms", "lower")
-    return out
 
 
 # ------------------------------------------------------------------------------ plots
-def plots(res, figs, img_dir):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    img_dir.mkdir(parents=True, exist_ok=True)
-    for old in img_dir.glob("bench_*.png"):
-        old.unlink()
-    made = {}
-    sizes, sweep = transport_figures(res)
-    ways = [w for w in res.data.get("ways", []) if any(k[0] == w for k in sizes)]
-    clients_list = sorted({k[1] for k in sizes})
-    colors = dict(zip(res.data.get("ways", []), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-
-    # latency CDF per way, one panel per client count
-    if sizes:
-        fig, axes = plt.subplots(1, len(clients_list), figsize=(4.2 * len(clients_list), 3.6), squeeze=False,
-                                 sharey=True)
-        for ax, clients in zip(axes[0], clients_list):
-            for way in ways:
-                run = sizes.get((way, clients))
-                cdf = get(run, "result.latency_ms.cdf") if run else None
-                if not cdf:
-                    continue
-                xs = [max(x, 0.01) for x in cdf]
-                ax.plot(xs, [i / 100 for i in range(len(xs))], label=way, color=colors.get(way))
-            ax.set_xscale("log")
-            ax.set_title(f"{clients:,} clients")
-            ax.set_xlabel("end-to-end latency (ms, log)")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[0][0].set_ylabel("fraction of deliveries")
-        axes[0][-1].legend(fontsize=8, loc="lower right")
-        fig.suptitle("Transport study: latency CDF per way")
-        fig.tight_layout()
-        made["cdf"] = save(fig, img_dir / "bench_transport_latency_cdf.png", plt)
-
-        # bytes per delivered message, up and down
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-        width = 0.8 / max(1, len(clients_list))
-        for ax, key, title in ((axes[0], "bytes_down_per_delivery", "server to clients"),
-                               (axes[1], "bytes_up_per_delivery", "clients to server")):
-            for j, clients in enumerate(clients_list):
-                vals = [get(sizes.get((w, clients)), f"result.wire.{key}") or 0 for w in ways]
-                ax.bar([i + j * width for i in range(len(ways))], vals, width, label=f"{clients:,} clients")
-            ax.set_xticks([i + width * (len(clients_list) - 1) / 2 for i in range(len(ways))])
-            ax.set_xticklabels(ways, rotation=20, fontsize=8)
-            ax.set_yscale("log")
-            ax.set_title(f"bytes per delivered message, {title}")
-            ax.grid(True, axis="y", which="both", alpha=0.3)
-        axes[0].set_ylabel("bytes (headers and frames, log)")
-        axes[1].legend(fontsize=8)
-        fig.tight_layout()
-        made["bytes"] = save(fig, img_dir / "bench_transport_bytes.png", plt)
-
-        # server CPU per delivered message against clients
-        fig, ax = plt.subplots(figsize=(6.4, 4))
-        bounded = False
-        for way in ways:
-            pts = [(c, cpu_per_delivery(get(sizes.get((way, c)), "result"))) for c in clients_list]
-            pts = [(c, v) for c, v in pts if v]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=way, color=colors.get(way))
-            # too few clock ticks in the window for a figure: its upper bound, as an open triangle
-            for c in clients_list:
-                r = get(sizes.get((way, c)), "result")
-                cell = cpu_cell(r) if r else "–"
-                if cell.startswith("< "):
-                    ax.plot([c], [float(cell[2:].replace(",", ""))], marker="v", fillstyle="none", ls="none",
-                            color=colors.get(way))
-                    bounded = True
-        if bounded:
-            ax.plot([], [], marker="v", fillstyle="none", ls="none", color="gray", label="upper bound (< 10 ticks)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("clients (log)")
-        ax.set_ylabel("server CPU µs per delivered message (log)")
-        ax.set_title("Transport study: server CPU per delivered message")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        made["cpu"] = save(fig, img_dir / "bench_transport_cpu.png", plt)
-
-    # Papo / reference ratios against the goals
-    table, size = goals(res, figs)
-    if table:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        modes = list(table)
-        width = 0.8 / max(1, len(modes))
-        every = [table[m][g[0]][0] for m in modes for g in GOALS if table[m][g[0]][0]]
-        low = min([0.5] + [v / 1.6 for v in every])
-        high = max([3.0] + [v * 1.6 for v in every])
-        for j, mode in enumerate(modes):
-            for i, (key, _label, _op, _target) in enumerate(GOALS):
-                value, passed = table[mode][key][0], table[mode][key][3]
-                if not value:
-                    continue
-                x = i + j * width
-                ax.bar(x, value - low, width, bottom=low, color=f"C{j}", label=SERVER_NAMES[mode] if i == 0 else None)
-                ax.annotate("pass" if passed else "fail", (x, value), fontsize=7, ha="center",
-                            textcoords="offset points", xytext=(0, 2), color="green" if passed else "red")
-        for i, (_key, _label, op, target) in enumerate(GOALS):
-            ax.plot([i - width / 2, i + width * (len(modes) - 0.5)], [target, target], color="black", lw=1.5)
-            ax.annotate(f"goal {op} {target:g}", (i + width * (len(modes) - 0.5), target), fontsize=7,
-                        textcoords="offset points", xytext=(2, -3))
-        ax.set_ylim(low, high)
-        ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(GOALS))])
-        labels = ["fan-out", "p99 latency", f"memory/conn\nat {size:,}" if size else "memory/conn",
-                  f"broadcast\nto {size:,}" if size else "broadcast", "capacity"]
-        ax.set_xticklabels(labels, fontsize=8)
-        ax.set_yscale("log")
-        ax.set_ylabel("Papo / Node reference (log)")
-        ax.set_title("Papo against the Node socket.io reference (same run, medians)")
-        ax.grid(True, axis="y", which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        made["ratios"] = save(fig, img_dir / "bench_goals.png", plt)
-
-    # idle connections: memory per connection and broadcast time against connections
-    sizes_idle = res.idle_sizes()
-    if sizes_idle:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for server, f in figs.items():
-            pts = [(s, f.get(f"mem_per_conn@{s}", (None,))[0], f.get(f"broadcast@{s}", (None,))[0]) for s in sizes_idle]
-            mem = [(s, m) for s, m, _ in pts if m is not None]
-            bc = [(s, b) for s, _, b in pts if b is not None]
-            if mem:
-                axes[0].plot(*zip(*mem), marker="o", label=SERVER_NAMES.get(server, server))
-            if bc:
-                axes[1].plot(*zip(*bc), marker="o", label=SERVER_NAMES.get(server, server))
-        axes[0].set_title("server memory per idle connection")
-        axes[0].set_ylabel("KB (VmRSS held - before) / connections")
-        axes[1].set_title("one broadcast reaching every connection")
-        axes[1].set_ylabel("ms")
-        for ax in axes:
-            ax.set_xlabel("connections")
-            ax.grid(True, alpha=0.3)
-            ax.set_ylim(bottom=0)
-        axes[1].legend(fontsize=8)
-        fig.tight_layout()
-        made["idle"] = save(fig, img_dir / "bench_idle.png", plt)
-
-    # capacity: the broadcast round trip's p95 against clients
-    cap_runs = {s: res.select(section="server", server=s, workload="capacity") for s in figs}
-    if any(cap_runs.values()):
-        fig, ax = plt.subplots(figsize=(6.4, 4))
-        for server, runs in cap_runs.items():
-            for k, run in enumerate(runs):
-                steps = get(run, "result.steps") or []
-                pts = [(s["clients"], s.get("p95_ms") if s.get("p95_ms") is not None else get(s, "rtt_all_ms.max"))
-                       for s in steps]
-                pts = [p for p in pts if p[1] is not None]
-                if pts:
-                    ax.plot(*zip(*pts), marker=".", alpha=0.8, color=f"C{list(cap_runs).index(server)}",
-                            label=SERVER_NAMES.get(server, server) if k == 0 else None)
-        ax.axhline(250, color="black", lw=1, ls="--")
-        ax.set_yscale("log")
-        ax.set_xlabel("clients in the room")
-        ax.set_ylabel("p95 broadcast round trip (ms, log)")
-        ax.set_title("Capacity: 4 broadcasts at once, limit 250 ms")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        made["capacity"] = save(fig, img_dir / "bench_capacity.png", plt)
-    return made
 
 
-def save(fig, path, plt):
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------------------ the text
@@ -532,6 +139,7 @@ def header(data):
     if not data.get("complete"):
         lines += ["> **Incomplete run**: it was stopped before the end; what it measured is below.", ""]
     mem = m.get("mem_total_kb")
+    phases = ", ".join(f"{k} {v}" for k, v in data.get("phases", {}).items())
     la0, la1 = m.get("loadavg_start"), m.get("loadavg_end")
     lines += [
         "| machine | |", "|---|---|",
@@ -541,7 +149,7 @@ def header(data):
         f"| open files (soft/hard) | {m.get('open_files_limit')} / {m.get('open_files_hard_limit')} |",
         f"| load average (1, 5, 15 min) at start | {', '.join(f'{x:.2f}' for x in la0) if la0 else '?'} |",
         f"| load average at end | {', '.join(f'{x:.2f}' for x in la1) if la1 else '?'} |",
-        f"| duration | {data.get('elapsed_s')} s ({', '.join(f'{k} {v}' for k, v in data.get('phases', {}).items())}) |",
+        f"| duration | {data.get('elapsed_s')} s ({phases}) |",
         "",
         "| software | version |", "|---|---|",
     ]
@@ -643,8 +251,8 @@ def server_section(res, figs):
     fo = res.data.get("plan", {}).get("fanout", {})
     lines += [f"### Fan-out: one room of {fo.get('clients')} clients, {fo.get('senders')} senders each keeping at most "
               f"{fo.get('inflight')} messages in flight, {fo.get('duration')} s", "",
-              "| server | deliveries/s | / reference | acked msg/s | delivered to all | server CPU | server µs per delivery | runs | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              *columns("server", "deliveries/s", "/ reference", "acked msg/s", "delivered to all", "server CPU",
+                       "server µs per delivery", "runs", "generator", "load / others")]
     table("fanout", lambda s, runs: [
         spread([get(r, "result.deliveries_per_s") for r in runs]),
         ratio_text(safe_ratio(figs[s]["fanout"][0], ref.get("fanout", (None,))[0])),
@@ -658,8 +266,8 @@ def server_section(res, figs):
               f"{la.get('rate')} messages/s each ({la.get('clients', 0) * la.get('rate', 0):,} in, "
               f"{la.get('clients', 0) * la.get('rate', 0) * la.get('clients', 1) // max(1, la.get('rooms', 1)):,} "
               f"deliveries/s), {la.get('duration')} s, open loop", "",
-              "| server | p50 ms | p99 ms | p50 / ref | p99 / ref | delivered | ack p99 ms | server CPU | runs | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              *columns("server", "p50 ms", "p99 ms", "p50 / ref", "p99 / ref", "delivered", "ack p99 ms", "server CPU",
+                       "runs", "generator", "load / others")]
     table("latency_p99", lambda s, runs: [
         spread([get(r, "result.latency_ms.p50") for r in runs]),
         spread([get(r, "result.latency_ms.p99") for r in runs]),
@@ -670,10 +278,11 @@ def server_section(res, figs):
         spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
     ])
     pe = res.data.get("plan", {}).get("persist", {})
-    lines += ["", f"### Persistence: {pe.get('senders')} senders (distinct users, own rooms), one message in flight each, "
+    lines += ["", f"### Persistence: {pe.get('senders')} senders (distinct users, own rooms), "
+              "one message in flight each, "
               f"{pe.get('duration')} s", "",
-              "| server | acked msg/s | / reference | ack p50 ms | ack p99 ms | server CPU | server µs per message | runs | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              *columns("server", "acked msg/s", "/ reference", "ack p50 ms", "ack p99 ms", "server CPU",
+                       "server µs per message", "runs", "generator", "load / others")]
     table("persist", lambda s, runs: [
         spread([get(r, "result.acked_per_s") for r in runs]),
         ratio_text(safe_ratio(figs[s]["persist"][0], ref.get("persist", (None,))[0])),
@@ -685,8 +294,8 @@ def server_section(res, figs):
     lines += ["", "### Idle connections: one room, held, then single broadcasts", "",
               "Each size on a fresh server. Memory per connection = (VmRSS while held - VmRSS before) / connections; "
               "broadcast = the median over 3 broadcasts of the time until every connection has it.", "",
-              "| server | connections | connected | KB per connection | / reference | broadcast to all ms | / reference | connects/s | server µs per connect | runs | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              *columns("server", "connections", "connected", "KB per connection", "/ reference", "broadcast to all ms",
+                       "/ reference", "connects/s", "server µs per connect", "runs", "generator", "load / others")]
     for size in res.idle_sizes():
         table(f"mem_per_conn@{size}", lambda s, runs, size=size: [
             f"{size:,}",
@@ -706,8 +315,8 @@ def server_section(res, figs):
               f"random clients, {cap.get('concurrent')} at once, each timed from the send until every client has it. "
               f"Capacity = the last size whose p95 stayed within {cap.get('limit-ms')} ms "
               f"(at most {cap.get('max-clients'):,} clients).", "",
-              "| server | capacity clients | / reference | p95 ms at the last size within | first size over | why it stopped | runs | generator | load / others |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              *columns("server", "capacity clients", "/ reference", "p95 ms at the last size within",
+                       "first size over", "why it stopped", "runs", "generator", "load / others")]
     def capacity_cells(s, runs):
         last_ok, over = [], []
         for r in runs:
@@ -739,59 +348,71 @@ def latency_cost(name, runs, ref_runs):
             "the p99 shows it.")
 
 
-def bottlenecks(res, figs):
-    """Sentences on where each server's time went, from its CPU and the generator's."""
-    lines = ["### Where the limits are", ""]
-    for s, f in figs.items():
-        name = SERVER_NAMES.get(s, s)
-        for workload, key in (("fan-out", "fanout"), ("the fixed latency load", "latency_p99"),
-                              ("persistence", "persist")):
-            runs = f[key][1]
-            if not runs:
-                continue
-            cpu = median([get(r, "result.server.cpu_pct") for r in runs])
-            gen = max([get(r, "result.generator.cpu_pct") or 0 for r in runs])
-            if cpu is None:
-                continue
-            if any(get(r, "result.generator.bound") for r in runs):
-                lines.append(f"- {name}, {workload}: the generator used {gen:.0f}% of a core: the figure is at least "
-                             "partly the generator's limit.")
-            elif cpu >= 90:
-                bound = ("bound by the server's CPU" + (" (threads on both cores)" if cpu > 105 else
-                                                        ": one process, one core"))
-                lines.append(f"- {name}, {workload}: the server used {cpu:.0f}% of a core (the generator {gen:.0f}%): "
-                             f"{bound}.")
-            elif key == "latency_p99" and (f["latency_p99"][0] or 0) > 100:
-                _, _, others = noise(runs)
-                lines.append(f"- {name}, {workload}: p99 {fmt(f['latency_p99'][0])} ms with the server at {cpu:.0f}% "
-                             "of a core: the delay is not the server's computing alone but waiting (I/O, locks, "
-                             "scheduling)" + (f"; other processes took up to {others:.2f} cores meanwhile" if others
-                                              else "") + ".")
-        if s in ("eventlet", "gevent") and f["latency_p99"][1] and figs.get("reference", {}).get("latency_p99", (None, []))[1]:
-            lines.append(latency_cost(name, f["latency_p99"][1], figs["reference"]["latency_p99"][1]))
-        size_runs = [(size, res.select(section="server", server=s, workload="idle", clients=size))
-                     for size in res.idle_sizes()]
-        connect = median([get(r, "result.server_cpu_us_per_connect") for _, runs in size_runs for r in runs])
-        ref_connect = median([get(r, "result.server_cpu_us_per_connect") for _, runs in
-                              [(sz, res.select(section="server", server="reference", workload="idle", clients=sz))
-                               for sz in res.idle_sizes()] for r in runs])
-        if connect and s != "reference":
-            extra = f" against {fmt(ref_connect)} µs for the reference ({ratio_text(safe_ratio(connect, ref_connect))})" \
-                if ref_connect else ""
-            lines.append(f"- {name}: one connection (handshake, auth, join) costs {fmt(connect)} µs of server CPU{extra}: "
-                         f"{fmt(connect * 10000 / 1e6)} s of CPU for 10,000 connections.")
-    for note in res.data.get("notes", []):
-        lines.append(f"- {note}")
+def limit_sentence(name, workload, key, f):
+    """What bounded one server's figure: the generator, the server's CPU, or waiting."""
+    runs = f[key][1]
+    cpu = median([get(r, "result.server.cpu_pct") for r in runs])
+    if not runs or cpu is None:
+        return None
+    gen = max([get(r, "result.generator.cpu_pct") or 0 for r in runs])
+    if any(get(r, "result.generator.bound") for r in runs):
+        return (f"- {name}, {workload}: the generator used {gen:.0f}% of a core: the figure is at least "
+                "partly the generator's limit.")
+    if cpu >= 90:
+        bound = "bound by the server's CPU" + (" (threads on both cores)" if cpu > 105 else ": one process, one core")
+        return f"- {name}, {workload}: the server used {cpu:.0f}% of a core (the generator {gen:.0f}%): {bound}."
+    if key == "latency_p99" and (f["latency_p99"][0] or 0) > 100:
+        _, _, others = noise(runs)
+        return (f"- {name}, {workload}: p99 {fmt(f['latency_p99'][0])} ms with the server at {cpu:.0f}% "
+                "of a core: the delay is not the server's computing alone but waiting (I/O, locks, "
+                "scheduling)" + (f"; other processes took up to {others:.2f} cores meanwhile" if others
+                                 else "") + ".")
+    return None
+
+
+def connect_cost(res, server):
+    """Median server µs per connection over every idle size."""
+    return median([get(r, "result.server_cpu_us_per_connect") for size in res.idle_sizes()
+                   for r in res.select(section="server", server=server, workload="idle", clients=size)])
+
+
+def connect_sentence(res, server, name):
+    connect, ref_connect = connect_cost(res, server), connect_cost(res, "reference")
+    if not connect or server == "reference":
+        return None
+    extra = (f" against {fmt(ref_connect)} µs for the reference ({ratio_text(safe_ratio(connect, ref_connect))})"
+             if ref_connect else "")
+    return (f"- {name}: one connection (handshake, auth, join) costs {fmt(connect)} µs of server CPU{extra}: "
+            f"{fmt(connect * 10000 / 1e6)} s of CPU for 10,000 connections.")
+
+
+def failures(res):
+    """The run's notes, failed invocations, refused connections and acks, a line each."""
+    lines = [f"- {note}" for note in res.data.get("notes", [])]
     errors = [r for r in res.runs if r.get("error")]
-    for r in errors[:8]:
-        lines.append(f"- failed: {r.get('server')} {r.get('label')}: {str(r.get('error'))[:200]}")
+    lines += [f"- failed: {r.get('server')} {r.get('label')}: {str(r.get('error'))[:200]}" for r in errors[:8]]
     connect_errors = [(r, get(r, "result.errors.connect")) for r in res.runs if get(r, "result.errors.connect")]
     for r, n in connect_errors[:6]:
         samples = "; ".join(get(r, "result.errors.connect_samples") or [])[:160]
         lines.append(f"- {r.get('server')} {r.get('label')}: {n} connections failed ({samples})")
     ack_errors = [(r, get(r, "result.errors.acks")) for r in res.runs if get(r, "result.errors.acks")]
-    for r, acks in ack_errors[:6]:
-        lines.append(f"- {r.get('server')} {r.get('label')}: refused acks {acks}")
+    lines += [f"- {r.get('server')} {r.get('label')}: refused acks {acks}" for r, acks in ack_errors[:6]]
+    return lines
+
+
+def bottlenecks(res, figs):
+    """Sentences on where each server's time went, from its CPU and the generator's."""
+    lines = ["### Where the limits are", ""]
+    ref_latency = figs.get("reference", {}).get("latency_p99", (None, []))[1]
+    for s, f in figs.items():
+        name = SERVER_NAMES.get(s, s)
+        for workload, key in (("fan-out", "fanout"), ("the fixed latency load", "latency_p99"),
+                              ("persistence", "persist")):
+            lines.append(limit_sentence(name, workload, key, f))
+        if s in ("eventlet", "gevent") and f["latency_p99"][1] and ref_latency:
+            lines.append(latency_cost(name, f["latency_p99"][1], ref_latency))
+        lines.append(connect_sentence(res, s, name))
+    lines = [line for line in lines if line is not None] + failures(res)
     lines.append("")
     return lines
 
@@ -819,8 +440,8 @@ def transport_section(res):
         "its schedule, 99% of the window's messages were delivered, and p99 stayed within 1 s (short polling: "
         "two intervals + 1 s).",
         "",
-        "| clients | way | p50 ms | p99 ms | kept up | bytes down / msg | bytes up / msg | kernel down, up | requests / msg | server µs / msg | server CPU | generator | load / others |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *columns("clients", "way", "p50 ms", "p99 ms", "kept up", "bytes down / msg", "bytes up / msg",
+                 "kernel down, up", "requests / msg", "server µs / msg", "server CPU", "generator", "load / others"),
     ]
     for clients in clients_list:
         for way in ways:
@@ -847,8 +468,8 @@ def transport_section(res):
     # the rate sweep
     sc = tp.get("sweep_clients")
     lines += [f"### Where each way stops keeping up ({sc} clients, rate raised per client)", "",
-              "| way | rates tried (messages/s per client: kept up?) | kept up to | stopped keeping up at |",
-              "|---|---|---|---|"]
+              *columns("way", "rates tried (messages/s per client: kept up?)", "kept up to",
+                       "stopped keeping up at")]
     limits = sweep_limits(res)
     for way in ways:
         info = limits.get(way)
@@ -863,30 +484,6 @@ def transport_section(res):
     return lines
 
 
-def sweep_limits(res):
-    """{way: {'tried': [(rate, kept, run)], 'ok': highest kept rate, 'fail': first failing rate}}."""
-    sizes, sweep = transport_figures(res)
-    sc = res.data.get("plan", {}).get("transport", {}).get("sweep_clients")
-    out = {}
-    for way in res.data.get("ways", []):
-        tried = []
-        base = sizes.get((way, sc))
-        if base:
-            tried.append((base.get("rate"), kept_up(base["result"]), base))
-        for run in sweep.get(way, []):
-            tried.append((run.get("rate"), kept_up(run["result"]), run))
-        if not tried:
-            continue
-        tried.sort(key=lambda t: t[0])
-        ok, fail = None, None
-        for rate, kept, _ in tried:
-            if kept and fail is None:
-                ok = rate
-            elif not kept and fail is None:
-                fail = rate
-        cut = any(s["what"].startswith(f"rate sweep {way} ") for s in res.data.get("skipped", []))
-        out[way] = {"tried": tried, "ok": ok, "fail": fail, "cut": cut}
-    return out
 
 
 def transport_conclusion(res):
@@ -894,121 +491,145 @@ def transport_conclusion(res):
     sizes, _ = transport_figures(res)
     ways = [w for w in res.data.get("ways", []) if any(k[0] == w for k in sizes)]
     clients_list = sorted({k[1] for k in sizes})
-    out = []
     if not clients_list:
-        return out
+        return []
     big = max(clients_list)
     at = {w: sizes[(w, big)]["result"] for w in ways if (w, big) in sizes}
+    p50 = {w: get(r, "latency_ms.p50") for w, r in at.items() if get(r, "latency_ms.p50") is not None}
+    down = {w: get(r, "wire.bytes_down_per_delivery") for w, r in at.items() if get(r, "wire.bytes_down_per_delivery")}
+    up = {w: get(r, "wire.bytes_up_per_delivery") for w, r in at.items()
+          if get(r, "wire.bytes_up_per_delivery") is not None}
+    cpu = {w: cpu_per_delivery(r) for w, r in at.items() if cpu_per_delivery(r)}
+    out = latency_lines(at, big, p50) + bytes_lines(at, big, down, up) + crosscheck_lines(sizes)
+    out += cpu_lines(sizes, ways, clients_list, big, cpu) + keeping_lines(res, sizes, ways, clients_list)
+    if cpu and down and p50:
+        out.append(verdict_line(big, {"latency": min(p50, key=lambda w: p50[w]),
+                                      "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0)),
+                                      "server CPU": min(cpu, key=lambda w: cpu[w])}))
+    return out
 
-    def val(w, path):
-        return get(at.get(w), path)
 
-    # latency
-    p50 = {w: val(w, "latency_ms.p50") for w in at if val(w, "latency_ms.p50") is not None}
-    if p50:
-        order = sorted(p50, key=p50.get)
-        best = order[0]
-        others = ", ".join(f"{w} {fmt(p50[w])} ms ({ratio_text(safe_ratio(p50[w], p50[best]))})" for w in order[1:])
-        out.append(f"- **Latency.** At {big:,} clients the fastest way was {best}, p50 {fmt(p50[best])} ms "
-                   f"(p99 {fmt(val(best, 'latency_ms.p99'))} ms); the others: {others}.")
-        for w in order:
-            if w.startswith("short-poll"):
-                half = (1000 if "1s" in w else 250) / 2
-                extra = p50[w] - half
-                out.append(f"  {w}: of its p50 of {fmt(p50[w])} ms, about {half:g} ms (half the interval) is the "
-                           "wait for the next poll, by construction"
-                           + (f"; the other {fmt(extra)} ms is the server's delay." if extra > 0.2 * half else "."))
+def latency_lines(at, big, p50):
+    if not p50:
+        return silent_line(at)
+    order = sorted(p50, key=p50.get)
+    best = order[0]
+    others = ", ".join(f"{w} {fmt(p50[w])} ms ({ratio_text(safe_ratio(p50[w], p50[best]))})" for w in order[1:])
+    out = [f"- **Latency.** At {big:,} clients the fastest way was {best}, p50 {fmt(p50[best])} ms "
+           f"(p99 {fmt(get(at[best], 'latency_ms.p99'))} ms); the others: {others}."]
+    for w in order:
+        if w.startswith("short-poll"):
+            half = (1000 if "1s" in w else 250) / 2
+            extra = p50[w] - half
+            out.append(f"  {w}: of its p50 of {fmt(p50[w])} ms, about {half:g} ms (half the interval) is the "
+                       "wait for the next poll, by construction"
+                       + (f"; the other {fmt(extra)} ms is the server's delay." if extra > 0.2 * half else "."))
+    return out + silent_line(at)
+
+
+def silent_line(at):
     silent = [w for w in at if not get(at[w], "latency_ms.count")]
-    if silent:
-        older = ", ".join(fmt(val(w, "deliveries_per_s")) for w in silent)
-        out.append(f"  {', '.join(silent)} delivered none of the window's messages before the drain ended "
-                   f"(meanwhile {older} deliveries/s of older messages): the server was that far behind.")
-    # bytes
-    down = {w: val(w, "wire.bytes_down_per_delivery") for w in at if val(w, "wire.bytes_down_per_delivery")}
-    up = {w: val(w, "wire.bytes_up_per_delivery") for w in at if val(w, "wire.bytes_up_per_delivery") is not None}
-    if down:
-        order = sorted(down, key=lambda w: down[w] + (up.get(w) or 0))
-        best = order[0]
-        tot = {w: down[w] + (up.get(w) or 0) for w in order}
-        out.append(f"- **Bytes.** Per delivered message at {big:,} clients, {best} moved {fmt(down[best])} bytes down "
-                   f"and {fmt(up.get(best))} up; "
-                   + "; ".join(f"{w} {fmt(down[w])} down and {fmt(up.get(w))} up ({ratio_text(safe_ratio(tot[w], tot[best]))} "
-                               "in all)" for w in order[1:]) + ".")
-        reqs = {w: val(w, "wire.requests_per_delivery") for w in at}
-        many = [w for w in at if (reqs.get(w) or 0) > 0]
-        if many:
-            out.append("  Every HTTP request and answer carries its own headers: requests per delivered message were "
-                       + ", ".join(f"{w} {fmt(reqs[w])}" for w in many)
-                       + (f", against {fmt(reqs.get('ws'))} for WebSocket, whose frames share one connection."
-                          if "ws" in reqs else "."))
-        worst = max(down, key=down.get)
-        if worst.startswith("short-poll"):
-            out.append(f"  {worst} costs most because most of its requests find nothing new and still pay a full "
-                       "request and answer.")
-    # kernel cross-check
+    if not silent:
+        return []
+    older = ", ".join(fmt(get(at[w], "deliveries_per_s")) for w in silent)
+    return [f"  {', '.join(silent)} delivered none of the window's messages before the drain ended "
+            f"(meanwhile {older} deliveries/s of older messages): the server was that far behind."]
+
+
+def bytes_lines(at, big, down, up):
+    if not down:
+        return []
+    order = sorted(down, key=lambda w: down[w] + (up.get(w) or 0))
+    best = order[0]
+    tot = {w: down[w] + (up.get(w) or 0) for w in order}
+    out = [f"- **Bytes.** Per delivered message at {big:,} clients, {best} moved {fmt(down[best])} bytes down "
+           f"and {fmt(up.get(best))} up; "
+           + "; ".join(f"{w} {fmt(down[w])} down and {fmt(up.get(w))} up "
+                       f"({ratio_text(safe_ratio(tot[w], tot[best]))} in all)" for w in order[1:]) + "."]
+    reqs = {w: get(r, "wire.requests_per_delivery") for w, r in at.items()}
+    many = [w for w in at if (reqs.get(w) or 0) > 0]
+    if many:
+        out.append("  Every HTTP request and answer carries its own headers: requests per delivered message were "
+                   + ", ".join(f"{w} {fmt(reqs[w])}" for w in many)
+                   + (f", against {fmt(reqs.get('ws'))} for WebSocket, whose frames share one connection."
+                      if "ws" in reqs else "."))
+    worst = max(down, key=down.get)
+    if worst.startswith("short-poll"):
+        out.append(f"  {worst} costs most because most of its requests find nothing new and still pay a full "
+                   "request and answer.")
+    return out
+
+
+def crosscheck_lines(sizes):
     checks = []
-    for (w, c), run in sizes.items():
+    for run in sizes.values():
         wire = get(run, "result.wire") or {}
         k = wire.get("kernel") or {}
-        if k.get("sockets_changed"):
-            continue
-        r = safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
+        r = None if k.get("sockets_changed") else safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
         if r:
             checks.append(r)
-    if checks:
-        out.append(f"- **Cross-check.** Where no socket opened or closed during the window, the kernel's byte counts "
-                   f"were {min(checks) * 100:.1f}% to {max(checks) * 100:.1f}% of the generator's socket counters "
-                   "(the difference is what was in flight at the edges of the window: counted by the kernel, "
-                   "not yet by the program, or the reverse).")
-    # CPU
-    cpu = {w: cpu_per_delivery(at[w]) for w in at if cpu_per_delivery(at[w])}
-    if cpu:
-        order = sorted(cpu, key=cpu.get)
-        best = order[0]
-        out.append(f"- **Server CPU.** At {big:,} clients Papo spent {fmt(cpu[best])} µs of CPU per delivered "
-                   f"message over {best}; " + ", ".join(
-                       f"{w} {fmt(cpu[w])} µs ({ratio_text(safe_ratio(cpu[w], cpu[best]))})" for w in order[1:]) + ".")
-        trend = []
-        for w in ways:
-            pts = [(c, cpu_per_delivery(get(sizes.get((w, c)), "result"))) for c in clients_list]
-            pts = [p for p in pts if p[1]]
-            if len(pts) >= 2:
-                trend.append(f"{w} {fmt(pts[0][1])} µs at {pts[0][0]:,} → {fmt(pts[-1][1])} µs at {pts[-1][0]:,}")
-        if trend:
-            out.append("  Against the number of clients, server CPU per delivered message went: " + "; ".join(trend) + ".")
-    # keeping up
-    kept = {c: [w for w in ways if (w, c) in sizes and kept_up(sizes[(w, c)]["result"])] for c in clients_list}
+    if not checks:
+        return []
+    return [f"- **Cross-check.** Where no socket opened or closed during the window, the kernel's byte counts "
+            f"were {min(checks) * 100:.1f}% to {max(checks) * 100:.1f}% of the generator's socket counters "
+            "(the difference is what was in flight at the edges of the window: counted by the kernel, "
+            "not yet by the program, or the reverse)."]
+
+
+def cpu_lines(sizes, ways, clients_list, big, cpu):
+    if not cpu:
+        return []
+    order = sorted(cpu, key=cpu.get)
+    best = order[0]
+    out = [f"- **Server CPU.** At {big:,} clients Papo spent {fmt(cpu[best])} µs of CPU per delivered "
+           f"message over {best}; " + ", ".join(
+               f"{w} {fmt(cpu[w])} µs ({ratio_text(safe_ratio(cpu[w], cpu[best]))})" for w in order[1:]) + "."]
+    trend = []
+    for w in ways:
+        pts = [(c, cpu_per_delivery(get(sizes.get((w, c)), "result"))) for c in clients_list]
+        pts = [p for p in pts if p[1]]
+        if len(pts) >= 2:
+            trend.append(f"{w} {fmt(pts[0][1])} µs at {pts[0][0]:,} → {fmt(pts[-1][1])} µs at {pts[-1][0]:,}")
+    if trend:
+        out.append("  Against the number of clients, server CPU per delivered message went: " + "; ".join(trend) + ".")
+    return out
+
+
+def keeping_lines(res, sizes, ways, clients_list):
+    out = []
     for c in clients_list:
-        lost = [w for w in ways if (w, c) in sizes and w not in kept[c]]
+        kept = [w for w in ways if (w, c) in sizes and kept_up(sizes[(w, c)]["result"])]
+        lost = [w for w in ways if (w, c) in sizes and w not in kept]
         if lost:
             out.append(f"- **Keeping up.** At {c:,} clients {', '.join(lost)} fell behind "
-                       f"(kept up: {', '.join(kept[c]) or 'none'}).")
+                       f"(kept up: {', '.join(kept) or 'none'}).")
     limits = sweep_limits(res)
     sc = res.data.get("plan", {}).get("transport", {}).get("sweep_clients")
     if limits:
-        parts = []
-        for w, info in limits.items():
-            if info["fail"]:
-                parts.append(f"{w} stopped keeping up at {info['fail'] * sc:,g} messages/s in"
-                             + (f" (kept up at {info['ok'] * sc:,g})" if info["ok"] else ""))
-            elif info["ok"] and info.get("cut"):
-                parts.append(f"{w} kept up at {info['ok'] * sc:,g} messages/s in (higher rates not tried: time)")
-            elif info["ok"]:
-                parts.append(f"{w} kept up at every rate tried, up to {info['ok'] * sc:,g} messages/s in")
-        out.append(f"- **Rate sweep** ({sc} clients, rooms of 10): " + "; ".join(parts) + ".")
-    # the verdict
-    if cpu and down and p50:
-        wins = {"latency": min(p50, key=p50.get), "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0)),
-                "server CPU": min(cpu, key=cpu.get)}
-        winners = set(wins.values())
-        if len(winners) == 1:
-            w = winners.pop()
-            out.append(f"- **In short:** on this machine {WAY_NAMES.get(w, w)} was the cheapest and fastest way at "
-                       f"{big:,} clients on every measure: latency, bytes on the wire and server CPU per message.")
-        else:
-            out.append("- **In short:** at " + f"{big:,} clients the best way differed by measure: "
-                       + ", ".join(f"{k}: {v}" for k, v in wins.items()) + ".")
+        out.append(f"- **Rate sweep** ({sc} clients, rooms of 10): "
+                   + "; ".join(p for p in (sweep_part(w, info, sc) for w, info in limits.items()) if p) + ".")
     return out
+
+
+def sweep_part(way, info, sc):
+    if info["fail"]:
+        return (f"{way} stopped keeping up at {info['fail'] * sc:,g} messages/s in"
+                + (f" (kept up at {info['ok'] * sc:,g})" if info["ok"] else ""))
+    if info["ok"] and info.get("cut"):
+        return f"{way} kept up at {info['ok'] * sc:,g} messages/s in (higher rates not tried: time)"
+    if info["ok"]:
+        return f"{way} kept up at every rate tried, up to {info['ok'] * sc:,g} messages/s in"
+    return None
+
+
+def verdict_line(big, wins):
+    winners = set(wins.values())
+    if len(winners) == 1:
+        w = winners.pop()
+        return (f"- **In short:** on this machine {WAY_NAMES.get(w, w)} was the cheapest and fastest way at "
+                f"{big:,} clients on every measure: latency, bytes on the wire and server CPU per message.")
+    return ("- **In short:** at " + f"{big:,} clients the best way differed by measure: "
+            + ", ".join(f"{k}: {v}" for k, v in wins.items()) + ".")
 
 
 def baseline_section(data, baseline):
@@ -1021,8 +642,8 @@ def baseline_section(data, baseline):
     before, after = summarize(baseline), summarize(data)
     lines += [f"Baseline: bench/baseline.json, a {baseline.get('mode')} run of {baseline.get('started_local')} "
               f"(commit {baseline.get('commit')}); now: this run."
-              + (" This run is a quick one: its windows are shorter and it has one repeat." if data.get("mode") == "quick"
-                 else ""), "",
+              + (" This run is a quick one: its windows are shorter and it has one repeat."
+                 if data.get("mode") == "quick" else ""), "",
               "| figure | baseline | now | change |", "|---|---|---|---|"]
     for key, (label, value, unit, better) in after.items():
         if key not in before:
@@ -1078,9 +699,12 @@ def noise_summary(res):
 def render(data, baseline=None, img_dir=IMG, doc=DOC):
     res = Results(data)
     figs = server_figures(res)
-    plots(res, figs, img_dir)
-    lines = header(data) + noise_summary(res) + goals_section(res, figs) + transport_section(res)
-    lines += server_section(res, figs) + bottlenecks(res, figs) + baseline_section(data, baseline)
+    plots(res, figs, img_dir, extra=[
+        ("latency_disk", lambda plt, d: draw.latency_disk(plt, latency_disk_figures(res), d)),
+        ("scaling", lambda plt, d: draw.scaling(plt, scaling_figures(res), d))])
+    lines = header(data) + noise_summary(res) + goals_section(res, figs) + report_stress.sections(res)
+    lines += transport_section(res) + server_section(res, figs) + bottlenecks(res, figs)
+    lines += baseline_section(data, baseline)
     lines += skipped_section(data) + method(data)
     text = "\n".join(lines).rstrip() + "\n"
     if img_dir.resolve() != (doc.parent / "img").resolve():

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ChatError
 from .extension import papo
-from .runtime import offload
+from .async_modes import offload
 from .sessions import Session, Sessions
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")

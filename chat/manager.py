@@ -5,14 +5,17 @@ connection has a room of its own: with 10,000 connections one disconnect checked
 10,000 connections leaving at once (a restart, a network blip) cost about a minute of CPU.
 """
 import socketio
+from socketio.base_manager import BaseManager
+
+from chat import internals
 
 
-class RoomIndex:
+class RoomIndex(BaseManager):
     """Keeps {(namespace, sid): set of rooms} beside python-socketio's rooms, the sid's own and None included."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.memberships = {}
+        self.memberships: dict[tuple[str, str], set[str | None]] = {}
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -30,13 +33,7 @@ class RoomIndex:
         """The base class's disconnect, leaving only the rooms the index names."""
         for room in list(self.memberships.get((namespace, sid), ())):
             self.basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            sids = pending.get(namespace)
-            if sids is not None and sid in sids:
-                sids.remove(sid)
-                if not sids:
-                    del pending[namespace]
+        internals.forget_connection(self, sid, namespace)
 
     def get_rooms(self, sid, namespace):
         return [room for room in self.memberships.get((namespace, sid), ()) if room is not None]

@@ -196,7 +196,8 @@ class Lifetimes:
     def tick(self) -> None:
         """Send the warnings and end the connections that are due."""
         now = self.clock()
-        warn, end = [], []
+        warn: list[tuple[str, Session]] = []
+        end: list[tuple[str, Session]] = []
         with self._lock:
             while self.due and self.due[0][0] <= now:
                 _, sid, session_id, final = heapq.heappop(self.due)

@@ -9,6 +9,7 @@ always kills it and removes its log, and an atexit hook catches any a crashed te
 import atexit
 import http.client
 import json
+import contextlib
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ STOP_TIMEOUT = 5.0
 _WITH_NOFILE = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
                 "os.execv(sys.argv[2], sys.argv[2:])")
-_running = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
+_running: "set[ServerProcess]" = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
 
 
 class ServerError(RuntimeError):
@@ -108,7 +109,7 @@ class ServerProcess:
         """Start the process and wait until GET /healthz answers 200; ServerError with the log if not."""
         if self.alive():
             raise ServerError(f"{self!r} is already running")
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (open for the process's life; close() shuts it)
         self._log.write(f"--- start {' '.join(self.command())}\n".encode())
         self._log.flush()
         self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
@@ -192,10 +193,8 @@ class ServerProcess:
 
 
 def _signal(pid, sig):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 @atexit.register

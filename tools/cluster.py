@@ -7,7 +7,8 @@ Settings come from the environment as for one process; the defaults here are RED
 redis://127.0.0.1:6379/0 and DATABASE_URL=postgresql://127.0.0.1:5432/papo (created when
 missing). Processes listen on 127.0.0.1:5001.. and nginx, configured from deploy/nginx.conf,
 on 127.0.0.1:8000 and runs in the foreground as a child with its pid, logs and temp files
-under a temporary prefix. A process that dies is started again; Ctrl-C stops everything.
+under a temporary prefix; it routes each client by the papo_route cookie it gives it (see
+docs/scaling.md). A process that dies is started again; Ctrl-C stops everything.
 """
 import argparse
 import os
@@ -74,6 +75,11 @@ class Nginx:
                 raise RuntimeError(f"nginx did not start on {self.listen}:\n{self.log_tail()}")
             time.sleep(0.05)
         return self
+
+    def exit_code(self) -> int | None:
+        """The started process's exit code, None while it runs."""
+        assert self.process is not None, "not started"
+        return self.process.poll()
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -145,11 +151,15 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
-                                        cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port",
+                                             str(self.port)], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def exit_code(self) -> int | None:
+        """The started process's exit code, None while it runs."""
+        assert self.process is not None, "not started"
+        return self.process.poll()
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -188,7 +198,7 @@ def main(argv=None):
             worker.start()
         deadline = time.monotonic() + 30
         while not all(healthy(w.url) for w in workers):
-            dead = [w for w in workers if w.process.poll() is not None]
+            dead = [w for w in workers if w.exit_code() is not None]
             if dead or time.monotonic() > deadline:
                 sys.exit(f"cluster: process on port {(dead or workers)[0].port} did not start; see {log_dir}")
             time.sleep(0.2)
@@ -198,11 +208,12 @@ def main(argv=None):
         print(f"cluster: nginx on {nginx.url}/ (logs in {log_dir} and {nginx.prefix}); Ctrl-C stops", flush=True)
         while not stopping:
             for worker in workers:
-                if worker.process.poll() is not None:
-                    print(f"cluster: process on port {worker.port} exited ({worker.process.returncode}); "
+                code = worker.exit_code()
+                if code is not None:
+                    print(f"cluster: process on port {worker.port} exited ({code}); "
                           "starting it again", flush=True)
                     worker.start()
-            if nginx.process.poll() is not None:
+            if nginx.exit_code() is not None:
                 sys.exit(f"cluster: nginx exited:\n{nginx.log_tail()}")
             time.sleep(1)
     except KeyboardInterrupt:

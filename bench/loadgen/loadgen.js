@@ -15,10 +15,12 @@ const os = require('os');
 const { parseArgs, checkLoopback, log, emit, ServerProc } = require('./lib/common');
 const users = require('./lib/users');
 const workloads = require('./lib/workloads');
+const { storm } = require('./lib/storm');
 const { WAYS } = require('./lib/clients');
 
 const COMMON = {
   url: 'http://127.0.0.1:5000',
+  urls: '', // comma-separated servers (processes of one cluster): fanout and latency spread their clients over them
   users: 0, // size of the user pool (0: the workload's default: fanout 10, latency and transport 20, idle and capacity 50, persist one per sender)
   userPrefix: 'bench_u',
   password: 'bench-password-1',
@@ -54,6 +56,12 @@ const SPECS = {
     help: 'websocket-shootout method: grow by `step`, `concurrent` broadcasts, stop when p`percentile` RTT > `limit-ms`',
     defaults: { step: 1000, maxClients: 10000, concurrent: 4, samples: 40, limitMs: 250, percentile: 95,
       rttMode: 'all', settle: 0.5, broadcastTimeout: 10 },
+  },
+  storm: {
+    help: 'N clients in rooms with a trickle of messages; with --restart the driver restarts the server after the '
+      + '{"event":"ready"} line: seconds until all re-joined with since, and whether any seq is missing',
+    defaults: { clients: 10000, rooms: 100, rate: 1, before: 3, restart: false, recoverSeconds: 120, checkSeconds: 10,
+      connectTimeout: 8, reconnectDelay: 500, reconnectDelayMax: 4000, randomization: 0.5 },
   },
   persist: {
     help: '`senders` distinct users, each keeping `inflight` messages unacked: acked messages/s',
@@ -110,6 +118,7 @@ async function main() {
   const ctx = {
     opts,
     base,
+    bases: opts.urls ? opts.urls.split(',').map((u) => checkLoopback(u.trim())) : [base],
     runId: crypto.randomBytes(4).toString('hex'),
     server: new ServerProc(opts.serverPid),
     tokens: (n) => users.tokens(base, {
@@ -119,8 +128,8 @@ async function main() {
   const params = {};
   for (const k of Object.keys(spec.defaults).concat(['users', 'textSize', 'connectConcurrency'])) params[kebab(k)] = opts[k];
   try {
-    const figures = await workloads[name](ctx, opts);
-    Object.assign(result, { ok: true, params }, figures);
+    const figures = await (name === 'storm' ? storm : workloads[name])(ctx, opts);
+    Object.assign(result, { ok: true, params, servers: ctx.bases.length }, figures);
   } catch (e) {
     Object.assign(result, { params, error: e.message });
     log(e.stack);

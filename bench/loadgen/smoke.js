@@ -21,6 +21,7 @@ const CASES = [
   ['idle', ['--clients', '200', '--broadcasts', '2', '--hold', '0.2'],
     (r) => r.connected === 200 && r.errors.missed_broadcasts === 0],
   ['capacity', ['--step', '100', '--max-clients', '200', '--samples', '8'], (r) => r.capacity_clients >= 100],
+  ['storm', ['--clients', '100', '--rooms', '5', '--before', '0.5'], (r) => r.connected === 100 && r.sent_before > 0],
   ...['ws', 'sio-polling', 'short-poll', 'long-poll'].map((way) => ['transport',
     ['--way', way, '--clients', '20', '--rate', '2', '--duration', '2', '--warmup', '1.2', '--interval', '250'],
     (r) => r.delivered_ratio >= 0.99 && r.wire.bytes_down > 0 && r.latency_ms.count > 0]),
@@ -61,6 +62,8 @@ async function main() {
     serverPid = String(ref.child.pid);
   }
   let passed = 0; let failed = 0;
+  // the reference started here is stopped by its PID however this ends
+  process.on('exit', () => { if (ref) ref.child.kill('SIGTERM'); });
   for (const [name, args, check] of CASES) {
     const common = ['--url', url, '--users', String(opts.users), '--max-seconds', '60'];
     if (serverPid) common.push('--server-pid', serverPid);
@@ -73,8 +76,9 @@ async function main() {
     const what = `${name}${name === 'transport' ? ' ' + args[1] : ''}`;
     if (good) {
       passed++;
-      const fig = result.deliveries_per_s ?? result.acked_per_s ?? result.reach_all_ms_median ?? result.capacity_clients;
-      console.log(`ok   ${what} (${fig}; generator ${result.generator.cpu_pct}% of a core)`);
+      const fig = result.deliveries_per_s ?? result.acked_per_s ?? result.reach_all_ms_median ?? result.capacity_clients
+        ?? result.connect_s;
+      console.log(`ok   ${what} (${fig}; generator ${(result.generator || {}).cpu_pct}% of a core)`);
     } else {
       failed++;
       console.log(`FAIL ${what}: ${result ? JSON.stringify(result).slice(0, 600) : r.err.slice(-600)}`);

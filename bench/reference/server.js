@@ -2,8 +2,11 @@
 // Reference peer for the benchmark: Node socket.io v4 with Papo's room semantics
 // (PROTOCOL.md) for what the workloads use, everything in memory, nothing stored.
 //
-// Usage: node server.js [--port P] [--host 127.0.0.1]   (or PORT=P)
+// Usage: node server.js [--port P] [--host 127.0.0.1] [--redis redis://127.0.0.1:6379/N]   (or PORT=P)
 // Prints one JSON line {"listening": port, "pid": pid} on stdout once bound.
+// --redis: socket.io's Redis adapter (@socket.io/redis-adapter), so that several processes share
+// their rooms' broadcasts, as Papo's processes do with REDIS_URL. Rooms' seq and history stay
+// per process (the workloads that use several processes read only the text).
 
 const http = require('http');
 const { Server } = require('socket.io');
@@ -14,6 +17,7 @@ function arg(name, fallback) {
 }
 
 const PORT = Number(arg('--port', process.env.PORT || 5100));
+const REDIS_URL = arg('--redis', '');
 const HOST = arg('--host', '127.0.0.1');
 if (!['127.0.0.1', 'localhost', '::1'].includes(HOST)) {
   console.error('refusing to bind %s: loopback only', HOST);
@@ -263,8 +267,24 @@ io.on('connection', (socket) => {
   });
 });
 
-server.listen(PORT, HOST, () => {
-  process.stdout.write(JSON.stringify({ listening: server.address().port, pid: process.pid }) + '\n');
+// With --redis, bind only once the adapter's two connections are up: a broadcast before would stay local.
+async function useRedis(url) {
+  const { createClient } = require('redis');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const pub = createClient({ url });
+  const sub = pub.duplicate();
+  for (const c of [pub, sub]) c.on('error', (e) => console.error('redis: %s', e.message));
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub));
+}
+
+(REDIS_URL ? useRedis(REDIS_URL) : Promise.resolve()).then(() => {
+  server.listen(PORT, HOST, () => {
+    process.stdout.write(JSON.stringify({ listening: server.address().port, pid: process.pid, redis: !!REDIS_URL }) + '\n');
+  });
+}, (e) => {
+  console.error('redis adapter: %s', e.message);
+  process.exit(2);
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) {

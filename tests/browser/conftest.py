@@ -8,6 +8,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,19 @@ PASSWORD = "correct-horse-battery"
 NOTIFY_TOKEN = "browser-test-notify-token"
 WAIT = 15_000  # ms: how long a page may take to show what a test expects
 _names = itertools.count(1)
+
+
+def wait_for(page, expression, timeout=WAIT):
+    """Wait until a JavaScript expression is true in the page, checked through the DevTools protocol.
+
+    Playwright's wait_for_function polls by evaluating a string inside the page, which Papo's CSP
+    (no 'unsafe-eval') refuses: it worked only when the first look already found it true.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} ms: {expression}")
+        page.wait_for_timeout(50)
 
 
 class Person:

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.servers import ServerProcess
 
-from .conftest import NOTIFY_TOKEN, PASSWORD, ROOT, Person
+from .conftest import NOTIFY_TOKEN, PASSWORD, ROOT, Person, wait_for
 
 pytestmark = pytest.mark.browser
 ADMIN = "boss"
@@ -120,7 +120,7 @@ def test_a_hidden_tab_shows_the_desktop_notification(person, server):
     dana.page.goto(f"{server.url}/")
     dana.wait_online()
     post(server, "/api/notify", {"user": dana.name, "title": "Build failed", "body": "main #812", "level": "error"})
-    dana.page.wait_for_function("window.shownNotifications.length > 0", timeout=SOON)
+    wait_for(dana.page, "window.shownNotifications.length > 0", timeout=SOON)
     assert dana.page.evaluate("window.shownNotifications") == [{"title": "Build failed", "body": "main #812"}]
 
 
@@ -167,7 +167,7 @@ def test_the_monitor_charts_move_as_messages_flow_and_catch_up_after_a_reconnect
     before = page.evaluate("papoMonitor.samples.length")
     page.evaluate("papoMonitor.socket.connect()")
     expect(page.locator("#monitor-status")).to_have_attribute("data-status", "online")
-    page.wait_for_function(f"papoMonitor.samples.length >= {before + 3}")
+    wait_for(page, f"papoMonitor.samples.length >= {before + 3}")
     stamps = page.evaluate("papoMonitor.samples.map(s => s.ts)")
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) < 1900, gaps

@@ -39,7 +39,7 @@ def raw_exchange(server, data, timeout=3.0, hold=0.0):
                 sock.settimeout(0.3)  # an answer came; the rest follows at once or never (keep-alive)
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except OSError:
                 break

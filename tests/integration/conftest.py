@@ -1,4 +1,5 @@
 """Fixtures: a real server process per async mode, users on it, and python-socketio clients."""
+import contextlib
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,7 +72,5 @@ def clients():
 
 
 def _close_quietly(client):
-    try:
+    with contextlib.suppress(Exception):
         client.close()
-    except Exception:
-        pass

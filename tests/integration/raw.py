@@ -15,9 +15,11 @@ def open_socketio(server, token):
     """A raw WebSocket that has done the Engine.IO and Socket.IO handshakes on `/`."""
     ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
                                      timeout=5)
-    assert ws.recv().startswith("0{")
+    opened = ws.recv()
+    assert isinstance(opened, str) and opened.startswith("0{")
     ws.send("40" + json.dumps({"token": token}))
-    assert ws.recv().startswith("40{")
+    connected = ws.recv()
+    assert isinstance(connected, str) and connected.startswith("40{")
     return ws
 
 
@@ -43,7 +45,7 @@ def wait_closed(sock, timeout=5):
     while time.monotonic() < deadline:
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:  # reset: closed too
             return data

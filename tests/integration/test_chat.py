@@ -2,6 +2,7 @@
 import statistics
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_four_concurrent_senders_get_gap_free_seqs(server, user, room, clients):
         socket.join(room)
     per_sender = 40
     start = threading.Barrier(len(senders))
-    acks = [[] for _ in senders]
+    acks: list[list[dict]] = [[] for _ in senders]
 
     def send_all(index):
         start.wait()
@@ -88,9 +89,9 @@ def test_a_waiting_long_poll_wakes_within_100_ms_of_a_post(server, user, room):
     post_message(server.url, writer, room, "before the poll")
     gaps = []
     for n in range(3):
-        answer = {}
+        answer: dict[str, Any] = {}
 
-        def poll(after=n + 1):
+        def poll(after=n + 1, answer=answer):
             answer["reply"] = request(server.url, "GET", f"/api/rooms/{room}/poll?after={after}&timeout=10",
                                       token=reader, timeout=15)
             answer["at"] = time.monotonic()

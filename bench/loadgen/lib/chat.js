@@ -22,7 +22,9 @@ async function runChat(ctx, o) {
   for (let i = 0; i < n; i++) {
     const r = i % nRooms;
     members[r]++;
-    clients.push(makeChatClient(way, base, users[i % users.length].token, roomName(r),
+    // room r holds clients r, r + nRooms, ...: alternate them over the servers (--urls)
+    const server = ctx.bases[Math.floor(i / nRooms) % ctx.bases.length];
+    clients.push(makeChatClient(way, server, users[i % users.length].token, roomName(r),
       meter, { interval: o.interval, pollTimeout: o.pollTimeout }));
   }
 

@@ -6,7 +6,8 @@ const { now, log, Samples, round, CpuMeter, ServerProc, loopDelay, generatorFiel
 const { makeClient, isMessageEvent } = require('./sio');
 const { runChat } = require('./chat');
 
-// Connect `n` Socket.IO clients over WebSocket and join each to roomOf(i).
+// Connect `n` Socket.IO clients over WebSocket and join each to roomOf(i); client i goes to
+// the server ctx.bases[i % servers] (--urls), so that a room's members are spread evenly.
 // Returns {clients, failed, errors, seconds}; failures are counted, not fatal.
 async function connectJoin(ctx, n, users, roomOf, { offset = 0, setup } = {}) {
   const clients = new Array(n);
@@ -16,7 +17,7 @@ async function connectJoin(ctx, n, users, roomOf, { offset = 0, setup } = {}) {
   let done = 0;
   const idx = Array.from({ length: n }, (_, i) => i);
   await pool(idx, ctx.opts.connectConcurrency, async (i) => {
-    const c = makeClient('ws', ctx.base, users[(offset + i) % users.length].token);
+    const c = makeClient('ws', ctx.bases[(offset + i) % ctx.bases.length], users[(offset + i) % users.length].token);
     if (setup) setup(c, offset + i);
     try {
       await c.connect();
