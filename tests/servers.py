@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("eventlet", "gevent", "threading")
@@ -44,7 +45,7 @@ class ServerError(RuntimeError):
 # (the chaos test once did: its clients went on talking to another run's server).
 PORTS = range(20000, 32000)
 _PORT_LOCKS = os.path.join(tempfile.gettempdir(), "papo-test-ports")
-_reserved: dict[int, object] = {}  # {port: its open lock file}
+_reserved: dict[int, typing.IO[str]] = {}  # {port: its open lock file}
 
 
 def free_port():
