@@ -29,8 +29,12 @@ if __name__ == "__main__":
 
     sys.exit(main(ASYNC_MODE))
 
-from chat import create_app  # noqa: E402
+from chat import create_app, internals  # noqa: E402
 
+try:
+    internals.check_versions()
+except internals.VersionMismatch as error:
+    sys.exit(f"papo: {error}")
 app = create_app()
 if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
     from chat.server import stop_on_sigterm

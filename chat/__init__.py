@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, cluster, config, events, pages, security, websocket
+from . import api, cli, config, events, pages, scaleout, security, transport
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -14,7 +14,6 @@ from .manager import LocalManager
 from .metrics import Metrics
 from .monitor import Monitor
 from .presence import Presence
-from .runtime import harden_websockets
 from .service import ChatService
 from .store import Store
 
@@ -49,20 +48,17 @@ def create_app(test_config=None, async_mode="threading"):
 
     store = Store(settings.DATABASE_URL, async_mode=async_mode)
     store.migrate()
-    scaled = cluster.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
+    scaled = scaleout.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
                         cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
                         async_handlers=async_mode == "threading", serializer=events.JsonPacket)
-    if async_mode != "threading":  # chat.websocket runs a connection's events on a green thread of their own
-        websocket.install(socketio.server.eio, async_mode, settings.MAX_CONNECTIONS)
-    harden_websockets(socketio.server.eio, settings.MAX_FRAME_BYTES)
+    websockets = transport.install(socketio.server.eio, async_mode, settings)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()
     broadcaster = metrics.instrument(SocketIOBroadcaster(socketio), socketio.server.manager)
-    service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter,
-                          notifier=scaled.wake if scaled else None)
+    service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
@@ -77,7 +73,8 @@ def create_app(test_config=None, async_mode="threading"):
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     security.install(app, settings, api.bp)
+    transport.guard(app, websockets, settings)  # last: in front of every other layer
     app.cli.add_command(cli.notify)
     if scaled:
-        scaled.start(service, socketio.start_background_task)
+        scaled.start(service, socketio.server)
     return app

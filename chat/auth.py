@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ChatError
 from .extension import papo
-from .runtime import offload
+from .async_modes import offload
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 MIN_PASSWORD = 8

@@ -4,7 +4,7 @@ import math
 import time
 
 from .errors import ChatError
-from .runtime import short_lock
+from .async_modes import short_lock
 
 
 class RateLimiter:

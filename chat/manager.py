@@ -6,6 +6,8 @@ connection has a room of its own: with 10,000 connections one disconnect checked
 """
 import socketio
 
+from chat import internals
+
 
 class RoomIndex:
     """Keeps {(namespace, sid): set of rooms} beside python-socketio's rooms, the sid's own and None included."""
@@ -30,13 +32,7 @@ class RoomIndex:
         """The base class's disconnect, leaving only the rooms the index names."""
         for room in list(self.memberships.get((namespace, sid), ())):
             self.basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            sids = pending.get(namespace)
-            if sids is not None and sid in sids:
-                sids.remove(sid)
-                if not sids:
-                    del pending[namespace]
+        internals.forget_connection(self, sid, namespace)
 
     def get_rooms(self, sid, namespace):
         return [room for room in self.memberships.get((namespace, sid), ()) if room is not None]

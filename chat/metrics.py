@@ -15,6 +15,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from . import internals
 from .errors import CODES
 from .ports import Broadcaster, Presence
 
@@ -111,18 +112,8 @@ class InstrumentedBroadcaster:
         (counted if counted is not None else metrics._events_out["other"]).inc()
         if event == "message":
             metrics.messages_in.inc()
-            metrics.messages_out.inc(room_size(self._manager, to))
+            metrics.messages_out.inc(internals.room_size(self._manager, "/", to))
             metrics.latency.observe(max(0.0, time.time() - data["ts"] / 1000))
-
-
-def room_size(manager: Any, channel: str | None) -> int:
-    """Count this process's connections in a channel of the chat namespace.
-
-    The one read of python-socketio's internals here: its manager's room table,
-    {namespace: {room: {sid: eio_sid}}}.
-    """
-    rooms = getattr(manager, "rooms", None)
-    return len(rooms.get("/", {}).get(channel) or ()) if isinstance(rooms, dict) else 0
 
 
 class _LiveCollector:
@@ -138,7 +129,7 @@ class _LiveCollector:
     def collect(self) -> Iterator[Metric]:
         by_transport = GaugeMetricFamily("papo_connections", "Engine.IO connections to this process, by "
                                          "transport", labels=["transport"])
-        for transport, count in transports(self.socketio).items():
+        for transport, count in internals.transports(self.socketio.server.eio).items():
             by_transport.add_metric([transport], count)
         yield by_transport
         sizes = self.presence.room_sizes()
@@ -147,15 +138,6 @@ class _LiveCollector:
         yield GaugeMetricFamily("papo_rooms", "Rooms with at least one member online", value=len(sizes))
         yield GaugeMetricFamily("papo_room_members", "Users online in rooms, summed over the rooms",
                                 value=sum(sizes.values()))
-
-
-def transports(socketio: Any) -> dict[str, int]:
-    """Count this process's Engine.IO connections: {"websocket": n, "polling": n}."""
-    counts = {"websocket": 0, "polling": 0}
-    for eio_socket in list(socketio.server.eio.sockets.values()):
-        if not eio_socket.closed:
-            counts["websocket" if eio_socket.upgraded else "polling"] += 1
-    return counts
 
 
 def quantile(q: float, buckets: Buckets) -> float | None:

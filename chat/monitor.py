@@ -21,7 +21,8 @@ from prometheus_client.metrics_core import Metric
 
 from .auth import is_admin, socket_user
 from .errors import ChatError
-from .metrics import Metrics, quantile, transports
+from . import internals
+from .metrics import Metrics, quantile
 from .ports import Presence
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class Monitor:
             "ts": int(time.time() * 1000),
             "server": self.server,
             "connections": self.presence.connection_count(),
-            "transports": transports(self.socketio),
+            "transports": internals.transports(self.socketio.server.eio),
             "rooms": len(sizes),
             "members": sum(sizes.values()),
             "messages_per_s": rate("messages_in"),

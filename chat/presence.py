@@ -164,7 +164,7 @@ class RedisPresence(Presence):
         pipe = self.redis.pipeline(transaction=False)
         for room in rooms:
             pipe.hlen(f"{self.key}:room:{room}")
-        return {room: size for room, size in zip(rooms, pipe.execute()) if size}
+        return {room: size for room, size in zip(rooms, pipe.execute(), strict=True) if size}
 
     def ping(self):
         self.redis.ping()

@@ -3,6 +3,7 @@
 app.py monkey-patches for the mode before it imports this module.
 """
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -11,8 +12,9 @@ import signal
 import socket
 import sys
 
-from chat import create_app
+from chat import create_app, internals
 from chat.config import SettingError
+from chat.transport import drain, hubs
 
 BACKLOG = 2048
 log = logging.getLogger("papo.server")
@@ -21,6 +23,11 @@ log = logging.getLogger("papo.server")
 def main(mode, argv=None):
     """Serve the app until SIGTERM; 2 when a setting is bad."""
     args = _arguments(argv)
+    try:
+        internals.check_versions()
+    except internals.VersionMismatch as error:
+        print(f"papo: {error}", file=sys.stderr)
+        return 2
     try:
         app = create_app(async_mode=mode)
         app.extensions["papo"].store.claim()
@@ -37,7 +44,7 @@ def main(mode, argv=None):
     _freeze_startup_objects()
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
-    serve(app, listener, papo.settings.MAX_CONNECTIONS, lambda: _shut_down(papo))
+    serve(app, listener, papo.settings.MAX_CONNECTIONS, papo)
     return 0
 
 
@@ -94,33 +101,39 @@ def _freeze_startup_objects():
 def stop_on_sigterm(app):
     """Under `flask run`, make SIGTERM disconnect clients and release the database as the server does."""
     papo = app.extensions["papo"]
-    signal.signal(signal.SIGTERM, lambda *_: _shut_down(papo))
+    signal.signal(signal.SIGTERM, lambda *_: _exit(papo))
 
 
-def _shut_down(papo):
-    """Disconnect every client, release the database, and leave."""
+def _drain(papo, hub, stop_accepting):
+    """Stop accepting, close every connection in batches over a bounded window (chat.transport.drain), leave."""
+    log.info("SIGTERM: draining")
+    with contextlib.suppress(OSError):
+        stop_accepting()
+    drain.drain(hub, drain.closers(papo.socketio.server.eio), lambda: _exit(papo))
+
+
+def _exit(papo):
+    """Release the database and leave at once."""
     log.info("shutting down")
     try:
-        papo.socketio.server.shutdown()
-    except Exception:
-        log.exception("socket.io shutdown failed")
-    papo.store.close()
-    logging.shutdown()
-    os._exit(0)
+        papo.store.close()
+    finally:
+        logging.shutdown()
+        os._exit(0)
 
 
-def _serve_eventlet(app, listener, max_connections, shut_down):
+def _serve_eventlet(app, listener, max_connections, papo):
     import eventlet
     import eventlet.wsgi
 
-    eventlet.spawn(_wait_for_sigterm, shut_down)
+    eventlet.spawn(_wait_for_sigterm, lambda: _drain(papo, hubs.EventletHub(), listener.close))
     timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT  # a silent client lets go of its green thread
     eventlet.wsgi.server(listener, app, log_output=False, max_size=max_connections, keepalive=timeout,
                          socket_timeout=timeout, debug=False, protocol=_detachable_protocol())
 
 
 def _detachable_protocol():
-    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.websocket).
+    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.transport).
 
     The request's environ gets `papo.detach`: once called, the connection's green thread ends without
     shutting the socket down, and the transport owns it.
@@ -138,7 +151,7 @@ def _detachable_protocol():
 
         def detach(self):
             self.detached = True
-            self.conn_state[1] = _Detached()  # what eventlet.wsgi.server closes when this green thread ends
+            internals.eventlet_keep_socket(self, _Detached())
 
         def finish(self):
             if not self.detached:
@@ -173,7 +186,7 @@ def _wait_for_sigterm(shut_down):
     shut_down()
 
 
-def _serve_gevent(app, listener, max_connections, shut_down):
+def _serve_gevent(app, listener, max_connections, papo):
     import gevent
     from gevent.pool import Pool
     from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -183,7 +196,7 @@ def _serve_gevent(app, listener, max_connections, shut_down):
     class Handler(WSGIHandler):
         """Reads time out, so that a silent client lets go of its greenlet; the WebSocket transport may keep one.
 
-        The request's environ gets `papo.socket` and `papo.detach` (chat.websocket): once detached, the
+        The request's environ gets `papo.socket` and `papo.detach` (chat.transport): once detached, the
         connection's greenlet ends without closing the socket, and the transport owns it.
         """
 
@@ -210,13 +223,18 @@ def _serve_gevent(app, listener, max_connections, shut_down):
             return result
 
     server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None, handler_class=Handler)
-    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(shut_down))
+
+    def stop_accepting():
+        server.stop_accepting()  # not close(): serve_forever would return, and the process end, mid-drain
+        listener.close()
+
+    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(_drain, papo, hubs.GeventHub(), stop_accepting))
     server.serve_forever()
 
 
-def _serve_threading(app, listener, max_connections, shut_down):
+def _serve_threading(app, listener, max_connections, papo):
     from werkzeug.serving import make_server
 
     host, port = listener.getsockname()[:2]
-    signal.signal(signal.SIGTERM, lambda *_: shut_down())
+    signal.signal(signal.SIGTERM, lambda *_: _exit(papo))
     make_server(host, port, app, threaded=True, fd=listener.fileno()).serve_forever()

@@ -69,7 +69,7 @@ class ChatService:
     """Join, leave, post, history, direct; assigns seq through the store and tells the broadcaster."""
 
     def __init__(self, store: Store, presence: Presence, broadcaster: Broadcaster, limiter: RateLimiter,
-                 clock: Callable[[], float] = time.time, notifier: Callable[[str], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.presence = presence
         self.broadcaster = broadcaster
@@ -77,7 +77,6 @@ class ChatService:
         self.clock = clock
         self.signals = RoomSignals()
         self.max_rooms: int | None = None  # rooms one connection may be in at once; None: no limit
-        self.notifier = notifier  # notifier(room) wakes long polls in the other processes, when scaled
 
     def now_ms(self) -> int:
         """Return the server's time in milliseconds since the epoch, as messages carry it."""
@@ -170,8 +169,6 @@ class ChatService:
         if created:
             self.broadcaster.emit("message", message, to=room_channel(room))
             self.signals.notify(room)
-            if self.notifier:
-                self.notifier(room)
         return message, created
 
     def _spend(self, user):

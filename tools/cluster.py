@@ -7,7 +7,8 @@ Settings come from the environment as for one process; the defaults here are RED
 redis://127.0.0.1:6379/0 and DATABASE_URL=postgresql://127.0.0.1:5432/papo (created when
 missing). Processes listen on 127.0.0.1:5001.. and nginx, configured from deploy/nginx.conf,
 on 127.0.0.1:8000 and runs in the foreground as a child with its pid, logs and temp files
-under a temporary prefix. A process that dies is started again; Ctrl-C stops everything.
+under a temporary prefix; it routes each client by the papo_route cookie it gives it (see
+docs/scaling.md). A process that dies is started again; Ctrl-C stops everything.
 """
 import argparse
 import os
@@ -145,11 +146,10 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
-                                        cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port",
+                                             str(self.port)], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self):
         if self.process and self.process.poll() is None:

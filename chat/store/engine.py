@@ -2,13 +2,13 @@
 import fcntl
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
 
+from .. import internals
 from ..config import SettingError
 
 # An unreachable PostgreSQL fails a request within seconds instead of hanging it: bounded connect
@@ -168,7 +168,7 @@ def make_engine(url: str) -> Engine:
     """The SQLAlchemy engine for migrations (and PostgreSQL's pool); SQLite in WAL mode."""
     url = database_url(url)
     if not url.startswith("sqlite"):
-        _psycopg_waits_cooperatively()
+        internals.psycopg_waits_cooperatively()
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=PG_POOL_TIMEOUT,
                              connect_args=PG_CONNECT_ARGS)
     path = sqlite_path(url)
@@ -188,15 +188,3 @@ def database_url(url: str) -> str:
 
 def sqlite_path(url: str) -> str:
     return url.split("///", 1)[-1] if "///" in url else ""
-
-
-def _psycopg_waits_cooperatively():
-    """Under eventlet, make psycopg wait for its socket through the patched select module.
-
-    psycopg's C wait calls poll() itself, unseen by eventlet, so every query would stall every
-    green thread of the process (psycopg notices gevent's patching by itself, not eventlet's).
-    """
-    patcher = sys.modules.get("eventlet.patcher")
-    if patcher and patcher.is_monkey_patched("select"):
-        from psycopg import waiting
-        waiting.wait = waiting.wait_select

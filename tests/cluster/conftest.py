@@ -86,6 +86,17 @@ class Cluster:
             counts[server] = body.get("connections", 0) if status == 200 else 0
         return counts
 
+    def settled_connections(self):
+        """connections(), read until two readings agree: clients of earlier tests may still be leaving."""
+        previous = None
+        for _ in range(50):
+            counts = self.connections()
+            if counts == previous:
+                return counts
+            previous = counts
+            time.sleep(0.2)
+        raise AssertionError(f"connection counts never settled: {counts}")
+
     def wait_healthy(self, timeout=15.0):
         deadline = time.monotonic() + timeout
         while not all(health(s.url) == 200 for s in self.servers):

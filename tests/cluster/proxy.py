@@ -1,4 +1,5 @@
 """A TCP proxy on loopback that a test can cut, to make a server unreachable without stopping it."""
+import contextlib
 import selectors
 import socket
 import threading
@@ -106,10 +107,8 @@ class TcpProxy:
             if one is None:
                 continue
             self._peers.pop(one, None)
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(one)
-            except (KeyError, ValueError):
-                pass
             one.close()
 
     def _do_cut(self):

@@ -4,6 +4,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from tests.servers import login, post_message, read_messages, request
 
@@ -112,9 +113,46 @@ def test_a_long_poll_wakes_for_a_message_stored_by_another_process(cluster, user
     assert answer["seconds"] < 2.5, answer
 
 
+def test_a_message_crossing_processes_reaches_everyone_exactly_once_and_wakes_a_poll_elsewhere(
+        cluster, user, room, clients):
+    """One process stores each message, the others deliver it, each member gets it once; a long poll
+    waits on a process just started, with no Socket.IO connection, which only the queue can wake."""
+    fresh = cluster.servers[3]
+    fresh.restart()
+    cluster.wait_healthy()
+    _, token = user()
+    first = post_message(cluster.servers[0].url, token, room, "before")
+    members = [clients(server.url, user()[1]) for server in cluster.servers[:3] for _ in range(2)]
+    for client in members:
+        client.join(room)
+    answer = {}
+
+    def poll():
+        started = time.monotonic()
+        answer["reply"] = request(fresh.url, "GET", f"/api/rooms/{room}/poll?after={first['seq']}&timeout=25",
+                                  token=token, timeout=30)
+        answer["seconds"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.5)  # the poll is waiting by now
+    acks = [members[1].send(room, f"cross {i}") for i in range(10)]
+    assert all(ack["ok"] for ack in acks), acks
+    everything = list(range(1, 12))
+    for client in members:
+        assert client.wait_until(lambda c: len(c.seqs(room)) >= len(everything), 10), client.seqs(room)
+    waiter.join(30)
+    time.sleep(0.5)  # a repeat would have arrived by now
+    for client in members:
+        assert sorted(client.seqs(room)) == everything  # each once: no repeat, none missing
+    status, body = answer["reply"]
+    assert status == 200 and body["messages"][0]["seq"] == 2, body
+    assert answer["seconds"] < 15, answer  # woken: a poll nobody wakes returns after its 25 s
+
+
 @pytest.mark.parametrize("transports", [("polling",), ("polling", "websocket")])
 def test_clients_behind_nginx_keep_their_session_on_one_process(cluster, user, room, clients, transports):
-    """Long-polling needs every request of a session on the process that holds it: ip_hash does that."""
+    """Long-polling needs every request of a session on the process that holds it: the route cookie does that."""
     client = clients(cluster.url, user()[1], transports=transports)
     client.join(room)
     for i in range(5):
@@ -133,7 +171,7 @@ def test_four_processes_eight_senders_each_one_room(cluster, user, room, clients
     places = [server for server in cluster.servers for _ in range(SENDERS_PER_PROCESS)]
     with ThreadPoolExecutor(8) as pool:
         tokens = list(pool.map(lambda _: user("load")[1], places))
-        members = list(pool.map(lambda pair: clients(pair[0].url, pair[1]), zip(places, tokens)))
+        members = list(pool.map(lambda pair: clients(pair[0].url, pair[1]), zip(places, tokens, strict=True)))
         list(pool.map(lambda c: c.join(room), members))
     start = threading.Barrier(len(members))
     deadline = time.monotonic() + SEND_SECONDS
@@ -160,3 +198,32 @@ def test_four_processes_eight_senders_each_one_room(cluster, user, room, clients
     for client in members:
         assert client.wait_until(lambda c: set(c.seqs(room)) >= everything, 20), \
             f"missing {sorted(everything - set(client.seqs(room)))[:10]}"
+
+
+def test_nginx_gives_a_new_client_a_route_cookie_and_keeps_an_existing_one(cluster):
+    first = requests.get(cluster.url + "/healthz", timeout=10)
+    again = requests.get(cluster.url + "/healthz", cookies={"papo_route": "mine"}, timeout=10)
+    assert first.cookies.get("papo_route") and first.cookies.get("papo_route") != "mine"
+    assert "HttpOnly" in first.headers["Set-Cookie"] and "Path=/" in first.headers["Set-Cookie"]
+    assert "Set-Cookie" not in again.headers
+
+
+SPREAD_CLIENTS = 12
+
+
+def test_clients_behind_one_address_spread_over_the_processes_and_keep_polling(cluster, user, room, clients):
+    """nginx gives each new client a route cookie of its own: clients from one address (everyone behind a
+    NAT) land on several processes, and each long-polling session stays on the process that holds it."""
+    before = cluster.settled_connections()
+    members = [clients(cluster.url, user()[1], transports=("polling",)) for _ in range(SPREAD_CLIENTS)]
+    after = cluster.settled_connections()
+    gained = {server.port: after[server] - before[server] for server in cluster.servers}
+    assert sum(gained.values()) == SPREAD_CLIENTS, gained
+    assert len([n for n in gained.values() if n]) >= 2, gained  # all on one process: 1 chance in 4 ** 11
+    for client in members:
+        client.join(room)
+    for i, client in enumerate(members[:3]):
+        assert client.send(room, f"spread {i}")["ok"]
+    for client in members:
+        assert client.wait_until(lambda c: sorted(c.seqs(room)) == [1, 2, 3], 10), client.seqs(room)
+        assert client.transport == "polling"

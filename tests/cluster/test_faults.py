@@ -4,13 +4,14 @@ import threading
 import time
 
 import pytest
+import requests
 
 from tests.servers import health, request
 
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
-LEASE_SECONDS = 5.0  # chat.cluster.LEASE_SECONDS: a silent process's members are dropped after this
+LEASE_SECONDS = 5.0  # chat.scaleout.LEASE_SECONDS: a silent process's members are dropped after this
 _client_ids = itertools.count(1)
 
 
@@ -18,6 +19,13 @@ def presence(client, room, user):
     with client._lock:
         return [(p["action"], p["members"]) for e, p in client.events
                 if e == "presence" and p["room"] == room and p["user"] == user]
+
+
+def routed(value):
+    """An HTTP session that sends the route cookie `value`, which nginx hashes to pick the process."""
+    session = requests.Session()
+    session.cookies.set("papo_route", value)
+    return session
 
 
 def wait_for(condition, timeout, step=0.05):
@@ -78,12 +86,13 @@ def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster
     its members who do not come back leave (once); those who came back never left."""
     names = [user("trav") for _ in range(2)]
     gone_name, gone_token = user("gone")
-    before = cluster.connections()
+    before = cluster.settled_connections()
+    route = f"kill-{time.monotonic_ns()}"  # one route cookie: nginx sends all three to one process
     travellers = [clients(cluster.url, token, reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1,
-                          randomization_factor=0) for _, token in names]
-    gone = clients(cluster.url, gone_token)
-    after = cluster.connections()
-    victim = max(cluster.servers, key=lambda s: after[s] - before[s])  # where nginx sent them (ip_hash: one)
+                          randomization_factor=0, http_session=routed(route)) for _, token in names]
+    gone = clients(cluster.url, gone_token, http_session=routed(route))
+    after = cluster.settled_connections()
+    victim = max(cluster.servers, key=lambda s: after[s] - before[s])
     assert after[victim] - before[victim] == 3
     others = [s for s in cluster.servers if s is not victim]
     watcher = clients(others[0].url, user("watch")[1])

@@ -1,6 +1,7 @@
 """Transport limits of a real server per async mode: oversized frames, many connections, clean closes."""
 import json
 import socket
+import struct
 import time
 
 import pytest
@@ -9,12 +10,25 @@ import websocket
 from tests.servers import health, register
 
 from .conftest import start_server
-from .raw import HUGE_FRAME, hold_connections, open_socketio, recv_ack, send_frame_header, wait_closed
+from .raw import (HUGE_FRAME, hold_connections, open_socketio, raise_open_file_limit, recv_ack, send_frame_header,
+                  wait_closed)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 MAX_FRAME_BYTES = 1_000_000
 MANY = 1100
+CLOSES = 20
+
+
+def close_code(data):
+    """The code of the close frame at the end of what a client read, or None."""
+    at = data.rfind(b"\x88")
+    while at >= 0:
+        length = data[at + 1] if at + 1 < len(data) else -1
+        if 2 <= length <= 125 and at + 2 + length == len(data):
+            return struct.unpack("!H", data[at + 2:at + 4])[0]
+        at = data.rfind(b"\x88", 0, at)
+    return None
 
 
 def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, room, clients):
@@ -29,7 +43,7 @@ def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, ro
         while sent < HUGE_FRAME:
             ws.sock.sendall(chunk)
             sent += len(chunk)
-    except socket.timeout:
+    except TimeoutError:
         pytest.fail(f"the server stopped reading after {sent} bytes but kept the connection open")
     except OSError:
         pass
@@ -40,6 +54,7 @@ def test_a_frame_over_the_limit_is_refused_without_buffering_it(server, user, ro
     print(f"{server.mode}: refused after {sent / 1e6:.1f} MB sent; server RSS grew {growth / 1e6:.1f} MB")
     assert sent < HUGE_FRAME, "the server read the whole 64 MB frame"
     assert closed is not None, "the server did not close the connection"
+    assert close_code(closed) == 1009, f"no 1009 close frame reached the client before the end: {closed[-40:]!r}"
     assert growth < 16 * 1024 * 1024, f"the server's memory grew by {growth} bytes: it buffered the frame"
     assert health(server.url) == 200
     socket_ = clients(server.url, token)
@@ -76,6 +91,31 @@ def test_a_websocket_close_ends_the_tcp_connection(server, user):
     assert "Expected GET method" not in server.log_tail(20)
 
 
+def test_a_clients_close_is_always_answered_before_tcp_ends(server, user):
+    """The client's close frame gets the server's (RFC 6455 5.5.1), every time: no bare TCP drop."""
+    token = user()[1]
+    for attempt in range(CLOSES):
+        ws = open_socketio(server, token)
+        ws.sock.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        answer = wait_closed(ws.sock, timeout=5)
+        ws.sock.close()
+        assert answer is not None, f"attempt {attempt + 1}: {server.mode} kept the TCP connection open"
+        assert answer.endswith(b"\x88\x02\x03\xe8"), \
+            f"attempt {attempt + 1}: {server.mode} ended TCP without answering the close: {answer[-20:]!r}"
+
+
+def test_a_bad_handshake_gets_rfc_6455s_answer(server):
+    """A key that is not 16 bytes gets 400; another version gets 426 naming version 13 (RFC 6455 4.2.2, 4.4)."""
+    url = server.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, header=["Sec-WebSocket-Key: " + "a2V5" * 4])
+    assert refused.value.status_code == 400
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, header=["Sec-WebSocket-Version: 8"])
+    assert refused.value.status_code == 426
+    assert refused.value.resp_headers.get("sec-websocket-version") == "13"
+
+
 def test_more_than_1024_connections_are_served_at_once(server):
     if server.mode == "threading":
         pytest.skip("a thread per connection under the development server; the cap is a production promise")
@@ -105,3 +145,74 @@ def test_websockets_past_max_connections_are_refused_until_one_closes(mode, tmp_
             ws.close()
     finally:
         server.close()
+
+
+DRAINED = 300
+
+
+def raw_websocket(server):
+    """A WebSocket on Engine.IO's path, opened by hand; the socket, after the 101 and Engine.IO's open packet."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {server.host}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+        data += sock.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101"), data[:100]
+    return sock
+
+
+def watch_until_closed(sockets, began, timeout=20):
+    """{socket: [bytes read, seconds after `began` when the server closed it (None if it did not)]}."""
+    import selectors
+
+    seen = {sock: [b"", None] for sock in sockets}
+    selector = selectors.DefaultSelector()
+    for sock in sockets:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    while selector.get_map() and time.monotonic() - began < timeout:
+        for key, _ in selector.select(timeout=0.5):
+            try:
+                chunk = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            seen[key.fileobj][0] += chunk
+            if not chunk:
+                seen[key.fileobj][1] = time.monotonic() - began
+                selector.unregister(key.fileobj)
+    selector.close()
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_sigterm_drains_connections_in_batches_and_exits(mode, tmp_path_factory):
+    """SIGTERM: no new connection is accepted; every WebSocket gets a 1001 close, in batches; the process ends."""
+    import signal
+
+    raise_open_file_limit(DRAINED + 200)
+    server = start_server(mode, tmp_path_factory)
+    sockets = []
+    try:
+        sockets = [raw_websocket(server) for _ in range(DRAINED)]
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        seen = watch_until_closed(sockets, began)
+        status = server.process.wait(timeout=20)
+        took = time.monotonic() - began
+        with pytest.raises(OSError):
+            socket.create_connection((server.host, server.port), timeout=2).close()
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.close()
+    codes = [close_code(data) for data, _ in seen.values()]
+    ends = sorted(at for _, at in seen.values() if at is not None)
+    print(f"{mode}: {len(ends)} of {DRAINED} closed from {ends[0]:.2f} s to {ends[-1]:.2f} s; exit after {took:.2f} s")
+    assert status == 0
+    assert codes.count(1001) == DRAINED, f"close codes: {sorted(set(map(str, codes)))}"
+    assert len(ends) == DRAINED, "some connections were still open when the process ended"
+    assert len({int(at * 10) for at in ends}) >= 5, "the connections were closed all at once, not in batches"

@@ -1,0 +1,296 @@
+"""The one place where Papo touches other libraries' private internals, each hook checked against its version.
+
+Every function here reaches past a library's documented interface: an attribute, a module or a
+method body it may change in any release. WRITTEN_FOR names the exact versions each hook was read
+against; check_versions() stops start-up when the installed ones differ, and a test fails when
+requirements.txt pins another version without this table (and the hooks) being re-checked.
+"""
+import contextlib
+import importlib.metadata
+import logging
+import sys
+
+# {distribution: the version whose source the hooks below were read against}
+WRITTEN_FOR = {
+    "python-engineio": "4.15.1",  # the websocket driver table, connect handler, send_packet, a session's queue
+    "python-socketio": "5.18.1",  # the client manager's rooms, callbacks and pending tables
+    "simple-websocket": "1.1.0",  # the development server's reader thread and message size
+    "eventlet": "0.41.3",  # the WSGI server's connection state, a green socket's descriptor
+    "gevent": "26.9.0",  # a green socket's OS socket
+    "psycopg": "3.3.9",  # the wait function its connections block in
+}
+
+
+log = logging.getLogger(__name__)
+
+
+class VersionMismatch(RuntimeError):
+    """An installed library is not the version the hooks were written for."""
+
+
+def check_versions(installed=None):
+    """Raise VersionMismatch, in one line, when an installed library differs from WRITTEN_FOR."""
+    installed = installed if installed is not None else _installed()
+    wrong = [f"{name} {installed[name]} (hooks written for {version})"
+             for name, version in WRITTEN_FOR.items() if installed.get(name) not in (None, version)]
+    if wrong:
+        raise VersionMismatch("chat/internals.py must be re-checked against " + ", ".join(wrong))
+
+
+def _installed():
+    found = {}
+    for name in WRITTEN_FOR:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
+
+
+# python-engineio: the server
+
+
+def replace_websocket_driver(eio, driver):
+    """Make Engine.IO build `driver(handler, server)` for every WebSocket; the driver it replaces."""
+    drivers = dict(eio._async)
+    previous = drivers.get("websocket")
+    drivers["websocket"] = driver
+    eio._async = drivers
+    return previous
+
+
+def wrap_connect_handler(eio, wrap):
+    """Replace Engine.IO's connect handler (python-socketio's) with wrap(handler)."""
+    eio.handlers["connect"] = wrap(eio.handlers["connect"])
+
+
+def send_packets_straight(eio, queue_type, frame_of):
+    """Make Engine.IO's send_packet, the path of every emit, write frame_of(pkt) straight into a queue_type's outbox.
+
+    Engine.IO's own checks the ping timeout and logs on every send; its service task checks
+    timeouts anyway, and a broadcast would pay both once per recipient. Sessions whose queue is
+    not a queue_type (long-polling ones) keep the original path.
+    """
+    sockets, queued_send = eio.sockets, eio.send_packet
+
+    def send_packet(sid, pkt):
+        session = sockets.get(sid)
+        queue = session.queue if session is not None else None
+        if type(queue) is queue_type and not session.closed:
+            queue.outbox.write(frame_of(pkt))
+        else:
+            queued_send(sid, pkt)
+
+    eio.send_packet = send_packet
+
+
+def session(eio, sid):
+    """The Engine.IO session (engineio.socket.Socket) of a sid, or None."""
+    return eio.sockets.get(sid)
+
+
+def sessions(eio):
+    """Every Engine.IO session of the process, as a list."""
+    return list(eio.sockets.values())
+
+
+def session_of_handler(handler):
+    """The session whose _websocket_handler Engine.IO passes to a websocket driver."""
+    return handler.__self__
+
+
+# python-engineio: one session's upgrade, queue and pings
+
+
+def session_queue(session):
+    """The queue Engine.IO puts a session's outgoing packets in."""
+    return session.queue
+
+
+def replace_session_queue(session, queue):
+    """Give the session another packet queue (an object with put, get, empty, task_done, join)."""
+    session.queue = queue
+
+
+def was_polling(session) -> bool:
+    """Whether the session began on long-polling (so a WebSocket upgrades it)."""
+    return session.connected
+
+
+def mark_upgrading(session, upgrading: bool):
+    """Hold (True) or release (False) the session's polling answers during an upgrade."""
+    session.upgrading = upgrading
+
+
+def mark_upgraded(session):
+    """Record that the session now runs on its WebSocket."""
+    session.connected = session.upgraded = True
+    session.upgrading = False
+
+
+def session_ended(session) -> bool:
+    """Whether the session is closing or closed."""
+    return session.closing or session.closed
+
+
+def replace_ping_schedule(session, every):
+    """Make the session schedule each ping with every(seconds, ping) instead of a green thread of its own.
+
+    Engine.IO calls schedule_ping() once the session opens and again after each pong; the ping
+    sent is its own PING packet, with last_ping set as its timeout check expects.
+    """
+    from engineio import packet
+
+    interval = session.server.ping_interval
+
+    def ping():
+        if session.closing or session.closed:
+            return
+        try:
+            session.last_ping = _now()
+            session.send(packet.Packet(packet.PING))
+        except Exception:
+            log.exception("ping failed")
+
+    def schedule_ping():
+        if session.last_ping:
+            session.last_ping = None
+            session.ping_timer = every(interval, ping)
+
+    session.schedule_ping = schedule_ping
+
+
+def close_session(session):
+    """Close the session at once, as Engine.IO does when its transport ends."""
+    session.upgrading = False
+    session.close(wait=False, abort=True, reason=session.server.reason.TRANSPORT_CLOSE)
+
+
+def is_polling(session) -> bool:
+    """Whether the session runs on long-polling (not upgraded to a WebSocket)."""
+    return not session.upgraded
+
+
+def close_polling_session(session):
+    """Close a long-polling session so that its pending poll answers with Engine.IO's close packet."""
+    session.close(wait=False, abort=False)
+
+
+def _now():
+    import time
+
+    return time.time()
+
+
+# python-engineio and simple-websocket: the development server's WebSockets
+
+
+def simple_websocket_driver(eio):
+    """Engine.IO's simple-websocket driver class if it serves this server's WebSockets, else None."""
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
+    driver = eio._async.get("websocket")
+    return driver if isinstance(driver, type) and issubclass(driver, SimpleWebSocketWSGI) else None
+
+
+def limit_simple_websocket_messages(driver_instance, max_bytes: int):
+    """Make simple-websocket refuse a message over max_bytes as it arrives (its Server's max_message_size)."""
+    driver_instance.server_args["max_message_size"] = max_bytes
+
+
+def replace_simple_websocket_wait(driver_instance, wait):
+    """Make Engine.IO's reader call wait() for the next message (None once the connection is over)."""
+    driver_instance.wait = wait
+
+
+def simple_websocket_of(driver_instance):
+    """The simple_websocket.Server a driver made for its request, or None before the handshake."""
+    return getattr(driver_instance, "ws", None)
+
+
+def simple_websocket_overflowed(ws, max_bytes: int) -> bool:
+    """Whether the connection ended on a message over max_bytes."""
+    return getattr(ws, "incoming_message_len", 0) > max_bytes
+
+
+def join_simple_websocket_reader(ws, timeout: float):
+    """Wait for simple-websocket's reader thread, which sends the answer to a client's close frame, to end."""
+    thread = getattr(ws, "thread", None)
+    if thread is not None:
+        thread.join(timeout)
+
+
+# python-socketio: the client manager
+
+
+def forget_connection(manager, sid, namespace):
+    """Drop a disconnected sid's pending callbacks and pending connect/disconnect marks (basic_disconnect's tail)."""
+    manager.callbacks.pop(sid, None)
+    for pending in (manager.pending_connect, manager.pending_disconnect):
+        sids = pending.get(namespace)
+        if sids is not None and sid in sids:
+            sids.remove(sid)
+            if not sids:
+                del pending[namespace]
+
+
+def room_sizes(manager, namespace: str = "/") -> dict:
+    """{room: connections in it} of a namespace, the connections' own rooms and None excluded."""
+    rooms = getattr(manager, "rooms", None)
+    if not isinstance(rooms, dict):
+        return {}
+    return {room: len(members) for room, members in rooms.get(namespace, {}).items()
+            if room is not None and not manager.is_sid_room(namespace, room)}
+
+
+def room_size(manager, namespace: str, room) -> int:
+    """The number of this process's connections in a room (python-socketio's room table), 0 when unknown."""
+    rooms = getattr(manager, "rooms", None)
+    return len(rooms.get(namespace, {}).get(room) or ()) if isinstance(rooms, dict) else 0
+
+
+def transports(eio) -> dict:
+    """{"websocket": n, "polling": n}: this process's open Engine.IO sessions by transport."""
+    counts = {"websocket": 0, "polling": 0}
+    for eio_session in list(eio.sockets.values()):
+        if not eio_session.closed:
+            counts["websocket" if eio_session.upgraded else "polling"] += 1
+    return counts
+
+
+# eventlet and gevent: green sockets and the WSGI servers
+
+
+def eventlet_os_socket(conn):
+    """The OS socket under an eventlet green socket."""
+    return conn.fd
+
+
+def gevent_os_socket(conn):
+    """The OS socket under a gevent green socket."""
+    return conn._sock
+
+
+def eventlet_response_written():
+    """Tell eventlet.wsgi that the application wrote its own response, so it writes none."""
+    import eventlet.wsgi
+
+    eventlet.wsgi.WSGI_LOCAL.already_handled = True
+
+
+def eventlet_keep_socket(protocol, stand_in):
+    """Make eventlet.wsgi close `stand_in` instead of the connection's socket when its green thread ends."""
+    protocol.conn_state[1] = stand_in
+
+
+# psycopg
+
+
+def psycopg_waits_cooperatively():
+    """Under eventlet, make psycopg wait for its socket through the patched select module.
+
+    psycopg's C wait calls poll() itself, unseen by eventlet, so every query would stall every
+    green thread of the process (psycopg notices gevent's patching by itself, not eventlet's).
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher and patcher.is_monkey_patched("select"):
+        from psycopg import waiting
+        waiting.wait = waiting.wait_select

@@ -1,0 +1,60 @@
+"""SIGTERM's drain: close every connection in small batches spread over a bounded window, then stop.
+
+Clients reconnect as soon as their connection closes; closing them all in one instant brings them all
+back in the same second (to this server's successor, or its neighbours). Closing them in batches, in
+a random order, one batch per tick over DRAIN_WINDOW seconds, spreads the reconnects over that
+window. Whatever is still open DRAIN_WINDOW + ANSWER_WAIT seconds after the start is left to the
+process's exit: the drain always ends within that bound, however many connections there are.
+"""
+import contextlib
+import math
+import random
+
+from chat import internals
+
+from .connection import Connection
+from .protocol import CloseCode
+
+DRAIN_WINDOW = 3.0  # seconds over which the connections are closed
+TICK = 0.05  # seconds between two batches
+ANSWER_WAIT = 1.0  # seconds the last batch gets to answer its close frames
+
+
+def closers(eio) -> list:
+    """A callable per open connection that starts closing it: WebSockets with 1001, long-polling sessions."""
+    found = [lambda c=connection: c.hang_up(CloseCode.GOING_AWAY) for connection in list(Connection.open)
+             if not connection.closed]
+    found += [lambda s=session: internals.close_polling_session(s) for session in internals.sessions(eio)
+              if internals.is_polling(session) and not internals.session_ended(session)]
+    return found
+
+
+def drain(hub, close_calls: list, done, window: float = DRAIN_WINDOW, shuffle=random.shuffle):
+    """Call each of close_calls in batches over `window` seconds; done() once all are closed, or at the bound."""
+    shuffle(close_calls)
+    batches = max(1, int(window / TICK))
+    size = max(1, math.ceil(len(close_calls) / batches))
+    finished = []
+
+    def finish():
+        if not finished:
+            finished.append(True)
+            done()
+
+    def batch(start):
+        for close in close_calls[start:start + size]:
+            with contextlib.suppress(Exception):  # a broken connection must not stop the drain
+                close()
+
+    for n, start in enumerate(range(0, len(close_calls), size)):
+        hub.later(n * TICK, lambda start=start: batch(start))
+    last = (math.ceil(len(close_calls) / size) - 1) * TICK if close_calls else 0.0
+
+    def check():
+        if not any(not connection.closed for connection in list(Connection.open)):
+            finish()
+        else:
+            hub.later(TICK, check)
+
+    hub.later(last + TICK, check)
+    hub.later(last + ANSWER_WAIT, finish)

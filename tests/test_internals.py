@@ -1,0 +1,47 @@
+"""chat.internals' version table matches requirements.txt, and a version drift stops start-up with one line."""
+import os
+import re
+
+import pytest
+
+from chat import internals
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pinned():
+    """{distribution (lower case): version} of requirements.txt's `name[extras]==version` lines."""
+    pins = {}
+    with open(os.path.join(ROOT, "requirements.txt")) as handle:
+        for line in handle:
+            match = re.match(r"^\s*([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s#;]+)", line)
+            if match:
+                pins[match.group(1).lower().replace("_", "-")] = match.group(3)
+    return pins
+
+
+@pytest.mark.parametrize("name", sorted(internals.WRITTEN_FOR))
+def test_every_hooked_library_is_pinned_at_the_version_its_hooks_were_written_for(name):
+    pins = pinned()
+    assert name in pins, f"{name} has hooks in chat/internals.py but no pin in requirements.txt"
+    assert pins[name] == internals.WRITTEN_FOR[name], (
+        f"requirements.txt pins {name} {pins[name]}, chat/internals.py was written for "
+        f"{internals.WRITTEN_FOR[name]}: re-read the hooks against the new version, then update WRITTEN_FOR")
+
+
+def test_the_installed_libraries_are_the_ones_the_hooks_were_written_for():
+    internals.check_versions()
+
+
+def test_a_different_version_stops_start_up_with_one_clear_line():
+    installed = dict(internals.WRITTEN_FOR, **{"python-engineio": "4.99.0"})
+    with pytest.raises(internals.VersionMismatch) as stopped:
+        internals.check_versions(installed)
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert "python-engineio 4.99.0" in message and "4.15.1" in message
+
+
+def test_a_library_that_is_not_installed_is_not_a_mismatch():
+    installed = {name: version for name, version in internals.WRITTEN_FOR.items() if name != "psycopg"}
+    internals.check_versions(installed)

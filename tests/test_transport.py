@@ -1,0 +1,93 @@
+"""The transport's connection on a fake hub over a socket pair: raw bytes in, what the client reads out."""
+import socket
+import struct
+
+import pytest
+
+from chat.transport.connection import Connection, Flusher
+from chat.transport.driver import EchoEndpoint
+from chat.transport.hubs import FakeHub
+from chat.transport.protocol import State
+from tests.test_websocket import client_frame
+
+MAX = 1000
+
+
+@pytest.fixture
+def pair():
+    """(hub, connection with an echo endpoint, the client's socket)."""
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    client.settimeout(2)
+    hub = FakeHub()
+    connection = Connection(server, Flusher(hub), MAX, EchoEndpoint())
+    connection.start()
+    yield hub, connection, client
+    connection.close()
+    client.close()
+
+
+def exchange(hub, client, data):
+    """Send raw bytes, let the hub read and answer; what the client can read now (b"" once closed)."""
+    client.sendall(data)
+    hub.fire()
+    hub.run()
+    client.settimeout(0.5)
+    received = b""
+    try:
+        while True:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return received
+
+
+def test_messages_are_echoed_and_a_close_is_answered_then_tcp_ends(pair):
+    hub, connection, client = pair
+    assert exchange(hub, client, client_frame(b"hi")) == b"\x81\x02hi"
+    assert exchange(hub, client, client_frame(struct.pack("!H", 1000), 0x8)) == b"\x88\x02\x03\xe8"
+    assert connection.closed
+
+
+def test_an_oversized_frame_gets_its_1009_close_frame_before_the_connection_is_reset(pair):
+    hub, connection, client = pair
+    received = exchange(hub, client, b"\x81\xff" + (64 << 20).to_bytes(8, "big") + b"\0\0\0\0" + b"a" * 4096)
+    assert received == b"\x88\x02" + struct.pack("!H", 1009)
+    assert connection.closed
+
+
+def test_a_failed_connection_releases_its_parser_buffer_at_once(pair):
+    hub, connection, client = pair
+    exchange(hub, client, client_frame(b"x" * 900, fin=False))
+    assert connection.protocol.parser.size == 900
+    received = exchange(hub, client, client_frame(b"y", opcode=0x3))
+    assert received == b"\x88\x02" + struct.pack("!H", 1002)
+    assert connection.protocol.state is State.CLOSED
+    assert connection.protocol.parser.parts == [] and not connection.protocol.parser.buffer
+    assert connection.closed
+
+
+def test_frames_written_in_one_turn_go_out_in_one_send(pair, monkeypatch):
+    hub, connection, client = pair
+    sends = []
+    real_send = connection.outbox.sock.send
+    monkeypatch.setattr(connection.outbox, "sock", type("Spy", (), {
+        "send": lambda self, data: sends.append(bytes(data)) or real_send(data),
+        "fileno": lambda self: connection.sock.fileno(), "shutdown": lambda self, how: None})())
+    for n in range(3):
+        connection.send(b"\x81\x01" + str(n).encode())
+    hub.run()
+    assert sends == [b"\x81\x010\x81\x011\x81\x012"]
+
+
+def test_a_server_close_waits_for_the_clients_answer_within_a_grace(pair):
+    hub, connection, client = pair
+    connection.hang_up(1001)
+    hub.run()
+    assert client.recv(16) == b"\x88\x02\x03\xe9"
+    assert not connection.closed
+    hub.run(10)
+    assert connection.closed
