@@ -7,10 +7,12 @@ Every process is started in its own session and ended by its PID; close() (or le
 always kills it and removes its log, and an atexit hook catches any a crashed test run left behind.
 """
 import atexit
+import contextlib
+import fcntl
 import http.client
 import json
-import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("eventlet", "gevent", "threading")
@@ -36,11 +39,39 @@ class ServerError(RuntimeError):
     """A server that would not start, or died; the message ends with its log tail."""
 
 
+# Test servers take ports below the kernel's ephemeral range (32768 and up here), so that no bind to
+# port 0 and no outgoing connection lands on one, and each port is reserved by a lock file while a test
+# process uses it: a server killed and restarted on its port cannot find another test's server there
+# (the chaos test once did: its clients went on talking to another run's server).
+PORTS = range(20000, 32000)
+_PORT_LOCKS = os.path.join(tempfile.gettempdir(), "papo-test-ports")
+_reserved: dict[int, typing.IO[str]] = {}  # {port: its open lock file}
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on and no other test process holds; release_port() frees it."""
+    os.makedirs(_PORT_LOCKS, exist_ok=True)
+    while True:
+        port = random.randrange(PORTS.start, PORTS.stop)
+        if port in _reserved:
+            continue
+        lock = open(os.path.join(_PORT_LOCKS, f"{port}.lock"), "w")  # noqa: SIM115 (held until release_port)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            lock.close()
+            continue
+        _reserved[port] = lock
+        return port
+
+
+def release_port(port):
+    """Let other test processes take a port free_port() gave this one."""
+    lock = _reserved.pop(port, None)
+    if lock is not None:
+        lock.close()
 
 
 class ServerProcess:
@@ -120,7 +151,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.mode} server exited with {self.process.returncode} while starting"
                                   f"\n{self.log_tail()}")
-            if health(self.url, timeout=1.0) == 200:
+            if health(self.url, timeout=1.0) == 200 and self._listening():
                 return self
             if time.monotonic() > deadline:
                 self.kill()
@@ -129,6 +160,16 @@ class ServerProcess:
 
     def alive(self):
         return self.process is not None and self.process.poll() is None
+
+    def _listening(self):
+        """Whether this process (not some other one on the same port) holds the listening socket."""
+        import psutil
+
+        assert self.process is not None
+        with contextlib.suppress(psutil.Error):
+            return any(conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
+                       for conn in psutil.Process(self.process.pid).net_connections(kind="tcp"))
+        return False
 
     def kill(self):
         """SIGKILL by PID, as a crash would; the exit status (None if it was not running)."""
@@ -165,6 +206,7 @@ class ServerProcess:
                 self._log = None
             shutil.rmtree(self._dir, ignore_errors=True)
             _running.discard(self)
+            release_port(self.port)
 
     def __enter__(self):
         try:

@@ -72,6 +72,7 @@ class ChaosClient:
         self.next_send = time.monotonic() + rng.random() / rate
         self.connects = self.drops = self.refusals = self.resends = self.stored_before = 0
         self.lock = threading.RLock()
+        self.reconnecting = threading.Lock()  # held by the harness's own disconnect-and-connect
         # [(seconds since start, what happened)], for a stuck client
         self.history: collections.deque = collections.deque(maxlen=40)
         self.started = time.monotonic()
@@ -139,29 +140,49 @@ class ChaosClient:
                 view.add(message)
 
     def drop(self):
-        """Break the connection as a network fault would; the client reconnects by itself."""
+        """Break the connection as a network fault would; the client reconnects by itself.
+
+        Only a live client is dropped: breaking one that is still connecting trips a race in
+        python-socketio's client (below), which a network fault could trip too, but rarely.
+        """
         self.drops += 1
         self.note("drop")
+        if not self.live():
+            return
         if self.transport == "websocket":
             ws = getattr(self.sio.eio, "ws", None)
             if ws is not None and ws.sock is not None:
                 with contextlib.suppress(OSError):
                     ws.sock.shutdown(socket.SHUT_RDWR)
             return
-        if self.live():  # a client already reconnecting has nothing to drop, and two connects would race
-            threading.Thread(target=self._reconnect_polling, daemon=True).start()
+        threading.Thread(target=self._reconnect, daemon=True).start()
 
     def live(self):
-        """Whether the client is connected and its Engine.IO session is too (python-socketio can disagree)."""
+        """Whether the client is connected and its Engine.IO session is too."""
         return self.sio.connected and getattr(self.sio.eio, "state", None) == "connected"
 
-    def _reconnect_polling(self):
+    def stranded(self):
+        """Whether python-socketio says connected over a dead Engine.IO session, with no reconnection coming.
+
+        Its client ends so when the Engine.IO connection drops after the namespace's CONNECT ack but
+        before connect() marks it connected: the drop's handler sees it not yet connected and starts
+        no reconnection, then connect() marks it connected. Seen twice in 19 chaos runs.
+        """
+        return (self.sio.connected and getattr(self.sio.eio, "state", None) != "connected"
+                and not self.sio._reconnect_task)
+
+    def _reconnect(self):
+        """Disconnect and connect again, unless another thread of the harness is doing so."""
+        if not self.reconnecting.acquire(blocking=False):
+            return
         try:
             self.sio.disconnect()
             time.sleep(self.rng.random() * 0.5)
             self.connect()
         except Exception:
             pass  # the next drop or the final drain reconnects
+        finally:
+            self.reconnecting.release()
 
     # sending
 
@@ -373,8 +394,9 @@ def drain(people, deadline):
         now = time.monotonic()
         waiting = 0
         for person in people:
-            if not person.live() and person.transport == "polling" and not person.sio._reconnect_task:
-                person._reconnect_polling()
+            polling_down = person.transport == "polling" and not person.sio.connected and not person.sio._reconnect_task
+            if polling_down or person.stranded():
+                person._reconnect()
             person.tick(now, generating=False)
             waiting += len(person.outbox)
         if not waiting:

@@ -1,10 +1,12 @@
 """The event loop never waits on the disk: a stalled write holds up only the messages it stores."""
+import contextlib
 import sqlite3
 import threading
+import time
 
 import pytest
 
-from tests.servers import ServerError, ServerProcess, read_messages, register
+from tests.servers import ServerError, ServerProcess, post_message, read_messages, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -99,3 +101,48 @@ def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path):
             second.close()
         assert "another Papo server serves" in log and "PostgreSQL" in log, log
         assert first.alive()
+
+
+@pytest.mark.parametrize("fresh_server", PRODUCTION, indirect=True)
+def test_a_rejoin_storm_cut_by_kill_9_loses_nothing_acked(fresh_server, clients):
+    """Every client reconnects at once after a crash, the server crashes again in the middle of it, and
+    messages are posted throughout: in the end every client holds every acked message of its room once."""
+    server, rooms = fresh_server, [f"storm-{n}" for n in range(4)]
+    token = register(server.url, "stormwriter")
+    crowd = [clients(server.url, register(server.url, f"storm{n}"), reconnection=True, reconnection_delay=0.1,
+                     reconnection_delay_max=0.5, randomization_factor=0.5) for n in range(40)]
+    for n, client in enumerate(crowd):
+        client.join(rooms[n % len(rooms)])
+    acked: list[dict] = []
+    stop = threading.Event()
+
+    def write():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with contextlib.suppress(Exception):  # refused while the server is down: not acked
+                acked.append(post_message(server.url, token, rooms[n % len(rooms)], f"m{n}", client_id=f"w{n}"))
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        server.kill()
+        server.start()
+        time.sleep(0.3)  # the crowd is reconnecting and rejoining with since
+        server.kill()
+        server.start()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        writer.join(10)
+    for n, client in enumerate(crowd):
+        room = rooms[n % len(rooms)]
+        mine = sorted(m["seq"] for m in acked if m["room"] == room)
+        assert client.wait_until(lambda c, room=room, mine=mine: set(mine) <= set(c.seqs(room)), 20), \
+            f"{client.token[:8]}: missing {sorted(set(mine) - set(client.seqs(room)))[:10]}"
+    for room in rooms:
+        stored = read_messages(server.url, token, room)
+        assert [m["seq"] for m in stored] == list(range(1, len(stored) + 1)), "a gap in seq"
+        assert {m["id"] for m in acked if m["room"] == room} <= {m["id"] for m in stored}
