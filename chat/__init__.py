@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, cli, config, events, pages, scaleout, security, transport
+from . import api, audit, cli, config, events, pages, scaleout, security, transport
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -15,6 +15,7 @@ from .metrics import Metrics
 from .monitor import Monitor
 from .presence import Presence
 from .service import ChatService
+from .sessions import Fanout, Lifetimes, Sessions
 from .store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +51,7 @@ def create_app(test_config=None, async_mode="threading"):
     store.migrate()
     scaled = scaleout.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
-                        cors_allowed_origins=list(settings.CORS_ALLOWED_ORIGINS) or None,
+                        cors_allowed_origins=audit.checked_origins(settings.CORS_ALLOWED_ORIGINS),
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
                         async_handlers=async_mode == "threading", serializer=events.JsonPacket)
@@ -61,8 +62,11 @@ def create_app(test_config=None, async_mode="threading"):
     service = ChatService(store, scaled.presence if scaled else Presence(), broadcaster, limiter)
     guard = Guard(settings)
     service.max_rooms = settings.MAX_ROOMS_PER_CONNECTION
+    sessions = Sessions(store, settings.TOKEN_TTL)
+    sessions.live = Lifetimes(socketio.server, settings.TOKEN_TTL, socketio.start_background_task, socketio.sleep,
+                              sessions)
     identity = Identity(store, settings.SECRET_KEY, settings.TOKEN_TTL, throttle=guard.logins,
-                        hash_method=settings.PASSWORD_HASH)
+                        hash_method=settings.PASSWORD_HASH, sessions=sessions)
     monitor = Monitor(socketio, metrics, service.presence, store)
     app.extensions["papo"] = Papo(settings, store, service, identity, socketio, guard=guard, metrics=metrics,
                                   monitor=monitor)
@@ -77,4 +81,7 @@ def create_app(test_config=None, async_mode="threading"):
     app.cli.add_command(cli.notify)
     if scaled:
         scaled.start(service, socketio.server)
+    if settings.REDIS_URL:
+        sessions.fanout = Fanout(settings.REDIS_URL, sessions)
+        socketio.start_background_task(sessions.fanout.listen, socketio.sleep)
     return app

@@ -1,10 +1,11 @@
 """HTTP JSON adapter under /api, the polling endpoints included, plus /healthz."""
 import logging
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
-from .auth import current_user, is_backend
+from . import audit
+from .auth import current_session, current_user, is_admin, is_backend
 from .errors import ChatError
 from .extension import papo
 
@@ -21,6 +22,8 @@ def is_api_request():
 
 @bp.app_errorhandler(ChatError)
 def chat_error(error):
+    if error.code == "rate_limited":
+        audit.record("rate_limited", address=request.remote_addr, reason=f"{request.method} {request.path}"[:200])
     response = jsonify(error=error.body())
     response.status_code = error.status
     if error.retry_after is not None:
@@ -73,8 +76,83 @@ def register():
 @bp.post("/api/tokens")
 def issue_token():
     body = json_body()
-    username = papo().identity.authenticate(body.get("username"), body.get("password"), request.remote_addr)
-    return papo().identity.issue_token(username)
+    name = body.get("username") if isinstance(body.get("username"), str) else None
+    try:
+        username = papo().identity.authenticate(body.get("username"), body.get("password"), request.remote_addr)
+    except ChatError as error:
+        audit.record("login_failed", name and name[:32], request.remote_addr, reason=error.code)
+        raise
+    answer, opened = papo().identity.issue(username)
+    audit.record("login", username, request.remote_addr, opened.id, "token")
+    return answer
+
+
+def signed_in_session():
+    found = current_session()
+    if found is None:
+        raise ChatError("unauthorized", "sign in or send Authorization: Bearer <token>")
+    return found
+
+
+@bp.post("/api/tokens/refresh")
+def refresh_token():
+    """Trade a live identity for a new token with a full lifetime; a cookie session is renewed beside it."""
+    found = signed_in_session()
+    if session.get("sid") == found.id:
+        session.update(papo().identity.open_cookie(found.user))
+    answer, opened = papo().identity.issue(found.user)
+    audit.record("refresh", found.user, request.remote_addr, opened.id, f"http, from {found.id[:8]}")
+    return answer
+
+
+@bp.post("/api/logout")
+def logout():
+    """End the caller's token or cookie session and every connection that used it."""
+    found = signed_in_session()
+    papo().identity.sessions.revoke(found.user, "logged_out", ids=[found.id])
+    if session.get("sid") == found.id:
+        session.clear()
+    audit.record("logout", found.user, request.remote_addr, found.id, "http")
+    return "", 204
+
+
+@bp.post("/api/sessions/revoke")
+def revoke_sessions():
+    """Log out everywhere: end every session of the caller and every connection of theirs."""
+    found = signed_in_session()
+    revoked, _ = papo().identity.sessions.revoke(found.user, "revoked")
+    audit.record("revoke", found.user, request.remote_addr, found.id, "everywhere", revoked=len(revoked))
+    return {"revoked": len(revoked)}
+
+
+@bp.post("/api/users/me/password")
+def change_password():
+    """Change the caller's password; every other session of theirs ends."""
+    found = signed_in_session()
+    body = json_body()
+    papo().identity.change_password(found.user, body.get("old"), body.get("new"))
+    revoked, _ = papo().identity.sessions.revoke(found.user, "revoked", keep=found.id)
+    audit.record("password_changed", found.user, request.remote_addr, found.id, "others revoked",
+                 revoked=len(revoked))
+    return "", 204
+
+
+@bp.post("/api/users/<user>/disconnect")
+def disconnect_user(user):
+    """Disconnect every connection of a user (an admin's or a backend's call); with revoke, end their sessions."""
+    actor = "backend" if is_backend() else signed_in_user()
+    if actor != "backend" and not is_admin(actor):
+        raise ChatError("forbidden", "only an administrator may disconnect users")
+    body = request.get_json(silent=True) if request.content_length else {}
+    revoke = isinstance(body, dict) and body.get("revoke") is True
+    sessions = papo().identity.sessions
+    if revoke:
+        _, disconnected = sessions.revoke(user, "disconnected_by_admin")
+    else:
+        disconnected = sessions.end(user, "disconnected_by_admin")
+    audit.record("admin_disconnect", user, request.remote_addr, reason=f"by {actor}" + (", revoked" if revoke else ""),
+                 disconnected=disconnected)
+    return {"disconnected": disconnected}
 
 
 @bp.get("/api/rooms")

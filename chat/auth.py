@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .errors import ChatError
 from .extension import papo
 from .async_modes import offload
+from .sessions import Session, Sessions
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 MIN_PASSWORD = 8
@@ -18,14 +19,22 @@ MAX_PASSWORD = 1024
 _TOKEN_SALT = "papo-token"
 
 
-class Identity:
-    """Registers users, checks passwords, issues and reads bearer tokens."""
+class SessionRefused(ChatError):
+    """A token or cookie session that was presented and is forged, expired or revoked."""
 
-    def __init__(self, store, secret_key, token_ttl, throttle=None, hash_method="scrypt"):
+    def __init__(self):
+        super().__init__("unauthorized", "this sign-in has expired or was ended; sign in again")
+
+
+class Identity:
+    """Registers users, checks passwords, issues and reads bearer tokens and cookie sessions."""
+
+    def __init__(self, store, secret_key, token_ttl, throttle=None, hash_method="scrypt", sessions=None):
         self.store = store
         self.token_ttl = token_ttl
         self.hash_method = hash_method
         self.throttle = throttle  # a chat.limits.LoginThrottle, or None for no limit on guessing
+        self.sessions: Sessions = sessions or Sessions(store, token_ttl)
         self._tokens = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT)
 
     def register(self, username, password):
@@ -55,18 +64,49 @@ class Identity:
             self.throttle.succeeded(username, address)
         return found.username
 
-    def issue_token(self, username):
-        return {"token": self._tokens.dumps({"u": username}), "expires_in": self.token_ttl}
+    def change_password(self, username, old, new):
+        """Replace the user's password after checking the old one; unauthorized when it does not match."""
+        self.authenticate(username, old)
+        _, new = _credentials(username, new)
+        if len(new) < MIN_PASSWORD:
+            raise ChatError("invalid_payload", f"password must be at least {MIN_PASSWORD} characters")
+        self.store.set_password(username, offload(generate_password_hash, new, self.hash_method))
 
-    def user_for_token(self, token):
-        """Return the user a token was issued to, or None when it is forged, malformed or expired."""
+    def issue(self, username) -> tuple[dict, Session]:
+        """Open a token session for the user; ({"token", "expires_in"}, the session)."""
+        opened = self.sessions.open(username, "token")
+        return {"token": self._tokens.dumps({"u": username, "s": opened.id}), "expires_in": self.token_ttl}, opened
+
+    def issue_token(self, username):
+        """Open a token session for the user; {"token", "expires_in"}."""
+        return self.issue(username)[0]
+
+    def session_for_token(self, token) -> Session | None:
+        """Return the live session a token names, or None when it is forged, malformed, expired or revoked."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             return None
         try:
             claims = self._tokens.loads(token, max_age=self.token_ttl)
         except (BadSignature, SignatureExpired):
             return None
-        return claims.get("u") if isinstance(claims, dict) else None
+        if not isinstance(claims, dict):
+            return None
+        session = self.sessions.check(claims.get("s"))
+        return session if session is not None and session.user == claims.get("u") else None
+
+    def user_for_token(self, token):
+        """Return the user a token was issued to, or None when it is forged, malformed, expired or revoked."""
+        session = self.session_for_token(token)
+        return session.user if session else None
+
+    def open_cookie(self, username) -> dict:
+        """Open a cookie session for the user; what the session cookie holds."""
+        return {"user": username, "sid": self.sessions.open(username, "cookie").id}
+
+    def session_for_cookie(self, cookie) -> Session | None:
+        """Return the live session a cookie names, or None."""
+        session = self.sessions.check(cookie.get("sid"))
+        return session if session is not None and session.user == cookie.get("user") else None
 
 
 @functools.cache
@@ -83,12 +123,30 @@ def _credentials(username, password, refusal="invalid_payload"):
     return username, password
 
 
-def current_user():
-    """Return the user of this HTTP request or Socket.IO event: bearer token first, then the session cookie."""
+def current_session() -> Session | None:
+    """Return the session of this HTTP request: bearer token first, then the session cookie; None for neither.
+
+    SessionRefused when one is presented but is not live: a dead identity is never served as anonymous.
+    A backend's NOTIFY_TOKEN is no user's: None.
+    """
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
-        return papo().identity.user_for_token(header[7:].strip())
-    return session.get("user")
+        if is_backend():
+            return None  # a backend's NOTIFY_TOKEN names no user
+        found = papo().identity.session_for_token(header[7:].strip())
+    elif "user" in session:
+        found = papo().identity.session_for_cookie(session)
+    else:
+        return None
+    if found is None:
+        raise SessionRefused()
+    return found
+
+
+def current_user():
+    """Return the user of this HTTP request, or None when it carries no identity (see current_session)."""
+    found = current_session()
+    return found.user if found else None
 
 
 def is_admin(user):
@@ -104,11 +162,18 @@ def is_backend():
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def socket_user(auth, identity=None):
-    """Return the user opening a Socket.IO connection, from `auth: {"token"}` or the session cookie."""
+def socket_session(auth, identity=None) -> Session | None:
+    """Return the live session opening a Socket.IO connection, from `auth: {"token"}` or the session cookie."""
+    identity = identity or papo().identity
     if carries_token(auth):
-        return (identity or papo().identity).user_for_token(auth["token"])
-    return session.get("user")
+        return identity.session_for_token(auth["token"])
+    return identity.session_for_cookie(session) if "user" in session else None
+
+
+def socket_user(auth, identity=None):
+    """Return the user opening a Socket.IO connection, or None."""
+    found = socket_session(auth, identity)
+    return found.user if found else None
 
 
 def carries_token(auth):

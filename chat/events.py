@@ -13,7 +13,8 @@ from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 from socketio.packet import Packet
 
-from .auth import carries_token, socket_user
+from . import audit
+from .auth import carries_token, socket_session
 from .errors import ChatError
 from .extension import Papo
 from .ports import EventHook
@@ -56,6 +57,8 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():
         server.on(name, acked(parts, handler, hook.counter(name), hook.refused), namespace="/")
+    refresh = functools.partial(on_refresh, parts.identity)
+    server.on("refresh", acked(parts, refresh, hook.counter("refresh"), hook.refused), namespace="/")
     server.on("*", functools.partial(on_unknown, parts, hook.counter("unknown"), hook.refused), namespace="/")
 
 
@@ -63,27 +66,35 @@ def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], a
     """Admit a signed-in user within the connection limits; refuse anyone else with a contract code."""
     parts = app.extensions["papo"]
     if carries_token(auth):
-        user = socket_user(auth, parts.identity)
+        session = socket_session(auth, parts.identity)
     else:  # the session cookie: only this needs a request context, a tenth of a connection's cost
         with app.request_context(environ):
-            user = socket_user(auth)
-    if user is None:
+            session = socket_session(auth, parts.identity)
+    if session is None:
         hook.refused("unauthorized")
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
+    user = session.user
     try:
         parts.guard.admit(sid, user)
     except ChatError as error:
         hook.refused(error.code)
+        audit.record("rate_limited", user, environ.get("REMOTE_ADDR"), session.id, f"connect: {error.code}")
         raise ConnectionRefusedError(error.code, error.body()) from None
     try:
         parts.service.connect(sid, user)
     except BaseException:
         parts.guard.release(sid)
         raise
+    lifetimes = parts.identity.sessions.live
+    if lifetimes is not None:
+        lifetimes.bind(sid, session)
 
 
 def on_disconnect(parts: Papo, sid: str, reason: Any = None) -> None:
-    """Release the connection's share of the limits and its presence."""
+    """Release the connection's share of the limits and its presence, and its session's hold on it."""
+    lifetimes = parts.identity.sessions.live
+    if lifetimes is not None:
+        lifetimes.unbind(sid)
     parts.guard.release(sid)
     parts.service.disconnect(sid)
 
@@ -116,6 +127,8 @@ def acked(parts: Papo, handler: Handler, received: Callable[[], None],
             return {"ok": True, **(handler(service, sid, user, payload) or {})}
         except ChatError as error:
             refused(error.code)
+            if error.code == "rate_limited":
+                audit.record("rate_limited", service.presence.user_of(sid), reason=f"event {handler.__name__}")
             return error.ack()
         except Exception:
             log.exception("event %s failed", handler.__name__)
@@ -161,6 +174,17 @@ def on_create_room(service, sid, user, payload):
 
 def on_invite(service, sid, user, payload):
     return service.invite(user, payload.get("room"), payload.get("user"))
+
+
+def on_refresh(identity, service, sid, user, payload):
+    """Let the connection live by a new token of the same user; unauthorized leaves it as it was."""
+    session = identity.session_for_token(payload.get("token"))
+    if session is None or session.user != user or identity.sessions.live is None:
+        audit.record("refresh_refused", user, reason="not a live token of this user")
+        raise ChatError("unauthorized", "refresh needs a live token of the same user")
+    identity.sessions.live.bind(sid, session)
+    audit.record("refresh", user, session=session.id, reason="socket")
+    return {"expires_in": session.expires_in(identity.sessions.clock())}
 
 
 HANDLERS: dict[str, Handler] = {

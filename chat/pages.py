@@ -8,8 +8,8 @@ import json
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
-from chat.auth import USERNAME, current_user, is_admin
-from chat import errors
+from chat import audit, errors
+from chat.auth import USERNAME, SessionRefused, current_session, current_user, is_admin
 from chat.errors import ChatError
 from chat.extension import papo
 from chat.service import ROOM_NAME
@@ -18,6 +18,9 @@ bp = Blueprint("pages", __name__)
 ERROR_TABLE = json.dumps(errors.table(), separators=(",", ":"), sort_keys=True)
 
 STATUS = {"unauthorized": 401, "rate_limited": 429, "conflict": 409}
+ENDED = {"token_expired": "your sign-in expired", "logged_out": "you logged out",
+         "revoked": "this session was ended", "disconnected_by_admin": "an administrator disconnected you",
+         "unauthorized": "this sign-in has expired or was ended"}
 
 
 @bp.app_context_processor
@@ -36,6 +39,15 @@ def login_required(view):
     return wrapped
 
 
+@bp.errorhandler(SessionRefused)
+def session_refused(error):
+    """Forget a cookie session that has expired or was ended, and ask the user to log in again."""
+    session.clear()
+    if request.endpoint in ("pages.login", "pages.register"):  # keep the reason the page was sent here with
+        return redirect(request.full_path.rstrip("?"))
+    return redirect(url_for("pages.login", ended="unauthorized", next=request.full_path.rstrip("?")))
+
+
 def safe_next(target):
     """Return target if it is a path on this site, else the lobby."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -44,9 +56,10 @@ def safe_next(target):
 
 
 def log_in(username):
-    """Start a fresh session for username and go where the user was heading."""
+    """Start a fresh session for username (a new id: no fixation) and go where the user was heading."""
     session.clear()
-    session["user"] = username
+    session.update(papo().identity.open_cookie(username))
+    audit.record("login", username, request.remote_addr, session["sid"], "page")
     return redirect(safe_next(request.args.get("next")))
 
 
@@ -127,15 +140,21 @@ def login():
             return log_in(papo().identity.authenticate(username, request.form.get("password", ""),
                                                        request.remote_addr))
         except ChatError as e:
+            audit.record("login_failed", username[:32], request.remote_addr, reason=e.code)
             error = "Wrong username or password." if e.code == "unauthorized" else e.message
             status = STATUS.get(e.code, 400)
             if e.retry_after is not None:
                 headers["Retry-After"] = str(e.retry_after)
-    return render_template("login.html", error=error, username=username, page="login"), status, headers
+    ended = ENDED.get(request.args.get("ended", ""))
+    return render_template("login.html", error=error, username=username, page="login", ended=ended), status, headers
 
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the cookie session: refused from now on, and every connection that used it ends."""
+    found = current_session()
+    if found is not None and found.id == session.get("sid"):
+        papo().identity.sessions.revoke(found.user, "logged_out", ids=[found.id])
+        audit.record("logout", found.user, request.remote_addr, found.id, "page")
     session.clear()
     return redirect(url_for("pages.login"))

@@ -188,6 +188,6 @@ def test_healthz(client, papo, monkeypatch):
 def test_session_cookie_authenticates_http(client, app, user):
     user("ana")
     with client.session_transaction() as session:
-        session["user"] = "ana"
+        session.update(client.application.extensions["papo"].identity.open_cookie("ana"))
     response = client.post("/api/rooms/lobby/messages", json={"text": "via cookie"})
     assert response.status_code == 201 and response.get_json()["message"]["user"] == "ana"

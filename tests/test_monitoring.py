@@ -236,10 +236,10 @@ def test_quantile_interpolates_within_buckets():
 def test_the_monitor_page_is_for_admins_and_carries_no_inline_script(client):
     assert client.get("/monitor").status_code == 302  # to the login page
     with client.session_transaction() as session:
-        session["user"] = "ana"
+        session.update(client.application.extensions["papo"].identity.open_cookie("ana"))
     assert client.get("/monitor").status_code == 403
     with client.session_transaction() as session:
-        session["user"] = "BOSS"
+        session.update(client.application.extensions["papo"].identity.open_cookie("BOSS"))
     page = client.get("/monitor")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

@@ -351,7 +351,7 @@ def test_the_json_api_cannot_be_posted_from_a_foreign_form(make_app):
     name, _ = sign_up(app)
     client = app.test_client()
     with client.session_transaction() as session:
-        session["user"] = name
+        session.update(client.application.extensions["papo"].identity.open_cookie(name))
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
         answer = client.post("/api/rooms/lobby/messages", data='{"text": "forged", "client_id": "f"}',
                              content_type=content_type)
@@ -402,7 +402,7 @@ def test_every_answer_carries_the_security_headers(make_app, path):
     name, _ = sign_up(app)
     client = app.test_client()
     with client.session_transaction() as session:
-        session["user"] = name
+        session.update(client.application.extensions["papo"].identity.open_cookie(name))
     answer = client.get(path)
     assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
@@ -421,7 +421,7 @@ def test_no_page_needs_inline_script_or_style(make_app):
     client = app.test_client()
     pages = [client.get("/login"), client.get("/register")]
     with client.session_transaction() as session:
-        session["user"] = name
+        session.update(client.application.extensions["papo"].identity.open_cookie(name))
     pages += [client.get(path) for path in ("/", "/room/general", "/dm/bo")]
     for template in sorted((ROOT / "templates").glob("*.html")):
         assert not INLINE.search(template.read_text()), template.name

@@ -263,3 +263,45 @@ def mark_read(tx: Tx, recipient: str, ids: list[int] | None, up_to: int | None, 
     if marked:
         tx.run(f"UPDATE notifications SET read_at = ? WHERE id IN ({','.join('?' * len(marked))})", [now, *marked])
     return marked
+
+
+# sessions: a token or cookie session lives until expires_at unless revoked first
+
+class SessionRow(NamedTuple):
+    username: str
+    expires_at: int
+    revoked_at: int | None
+
+
+def set_password(tx: Tx, username: str, password_hash: str) -> int:
+    return tx.run("UPDATE users SET password_hash = ? WHERE username_key = ?", (password_hash, username.lower()))
+
+
+def add_session(tx: Tx, session_id: str, username: str, kind: str, now: int, expires_at: int) -> None:
+    tx.run("INSERT INTO sessions (id, username, username_key, kind, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+           (session_id, username, username.lower(), kind, now, expires_at))
+
+
+def find_session(tx: Tx, session_id: str) -> SessionRow | None:
+    found = tx.row("SELECT username, expires_at, revoked_at FROM sessions WHERE id = ?", (session_id,))
+    return SessionRow(*found) if found else None
+
+
+def revoke_sessions(tx: Tx, username: str, ids: list[str] | None, keep: str | None, now: int) -> list[str]:
+    """Revoke the user's live sessions (only those in ids, when given; never keep); the ids revoked."""
+    sql = "SELECT id FROM sessions WHERE username_key = ? AND expires_at > ? AND revoked_at IS NULL"
+    params: list[Any] = [username.lower(), now]
+    if ids is not None:
+        if not ids:
+            return []
+        sql += f" AND id IN ({','.join('?' * len(ids))})"
+        params.extend(ids)
+    found = [row[0] for row in tx.rows(sql, params) if row[0] != keep]
+    for session_id in found:
+        tx.run("UPDATE sessions SET revoked_at = ? WHERE id = ?", (now, session_id))
+    return found
+
+
+def forget_sessions(tx: Tx, before: int) -> int:
+    """Delete the sessions that expired before a time; how many."""
+    return tx.run("DELETE FROM sessions WHERE expires_at < ?", (before,))

@@ -70,3 +70,15 @@ notifications = Table(
     Column("read_at", BigInteger),
     Index("ix_notifications_recipient", "recipient", "id"),
 )
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(32), nullable=False),
+    Column("username_key", String(32), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Index("ix_sessions_user", "username_key", "expires_at"),
+)

@@ -96,6 +96,29 @@ class Store:
         """The (username, password_hash) of a name, matched case-insensitively, or None."""
         return self._read(queries.find_user, username)
 
+    def set_password(self, username: str, password_hash: str) -> bool:
+        """Replace a user's password hash; False when there is no such user."""
+        return self._write(queries.set_password, username, password_hash) > 0
+
+    # sessions
+
+    def add_session(self, session_id: str, username: str, kind: str, now: int, expires_at: int) -> None:
+        """Store a new token or cookie session."""
+        self._write(queries.add_session, session_id, username, kind, now, expires_at)
+
+    def find_session(self, session_id: str) -> queries.SessionRow | None:
+        """(username, expires_at, revoked_at) of a session, or None."""
+        return self._read(queries.find_session, session_id)
+
+    def revoke_sessions(self, username: str, ids: list[str] | None = None, keep: str | None = None,
+                        now: int | None = None) -> list[str]:
+        """Revoke the user's live sessions (those in ids when given, never keep); the ids revoked."""
+        return self._write(queries.revoke_sessions, username, ids, keep, now or now_ms())
+
+    def forget_sessions(self, before: int) -> int:
+        """Delete the sessions that expired before a time (ms); how many."""
+        return self._write(queries.forget_sessions, before)
+
     # rooms and messages
 
     def append(self, room: str, author: str, text: str, ts: int, client_id: str | None) -> tuple[dict, bool]:

@@ -9,6 +9,7 @@ import { createNotifications } from "./notifications.js";
 import { Outbox } from "./outbox.js";
 import { createRenderer } from "./render.js";
 import { fillGap, RoomChannel, ROOM_RE, same } from "./room.js";
+import { watchSession } from "./session.js";
 import { createStorage } from "./storage.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
@@ -42,6 +43,9 @@ window.papoState = state;  // read-only handle for debugging and tests
 
 const { render, renderNow, toast, scroller } = createRenderer({ state, view, me });
 const socket = io(socketOptions());
+state.session = watchSession(socket, {
+  fetchFn: (...args) => fetch(...args), leave: (url) => window.location.assign(url), next: location.pathname,
+});
 const notifications = createNotifications({ user: me, toast });
 
 // ---------------------------------------------------------------------------

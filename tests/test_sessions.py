@@ -1,0 +1,236 @@
+"""Sessions through the test clients: 401 for a dead identity, cookie rotation, refresh, the sweeper, bad payloads."""
+import json
+import logging
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chat.sessions import Lifetimes, Session
+from tests.conftest import PASSWORD
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def cookie_of(client):
+    with client.session_transaction() as session:
+        return dict(session)
+
+
+def log_in(client, name):
+    return client.post("/login", data={"username": name, "password": PASSWORD})
+
+
+@pytest.mark.parametrize("path", ["/api/rooms", "/api/notifications", "/api/rooms/lobby/messages"])
+def test_a_refused_bearer_is_401_never_anonymous(client, user, path):
+    name, token = user()
+    assert client.get("/api/rooms", headers=bearer("forged.token.x")).status_code == 401
+    assert client.post("/api/logout", headers=bearer(token)).status_code == 204
+    answer = client.get(path, headers=bearer(token))
+    assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthorized"
+    assert client.get("/api/rooms").status_code == 200  # no identity at all: anonymous, as before
+
+
+def test_the_cookie_is_rotated_at_login_and_refused_after_logout(client, user):
+    name, _ = user()
+    log_in(client, name)
+    first = cookie_of(client)
+    log_in(client, name)
+    second = cookie_of(client)
+    assert first["sid"] != second["sid"] and first["user"] == second["user"] == name
+    assert client.get("/api/rooms").status_code == 200
+    client.post("/logout")
+    assert "user" not in cookie_of(client)
+    with client.session_transaction() as session:  # a copy of the cookie taken before the logout
+        session.update(second)
+    assert client.get("/api/rooms").status_code == 401
+    page = client.get("/room/general")
+    assert page.status_code == 302 and page.headers["Location"] == "/login?ended=unauthorized&next=/room/general"
+    assert "user" not in cookie_of(client)
+    assert "You were signed out" in client.get(page.headers["Location"]).get_data(as_text=True)
+    with client.session_transaction() as session:
+        session.update(second)
+    again = client.get("/login?ended=revoked")  # the page the browser goes to on session_ended
+    assert again.status_code == 302 and again.headers["Location"] == "/login?ended=revoked"
+    assert "this session was ended" in client.get(again.headers["Location"]).get_data(as_text=True)
+
+
+def test_api_logout_clears_a_cookie_session(client, user):
+    name, _ = user()
+    log_in(client, name)
+    assert client.post("/api/logout").status_code == 204
+    assert "user" not in cookie_of(client)
+    assert client.post("/api/logout").get_json()["error"]["code"] == "unauthorized"
+
+
+def test_a_logout_ends_the_socket_of_that_session_only(app, papo, user, connect):
+    name, token = user()
+    other = papo.identity.issue_token(name)["token"]
+    gone, kept = connect(token), connect(other)
+    assert app.test_client().post("/api/logout", headers=bearer(token)).status_code == 204
+    assert not gone.is_connected() and kept.is_connected()  # the codes: tests/integration/test_sessions.py
+
+
+def test_a_refresh_rebinds_the_connection_to_the_new_token(app, papo, user, connect):
+    name, token = user()
+    _, stranger = user()
+    socket = connect(token)
+    refused = socket.emit("refresh", {"token": stranger}, callback=True)
+    assert refused["ok"] is False and refused["error"]["code"] == "unauthorized"
+    fresh = app.test_client().post("/api/tokens/refresh", headers=bearer(token)).get_json()
+    assert set(fresh) == {"token", "expires_in"}
+    assert socket.emit("refresh", {"token": fresh["token"]}, callback=True) == {"ok": True, "expires_in": 86400}
+    assert papo.identity.sessions.live.session_of(_sid(papo, name)).id != papo.identity.session_for_token(token).id
+
+
+def _sid(papo, name):
+    return next(sid for sid, session in papo.identity.sessions.live.bound.items() if session.user == name)
+
+
+def test_the_password_change_keeps_this_session_and_ends_the_others(app, papo, user, connect):
+    name, here = user()
+    elsewhere = papo.identity.issue_token(name)["token"]
+    kept, dropped = connect(here), connect(elsewhere)
+    http = app.test_client()
+    wrong = http.post("/api/users/me/password", json={"old": "wrong-one", "new": "another-pass"}, headers=bearer(here))
+    assert wrong.status_code == 401
+    short = http.post("/api/users/me/password", json={"old": PASSWORD, "new": "short"}, headers=bearer(here))
+    assert short.status_code == 400
+    assert http.post("/api/users/me/password", json={"old": PASSWORD, "new": "another-pass"},
+                     headers=bearer(here)).status_code == 204
+    assert kept.is_connected() and not dropped.is_connected()
+    assert http.get("/api/rooms", headers=bearer(elsewhere)).status_code == 401
+    assert http.get("/api/rooms", headers=bearer(here)).status_code == 200
+
+
+@pytest.mark.parametrize("settings", [{"ADMIN_USERS": "boss", "NOTIFY_TOKEN": "n" * 20}])
+def test_only_an_admin_or_a_backend_disconnects_a_user(app, papo, user, connect):
+    name, token = user()
+    _, boss = user("boss")
+    socket = connect(token)
+    http = app.test_client()
+    assert http.post(f"/api/users/{name}/disconnect", headers=bearer(token)).status_code == 403
+    assert http.post(f"/api/users/{name}/disconnect").status_code == 401
+    answer = http.post(f"/api/users/{name}/disconnect", headers=bearer(boss))
+    assert answer.get_json() == {"disconnected": 1} and not socket.is_connected()
+    again = connect(token)
+    answer = http.post(f"/api/users/{name}/disconnect", json={"revoke": True}, headers=bearer("n" * 20))
+    assert answer.get_json() == {"disconnected": 1} and not again.is_connected()
+    assert http.get("/api/rooms", headers=bearer(token)).status_code == 401
+
+
+class FakeServer:
+    def __init__(self):
+        self.sent = []
+
+    def emit(self, event, data, to, namespace, ignore_queue):
+        self.sent.append((event, to, data))
+
+    def disconnect(self, sid, namespace, ignore_queue):
+        self.sent.append(("disconnect", sid, None))
+
+
+def test_the_sweeper_warns_a_tenth_of_the_ttl_before_and_ends_at_expiry():
+    now = [1000.0]
+    server = FakeServer()
+    lifetimes = Lifetimes(server, 5, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
+    lifetimes.bind("a", Session("s1", "ana", 1005.0))
+    lifetimes.bind("b", Session("s2", "bo", 1005.0))
+    lifetimes.bind("b", Session("s3", "bo", 1010.0))  # b refreshed: its old deadlines do not count
+    now[0] = 1004.6
+    lifetimes.tick()
+    assert server.sent == [("auth_expiring", "a", {"expires_in": 1})]
+    now[0] = 1005.0
+    lifetimes.tick()
+    ended = {"code": "token_expired", "message": "your sign-in expired; sign in again"}
+    assert server.sent[1:] == [("session_ended", "a", ended), ("disconnect", "a", None)]
+    now[0] = 1010.0
+    lifetimes.tick()
+    assert [event for event, to, _ in server.sent[3:]] == ["auth_expiring", "session_ended", "disconnect"]
+    assert lifetimes.bound == {}
+
+
+def test_the_warning_comes_a_minute_before_a_long_expiry():
+    lifetimes = Lifetimes(FakeServer(), 86400, spawn=lambda task: None, sleep=lambda s: None)
+    assert lifetimes.warn == 60
+
+
+anything = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=3), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=anything | st.fixed_dictionaries({"token": anything}))
+def test_refresh_refuses_any_bad_payload_and_keeps_the_connection(papo, user, connect, payload):
+    if not hasattr(papo, "fuzz"):  # the fixtures live as long as the test, across its examples
+        name, token = user()
+        papo.fuzz = name, connect(token)
+    name, socket = papo.fuzz
+    ack = socket.emit("refresh", payload, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] in ("unauthorized", "invalid_payload")
+    assert socket.is_connected() and papo.identity.sessions.live.session_of(_sid(papo, name)).user == name
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(["/api/users/me/password", "/api/users/someone/disconnect", "/api/tokens/refresh"]),
+       body=anything, raw=st.binary(max_size=40))
+def test_the_session_routes_answer_any_body_without_a_server_error(app, route, body, raw):
+    http = app.test_client()
+    for data in (json.dumps(body), raw):
+        answer = http.post(route, data=data, content_type="application/json", headers=bearer("forged.x.y"))
+        assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_the_audit_log_names_who_and_never_a_secret(client, user, caplog):
+    name, token = user()
+    with caplog.at_level(logging.INFO, logger="papo.audit"):
+        client.post("/api/tokens", json={"username": name, "password": "a-wrong-password"})
+        issued = client.post("/api/tokens", json={"username": name, "password": PASSWORD}).get_json()["token"]
+        client.post("/api/tokens/refresh", headers=bearer(issued))
+        client.post("/api/sessions/revoke", headers=bearer(issued))
+    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name == "papo.audit"]
+    assert {"login_failed", "login", "refresh", "revoke"} <= {line["audit"] for line in lines}
+    assert all(line["user"] == name and line["address"] for line in lines if line["audit"] != "session_ended")
+    text = caplog.text
+    for secret in (PASSWORD, "a-wrong-password", token, issued):
+        assert secret not in text
+    assert all(len(line["session"] or "") <= 8 for line in lines)
+
+
+def audit_lines(caplog):
+    return [json.loads(record.getMessage()) for record in caplog.records if record.name == "papo.audit"]
+
+
+def test_a_refused_origin_is_audited(client, caplog):
+    with caplog.at_level(logging.INFO, logger="papo.audit"):
+        foreign = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"})
+        own = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://localhost"})
+    assert foreign.status_code == 400 and own.status_code == 200
+    assert [(line["audit"], line["reason"]) for line in audit_lines(caplog)] == [
+        ("origin_refused", "https://evil.example")]
+
+
+@pytest.mark.parametrize("settings", [{"RATE_BURST": 1, "RATE_PER_SECOND": 0.001}])
+def test_a_rate_limit_refusal_is_audited(client, caplog):
+    with caplog.at_level(logging.INFO, logger="papo.audit"):
+        answers = [client.get("/api/rooms").status_code for _ in range(6)]
+    assert 429 in answers
+    assert ("rate_limited", "GET /api/rooms") in [(line["audit"], line["reason"]) for line in audit_lines(caplog)]
+
+
+@pytest.mark.parametrize("settings", [{"NOTIFY_TOKEN": "n" * 20}])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=anything, new=anything, body=anything)
+def test_signed_in_callers_get_a_contract_answer_for_any_body(app, papo, user, old, new, body):
+    if not hasattr(papo, "caller"):
+        papo.caller = user()
+    name, token = papo.caller
+    http = app.test_client()
+    changed = http.post("/api/users/me/password", json={"old": old, "new": new}, headers=bearer(token))
+    assert changed.get_json()["error"]["code"] in ("invalid_payload", "unauthorized", "rate_limited")
+    kept = http.post(f"/api/users/{name}-other/disconnect", json=body, headers=bearer("n" * 20))
+    assert kept.status_code == 200 and kept.get_json() == {"disconnected": 0}
+    assert http.get("/api/rooms", headers=bearer(token)).status_code == 200
