@@ -50,16 +50,16 @@ def test_a_refused_change_changes_nothing(store):  # noqa: F811
 
 
 def test_revs_stay_gap_free_under_four_concurrent_editors(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/revs.db")
-    store.migrate()
+    db = Store(f"sqlite:///{tmp_path}/revs.db")
+    db.migrate()
     for i in range(8):
-        store.append("a", "ana", f"m{i}", 1, None)
+        db.append("a", "ana", f"m{i}", 1, None)
     revs, errors = [], []
 
     def editor(n):
         try:
             for i in range(25):
-                message, changed = store.change_message("a", 1 + (i + n) % 8, edit(f"e{n}-{i}"))
+                message, changed = db.change_message("a", 1 + (i + n) % 8, edit(f"e{n}-{i}"))
                 assert changed
                 revs.append(message["rev"])
         except Exception as error:  # reported below
@@ -70,7 +70,7 @@ def test_revs_stay_gap_free_under_four_concurrent_editors(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    store.close()
+    db.close()
     assert not errors
     assert sorted(revs) == list(range(1, 101))
 

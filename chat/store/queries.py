@@ -10,7 +10,8 @@ from . import wire
 from .engine import Tx
 
 MAX_INT = 2 ** 63 - 1
-_MESSAGE_COLUMNS = "m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id, m.rev, m.edited_at, m.deleted, m.reactions"
+_MESSAGE_COLUMNS = ("m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id, "
+                    "m.rev, m.edited_at, m.deleted, m.reactions")
 _MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN rooms r ON r.id = m.room_id"
 _DIRECTS = "SELECT id, sender, recipient, text, ts, client_id FROM directs"
 _NOTIFICATIONS = "SELECT id, recipient, title, body, level, ts, read_at FROM notifications"
