@@ -107,3 +107,27 @@ def test_search_follows_edits(store):  # noqa: F811
     store.change_message("a", 1, edit("the fix"))
     assert store.search("bo", "teh", None, 10) == []
     assert store.search("bo", "fix", None, 10)[0]["seq"] == 1
+
+
+def test_revs_stay_gap_free_with_two_stores_on_one_database(store):  # noqa: F811
+    """Two Store objects stand for two server processes: the room's row (or SQLite's lock) orders their revs."""
+    other = Store(store.url)
+    for i in range(4):
+        store.append("a", "ana", f"m{i}", 1, None)
+    revs, errors = [], []
+
+    def editor(db, n):
+        try:
+            for i in range(20):
+                revs.append(db.change_message("a", 1 + (i + n) % 4, edit(f"e{n}-{i}"))[0]["rev"])
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=editor, args=(db, n)) for n, db in enumerate([store, other, store, other])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+    assert not errors
+    assert sorted(revs) == list(range(1, 81)) and store.last_rev("a") == 80
