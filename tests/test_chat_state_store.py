@@ -131,3 +131,41 @@ def test_revs_stay_gap_free_with_two_stores_on_one_database(store):  # noqa: F81
     other.close()
     assert not errors
     assert sorted(revs) == list(range(1, 81)) and store.last_rev("a") == 80
+
+
+def test_search_follows_edits_and_deletions_of_messages_already_indexed(store):  # noqa: F811
+    store.append("a", "ana", "alpha beta", 1, None)
+    store.append("a", "ana", "gamma", 1, None)
+    assert len(store.search("bo", "alpha", None, 10)) == 1 and len(store.search("bo", "gamma", None, 10)) == 1
+    store.change_message("a", 1, edit("delta"))
+    store.change_message("a", 2, lambda m: {"deleted": True, "text": ""})
+    assert store.search("bo", "alpha", None, 10) == [] and store.search("bo", "gamma", None, 10) == []
+    assert [m["seq"] for m in store.search("bo", "delta", None, 10)] == [1]
+    store.append("a", "ana", "delta again", 1, None)
+    assert [m["seq"] for m in store.search("bo", "delta", None, 10)] == [3, 1]
+
+
+def test_the_migration_indexes_the_messages_stored_before_it(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from chat.store.store import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        conn.execute(text("INSERT INTO rooms (name, last_seq, created_at) VALUES ('old', 1, 1)"))
+        conn.execute(text("INSERT INTO messages (room_id, seq, author, text, ts) VALUES (1, 1, 'ana', 'vintage', 1)"))
+    engine.dispose()
+    db = Store(url)
+    db.migrate()
+    try:
+        assert [m["text"] for m in db.search("bo", "vintage", None, 10)] == ["vintage"]
+        assert db.messages_after("old", 0, 10)[0]["rev"] == 0
+    finally:
+        db.close()

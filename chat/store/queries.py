@@ -208,7 +208,6 @@ def _insert_rows(tx, rows):
         return [ids[row[0], row[1]] for row in rows]
     tx.run(sql, params)
     last = tx.cursor.lastrowid
-    tx.run("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages WHERE id > ?", (last - len(rows),))
     return list(range(last - len(rows) + 1, last + 1))
 
 
@@ -237,7 +236,8 @@ def change_message(tx: Tx, room: str, seq: int, change: Change) -> tuple[dict, b
     tx.run("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, reactions = ?, rev = ? WHERE id = ?",
            (after["text"], after["edited_at"], after["deleted"],
             json.dumps(after["reactions"], ensure_ascii=False) if after["reactions"] else None, rev, int(after["id"])))
-    if not tx.postgres and (after["text"], after["deleted"]) != (before["text"], before["deleted"]):
+    indexed = not tx.postgres and int(before["id"]) <= _indexed_to(tx)  # else the catch-up indexes it as it is
+    if indexed and (after["text"], after["deleted"]) != (before["text"], before["deleted"]):
         if not before["deleted"]:
             tx.run("INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', ?, ?)",
                    (int(before["id"]), before["text"]))
@@ -289,6 +289,27 @@ def read_marks(tx: Tx, user: str) -> dict[str, int]:
 
 _MARK, _UNMARK = "\ue000", "\ue001"
 _WORD = re.compile(r"\w+")
+
+
+def index_messages(tx: Tx, limit: int) -> bool:
+    """Add up to limit messages stored since the last call to SQLite's search index; whether more are left.
+
+    New messages are indexed here, not in the group commit, so that a message's commit costs what it
+    did before search; each search first lets the writer run this until nothing is left.
+    """
+    if tx.postgres:
+        return False  # PostgreSQL keeps its index itself
+    start = _indexed_to(tx)
+    end = min(tx.value("SELECT coalesce(max(id), 0) FROM messages"), start + limit)
+    if end > start:
+        tx.run("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages "
+               "WHERE id > ? AND id <= ? AND deleted = ?", (start, end, False))
+        tx.run("UPDATE messages_fts_state SET indexed_to = ?", (end,))
+    return tx.value("SELECT 1 FROM messages WHERE id > ? LIMIT 1", (end,)) is not None
+
+
+def _indexed_to(tx):
+    return tx.value("SELECT indexed_to FROM messages_fts_state")
 
 
 def search(tx: Tx, user: str, q: str, room: str | None, limit: int) -> list[dict]:

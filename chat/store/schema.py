@@ -64,8 +64,9 @@ room_reads = Table(
 )
 
 # The full-text index of the messages, made by the migration: on SQLite an FTS5 table that mirrors
-# messages.text by rowid (the store keeps it in step; it has shadow tables of its own), on PostgreSQL
-# an expression index. Neither is a table or index these declarations describe.
+# messages.text by rowid (with shadow tables of its own, and messages_fts_state: the highest message
+# id indexed, since the store indexes new messages before each search), on PostgreSQL an expression
+# index. None is a table or index these declarations describe.
 SEARCH_INDEX = "messages_fts"
 
 

@@ -11,6 +11,7 @@ from .recent import RecentMessages
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
+INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
 
 
 class Store:
@@ -173,6 +174,9 @@ class Store:
 
     def search(self, user: str, q: str, room: str | None, limit: int) -> list[dict]:
         """Messages matching q, newest first, in the rooms the user may read, each with a marked-up snippet."""
+        if isinstance(self.connector, SqliteConnector):
+            while self._write(queries.index_messages, INDEX_BATCH):  # a batch per turn: commits go in between
+                pass
         return self._read(queries.search, user, q, room, limit)
 
     def rooms(self) -> list[tuple[str, int]]:

@@ -34,12 +34,15 @@ def upgrade():
         op.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='id', "
                    "tokenize='unicode61 remove_diacritics 2')")
         op.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        op.execute("CREATE TABLE messages_fts_state (indexed_to INTEGER NOT NULL)")
+        op.execute("INSERT INTO messages_fts_state SELECT coalesce(max(id), 0) FROM messages")
     else:
         op.execute("CREATE INDEX messages_fts ON messages USING gin (to_tsvector('simple', text))")
 
 
 def downgrade():
     if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE messages_fts_state")
         op.execute("DROP TABLE messages_fts")
     else:
         op.execute("DROP INDEX messages_fts")
