@@ -169,3 +169,18 @@ def test_the_migration_indexes_the_messages_stored_before_it(tmp_path):
         assert db.messages_after("old", 0, 10)[0]["rev"] == 0
     finally:
         db.close()
+
+
+def test_a_change_reaches_the_recent_window_a_rejoin_reads(tmp_path):
+    db = Store(f"sqlite:///{tmp_path}/recent.db")
+    db.migrate()
+    db.claim()
+    try:
+        for i in range(3):
+            db.append("a", "ana", f"m{i}", 1, None)
+        assert db.messages_after("a", 0, 10)[1]["text"] == "m1"  # loads the room's window
+        changed, _ = db.change_message("a", 2, edit("m1, fixed"))
+        assert db.recent.after("a", 0, 10)[1] == changed
+        assert db.messages_before("a", None, 10)[1] == changed
+    finally:
+        db.close()
