@@ -6,6 +6,8 @@ export const BACKGROUND_KEEP = 200;  // messages kept in memory per room not on 
 export const GAP_PAGE = 100;         // messages asked for per request while filling a gap
 export const GAP_ROUNDS = 50;        // requests at most per gap
 export const UPDATES_LIMIT = 500;    // changed messages a join answers with at most
+// The reactions the server takes (docs/protocol.md), one grapheme each.
+export const REACTIONS = ["👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "👀", "🔥", "✅", "🚀"];
 
 export const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 

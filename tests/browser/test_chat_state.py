@@ -1,0 +1,57 @@
+"""Two people in real Chromium: edits (Up arrow too), reactions with who, deletions, and unread synced by the server."""
+import pytest
+
+from .conftest import expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_edit_react_and_delete_show_on_both_sides(person):
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("state")
+    bob.open_room("state")
+    alice.say("helo everyone")
+    expect(bob.message("helo everyone", status="delivered")).to_have_count(1)
+
+    alice.page.press("#composer-text", "ArrowUp")  # edits the last own message
+    expect(alice.page.locator("#composer-text")).to_have_value("helo everyone")
+    alice.page.fill("#composer-text", "hello everyone")
+    alice.page.press("#composer-text", "Enter")
+    edited = bob.message("hello everyone")
+    expect(edited).to_have_count(1)
+    expect(edited.locator(".edited")).to_have_text("(edited)")
+
+    edited.locator("details summary").click()
+    edited.get_by_role("button", name="React with 👍").click()
+    chip = alice.message("hello everyone").locator("button.reaction")
+    expect(chip).to_have_text("👍 1")
+    expect(chip).to_have_attribute("aria-label", f"👍 1: {bob.name}")
+    expect(bob.message("hello everyone").locator("button.reaction")).to_have_attribute("aria-pressed", "true")
+
+    own = alice.message("hello everyone")
+    own.get_by_role("button", name="Delete your message 1").click()
+    own.get_by_role("button", name="Confirm: delete your message 1 for everyone").click()
+    expect(bob.page.locator('#messages li[data-seq="1"] .text')).to_have_text("This message was deleted.")
+    expect(bob.page.locator('#messages li[data-seq="1"] button.reaction')).to_have_count(0)
+    assert alice.errors == [] and bob.errors == []
+    assert alice.console_errors == [] and bob.console_errors == []
+
+
+def test_reading_on_one_device_clears_the_unread_count_on_another(person, chromium, server):
+    alice, bob = person("alice"), person("bob")
+    bob.open_room("news")
+    bob.page.goto(f"{server.url}/")  # bob's first device now sits in the lobby
+    bob.wait_online()
+    alice.open_room("news")
+    for n in range(3):
+        alice.say(f"news {n}")
+    badge = bob.page.locator('#my-rooms a[href="/room/news"] .badge')
+    expect(badge).to_have_text("3")
+    other_device = chromium.new_context(storage_state=bob.context.storage_state())
+    try:
+        page = other_device.new_page()
+        page.goto(f"{server.url}/room/news")
+        expect(page.locator("#messages li")).to_have_count(3)
+        expect(badge).to_have_count(0)
+    finally:
+        other_device.close()
