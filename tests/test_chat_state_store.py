@@ -59,8 +59,9 @@ def test_revs_stay_gap_free_under_four_concurrent_editors(tmp_path):
     def editor(n):
         try:
             for i in range(25):
-                message, changed = db.change_message("a", 1 + (i + n) % 8, edit(f"e{n}-{i}"))
-                assert changed
+                outcome = db.change_message("a", 1 + (i + n) % 8, edit(f"e{n}-{i}"))
+                assert outcome is not None and outcome[1]
+                message = outcome[0]
                 revs.append(message["rev"])
         except Exception as error:  # reported below
             errors.append(error)
@@ -179,8 +180,10 @@ def test_a_change_reaches_the_recent_window_a_rejoin_reads(tmp_path):
         for i in range(3):
             db.append("a", "ana", f"m{i}", 1, None)
         assert db.messages_after("a", 0, 10)[1]["text"] == "m1"  # loads the room's window
-        changed, _ = db.change_message("a", 2, edit("m1, fixed"))
-        assert db.recent.after("a", 0, 10)[1] == changed
+        outcome = db.change_message("a", 2, edit("m1, fixed"))
+        assert outcome is not None and db.recent is not None
+        changed = outcome[0]
+        assert (db.recent.after("a", 0, 10) or [])[1] == changed
         assert db.messages_before("a", None, 10)[1] == changed
     finally:
         db.close()
