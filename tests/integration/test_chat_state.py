@@ -1,13 +1,19 @@
 """Changes to messages over the wire: a client that drops while messages are edited, deleted and reacted
 to catches up exactly when it joins again with since and revs_since, also after the server's kill -9."""
+import os
+import threading
+import uuid
+
 import pytest
 
-from tests.servers import read_messages, register, request
+from tests.needs import listening, need
+from tests.servers import ServerProcess, post_message, read_messages, register, request
 
 from .client import ChatClient
 from .conftest import start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+PG_PORT = 5432
 
 
 class Replica:
@@ -114,3 +120,60 @@ def test_search_and_unread_over_http_never_leak_a_private_room(tmp_path_factory)
         assert rooms == [{"name": "open", "members": 0, "last_seq": 1, "last_read": 0, "unread": 1}]
     finally:
         server.close()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for two server processes; dropped at the end."""
+    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
+    import psycopg
+
+    name = f"papo_state_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = f"postgresql://127.0.0.1:{PG_PORT}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://127.0.0.1:{PG_PORT}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_two_processes_take_gap_free_revs_and_a_client_catches_up_on_the_other(postgres_url):
+    room = "shared"
+    with ServerProcess("eventlet", postgres_url) as first, ServerProcess("gevent", postgres_url) as second:
+        ana, bo = register(first.url, "ana"), register(first.url, "bo")
+        reader = ChatClient(first.url, bo).connect()
+        replica = Replica()
+        replica.joined(reader.call("join", {"room": room, "since": 0, "revs_since": 0}))
+        for i in range(1, 7):
+            replica.apply(post_message(second.url, ana, room, f"message {i}"))
+        reader.close()
+
+        revs, failures = [], []
+
+        def editor(n):
+            url = (first.url, second.url)[n % 2]
+            for i in range(10):
+                status, body = request(url, "PATCH", f"/api/rooms/{room}/messages/{1 + (n + i) % 6}",
+                                       {"text": f"edit {n}.{i}"}, token=ana)
+                if status == 200:
+                    revs.append(body["message"]["rev"])
+                else:
+                    failures.append((status, body))
+
+        threads = [threading.Thread(target=editor, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == [] and sorted(revs) == list(range(1, 41))
+        status, _ = request(second.url, "POST", f"/api/rooms/{room}/messages/2/reactions",
+                            {"emoji": "🔥", "on": True}, token=bo)
+        assert status == 200
+
+        back = ChatClient(second.url, bo).connect()
+        try:
+            ack = replica.rejoin(back, room)
+            assert ack["last_rev"] == 41 and ack["updated"][-1]["reactions"] == {"🔥": ["bo"]}
+            assert replica.messages == {m["seq"]: m for m in read_messages(first.url, bo, room)}
+        finally:
+            back.close()
