@@ -1,13 +1,13 @@
 """Chat state: a rev per room and per message, edits, deletions, reactions, read marks and a search index.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004 (sessions)
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
