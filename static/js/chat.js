@@ -122,6 +122,10 @@ function joinRoom(room) {
       return;
     }
     for (const clientId of room.accept(ack, me)) outbox.delivered(clientId);
+    if (room.newFrom === null) {  // the first join of this page: a "new messages" divider above the first unread
+      const unread = looking(room.name) && room.read !== null && room.read < room.lastSeq;
+      room.newFrom = unread ? room.read + 1 : 0;
+    }
     addMessages(room, []);  // what accept() took in: trim, read state, render
     if (ack.truncated || room.hasGap()) fillRoomGap(room);
     if (room.moreUpdates) joinRoom(room);  // the rest of the changes missed
@@ -289,7 +293,12 @@ socket.on("message_updated", (m) => {
 // A read mark: this user's, from another tab or device, moves the unread count; others' are receipts.
 socket.on("read", (r) => {
   const room = state.rooms.get(r?.room);
-  if (!room || !same(r.user || "", me) || !Number.isInteger(r.last_read)) return;
+  if (!room || !Number.isInteger(r.last_read)) return;
+  if (!same(r.user || "", me)) {
+    room.readers.set(r.user, Math.max(room.readers.get(r.user) || 0, r.last_read));
+    render();
+    return;
+  }
   if (r.last_read > (room.read ?? 0)) {
     room.read = r.last_read;
     readSent.set(room.name, Math.max(readSent.get(room.name) || 0, r.last_read));

@@ -167,7 +167,15 @@ export function createRenderer({ state, view, me }) {
       const m = room.messages.get(seq);
       if (m.client_id && same(m.user, me)) deliveredIds.add(m.client_id);
     }
-    const items = seqs.map((seq) => messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user, true));
+    const items = [];
+    const ownLast = seqs.findLast((seq) => same(room.messages.get(seq).user, me));
+    for (const seq of seqs) {
+      if (seq === room.newFrom && seq !== seqs[0]) {
+        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", role: "separator", text: "New messages" }) });
+      }
+      items.push(messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user, true,
+                             seq === ownLast ? seenBy(room, seq) : ""));
+    }
     for (const e of state.outbox) {
       if (e.kind !== "room" || e.room !== room.name || deliveredIds.has(e.client_id)) continue;  // stored copy shown
       items.push(messageItem({ user: me, text: e.text, ts: e.created, client_id: e.client_id, error: e.error },
@@ -198,11 +206,17 @@ export function createRenderer({ state, view, me }) {
     renderMessages(items, false);
   }
 
-  function messageItem(m, key, status, authorOf, inRoom = false) {
+  // "Seen by ..." from the read receipts of the other members that reached seq.
+  function seenBy(room, seq) {
+    const readers = [...room.readers].filter(([user, read]) => read >= seq && !same(user, me)).map(([user]) => user);
+    return readers.length ? `Seen by ${readers.sort().join(", ")}` : "";
+  }
+
+  function messageItem(m, key, status, authorOf, inRoom = false, seen = "") {
     const author = authorOf(m);
     const own = same(author, me);
     return {
-      key, sig: `${status}|${m.error || ""}|${m.rev || 0}`,
+      key, sig: `${status}|${m.error || ""}|${m.rev || 0}|${seen}`,
       make: () => {
         const stateText = status === "pending" ? "Sending…" : status === "failed" ? `Not sent: ${m.error || "refused"}`
           : own ? "Delivered" : "";
@@ -223,7 +237,8 @@ export function createRenderer({ state, view, me }) {
         return el("li", {
           class: own ? "msg own" : "msg", "data-status": status, "data-seq": m.seq ? String(m.seq) : null,
           "data-client-id": m.client_id || null, "data-author": author, "data-deleted": m.deleted ? "true" : null,
-        }, [meta, text, changeable ? reactionRow(m) : null, changeable && own ? ownActions(m) : null]);
+        }, [meta, text, changeable ? reactionRow(m) : null, changeable && own ? ownActions(m) : null,
+            seen ? el("p", { class: "seen muted small", text: seen }) : null]);
       },
     };
   }

@@ -30,6 +30,8 @@ export class RoomChannel {
     this.rev = null;       // highest rev with every change below it taken in; null before a join said where
     this.revsAhead = new Set();  // revs taken in above this.rev, waiting for the ones between
     this.moreUpdates = false;    // the last join's `updated` was cut at its limit: join again for the rest
+    this.readers = new Map();    // other member -> the highest seq they told the server they read (receipts)
+    this.newFrom = null;         // the first seq that was unread when the room came on screen: the divider
     this.members = [];
     this.typing = new Map();    // user -> expiry (ms)
     this.messages = new Map();  // seq -> Message

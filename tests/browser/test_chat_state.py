@@ -55,3 +55,22 @@ def test_reading_on_one_device_clears_the_unread_count_on_another(person, chromi
         expect(badge).to_have_count(0)
     finally:
         other_device.close()
+
+
+def test_new_messages_divider_and_seen_by(person, server):
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("seen")
+    bob.open_room("seen")
+    alice.say("one")
+    expect(bob.message("one", status="delivered")).to_have_count(1)
+    bob.page.goto(f"{server.url}/")
+    bob.wait_online()
+    alice.say("two")
+    alice.say("three")
+    expect(bob.page.locator('#my-rooms a[href="/room/seen"] .badge')).to_have_text("2")
+    bob.open_room("seen")
+    expect(bob.page.locator("#messages li.divider")).to_have_text("New messages")
+    assert bob.page.locator("#messages li").evaluate_all(
+        "(items) => items.map((li) => li.dataset.seq || li.className)") == ["1", "divider", "2", "3"]
+    expect(alice.message("three").locator(".seen")).to_have_text(f"Seen by {bob.name}")
+    expect(alice.page.locator("#messages .seen")).to_have_count(1)
