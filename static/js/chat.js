@@ -9,6 +9,7 @@ import { createNotifications } from "./notifications.js";
 import { Outbox } from "./outbox.js";
 import { createRenderer } from "./render.js";
 import { fillGap, RoomChannel, ROOM_RE, same } from "./room.js";
+import { createSearch, showLinkedMessage } from "./search.js";
 import { createStorage } from "./storage.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
@@ -94,6 +95,7 @@ function syncRead(room) {
   socket.emit("read", { room: room.name, seq: room.read }, () => {});
 }
 
+let linkShown = false;  // the message the address names (#seq-N) was brought into view
 const gapTimers = new Map();  // room name -> timer of a gap fill about to start
 
 function fillGapSoon(room) {
@@ -129,6 +131,10 @@ function joinRoom(room) {
     addMessages(room, []);  // what accept() took in: trim, read state, render
     if (ack.truncated || room.hasGap()) fillRoomGap(room);
     if (room.moreUpdates) joinRoom(room);  // the rest of the changes missed
+    if (room.name === view.room && location.hash && !linkShown) {  // opened from a search result
+      renderNow();
+      linkShown = showLinkedMessage(location.hash);
+    }
     flush();
   });
 }
@@ -550,6 +556,8 @@ window.addEventListener("storage", (event) => {
   render();
 });
 
+window.addEventListener("hashchange", () => { linkShown = showLinkedMessage(location.hash); });
+
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState !== "visible") return;
   for (const room of state.rooms.values()) markRead(room);
@@ -567,6 +575,7 @@ setInterval(() => {  // expire "is typing" lines that got no news
 
 loadSaved();
 wireSidebar();
+if (document.getElementById("side-details")) createSearch({ container: document.getElementById("side-details"), api });
 wireForms();
 wireComposer();
 if (view.page === "lobby") {

@@ -74,3 +74,29 @@ def test_new_messages_divider_and_seen_by(person, server):
         "(items) => items.map((li) => li.dataset.seq || li.className)") == ["1", "divider", "2", "3"]
     expect(alice.message("three").locator(".seen")).to_have_text(f"Seen by {bob.name}")
     expect(alice.page.locator("#messages .seen")).to_have_count(1)
+
+
+def test_search_finds_a_message_shows_its_match_as_text_and_opens_the_room_there(person, server):
+    alice = person("alice")
+    alice.open_room("findme")
+    alice.say("the <b>needle</b> is here")
+    alice.say("something else")
+    expect(alice.message("something else", status="delivered")).to_have_count(1)
+    page = alice.page
+    page.get_by_role("searchbox", name="Search messages").fill("needle")
+    page.get_by_role("button", name="Search", exact=True).click()
+    result = page.locator("#search-results li.search-result")
+    expect(result).to_have_count(1)
+    expect(result.locator("mark")).to_have_text("needle")
+    expect(result.locator(".snippet")).to_have_text("the <b>needle</b> is here")
+    result.locator("a").click()
+    page.wait_for_url(f"{server.url}/room/findme#seq-1")
+    expect(page.locator('#messages li[data-seq="1"]')).to_be_focused()
+    page.goto(f"{server.url}/")  # from another page the link loads the room, then shows the message
+    alice.wait_online()
+    page.get_by_role("searchbox", name="Search messages").fill("needle")
+    page.get_by_role("searchbox", name="Search messages").press("Enter")
+    result.locator("a").click()
+    page.wait_for_url(f"{server.url}/room/findme#seq-1")
+    expect(page.locator('#messages li[data-seq="1"]')).to_be_focused()
+    assert alice.errors == [] and alice.console_errors == []
