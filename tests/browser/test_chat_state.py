@@ -1,4 +1,6 @@
 """Two people in real Chromium: edits (Up arrow too), reactions with who, deletions, and unread synced by the server."""
+import os
+
 import pytest
 
 from .conftest import expect
@@ -100,3 +102,22 @@ def test_search_finds_a_message_shows_its_match_as_text_and_opens_the_room_there
     page.wait_for_url(f"{server.url}/room/findme#seq-1")
     expect(page.locator('#messages li[data-seq="1"]')).to_be_focused()
     assert alice.errors == [] and alice.console_errors == []
+
+
+def test_the_controls_fit_a_390_px_wide_screen(person):
+    alice = person("alice", viewport={"width": 390, "height": 800})
+    bob = person("bob")
+    alice.open_room("narrow")
+    bob.open_room("narrow")
+    bob.say("a reply to react to")
+    alice.say("my own message, with its edit and delete buttons")
+    message = alice.message("a reply to react to")
+    message.locator("details summary").click()
+    message.get_by_role("button", name="React with 🎉").click()
+    expect(message.locator("button.reaction")).to_have_text("🎉 1")
+    own = alice.message("my own message, with its edit and delete buttons")
+    for control in (message.locator("button.reaction"), own.get_by_role("button", name="Edit your message 2")):
+        expect(control).to_be_in_viewport()
+    assert alice.page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    if os.environ.get("PAPO_SHOTS"):
+        alice.page.screenshot(path=os.environ["PAPO_SHOTS"])
