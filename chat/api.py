@@ -199,6 +199,37 @@ def post_message(room):
     return {"message": message}, 201 if created else 200
 
 
+@bp.patch("/api/rooms/<room>/messages/<seq>")
+def edit_message(room, seq):
+    user = signed_in_user()
+    return {"message": papo().service.edit(user, room, seq, json_body().get("text"))}
+
+
+@bp.delete("/api/rooms/<room>/messages/<seq>")
+def delete_message(room, seq):
+    return {"message": papo().service.delete(signed_in_user(), room, seq)}
+
+
+@bp.post("/api/rooms/<room>/messages/<seq>/reactions")
+def react(room, seq):
+    user = signed_in_user()
+    body = json_body()
+    return {"message": papo().service.react(user, room, seq, body.get("emoji"), body.get("on"))}
+
+
+@bp.post("/api/rooms/<room>/read")
+def read_room(room):
+    user = signed_in_user()
+    return papo().service.read(user, room, json_body().get("seq"))
+
+
+@bp.get("/api/search")
+def search():
+    user = signed_in_user()
+    args = request.args
+    return papo().service.search(user, args.get("q"), args.get("room"), args.get("limit"))
+
+
 @bp.get("/api/rooms/<room>/poll")
 def poll(room):
     user = signed_in_user()

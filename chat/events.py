@@ -139,7 +139,7 @@ def acked(parts: Papo, handler: Handler, received: Callable[[], None],
 
 
 def on_join(service, sid, user, payload):
-    return service.join(sid, payload.get("room"), payload.get("since"))
+    return service.join(sid, payload.get("room"), payload.get("since"), payload.get("revs_since"))
 
 
 def on_leave(service, sid, user, payload):
@@ -187,6 +187,23 @@ def on_refresh(identity, service, sid, user, payload):
     return {"expires_in": session.expires_in(identity.sessions.clock())}
 
 
+def on_edit(service, sid, user, payload):
+    return {"message": service.edit(user, payload.get("room"), payload.get("seq"), payload.get("text"))}
+
+
+def on_delete(service, sid, user, payload):
+    return {"message": service.delete(user, payload.get("room"), payload.get("seq"))}
+
+
+def on_react(service, sid, user, payload):
+    return {"message": service.react(user, payload.get("room"), payload.get("seq"), payload.get("emoji"),
+                                     payload.get("on"))}
+
+
+def on_read(service, sid, user, payload):
+    return service.read(user, payload.get("room"), payload.get("seq"))
+
+
 HANDLERS: dict[str, Handler] = {
     "join": on_join,
     "leave": on_leave,
@@ -197,4 +214,8 @@ HANDLERS: dict[str, Handler] = {
     "direct_history": on_direct_history,
     "create_room": on_create_room,
     "invite": on_invite,
+    "edit": on_edit,
+    "delete": on_delete,
+    "react": on_react,
+    "read": on_read,
 }

@@ -25,6 +25,11 @@ NOTIFICATION_PAGE = 50
 NOTIFICATION_LIMIT = 100
 MAX_READ_IDS = 500
 MAX_USERNAME = 32
+# The reactions a message can carry: one grapheme each (the contract lets the server choose the set).
+REACTIONS = ("👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "👀", "🔥", "✅", "🚀")
+MAX_QUERY = 200
+SEARCH_LIMIT = 20
+MAX_SEARCH_LIMIT = 100
 Answer = dict[str, Any]  # the fields an adapter adds to its `ok` answer
 
 
@@ -97,26 +102,35 @@ class ChatService:
         for room in self.presence.disconnect(sid):
             self._announce(room, user, "leave")
 
-    def join(self, sid: str, room: Any, since: Any = None) -> Answer:
-        """Enter a room; the ack has its members, last seq and the messages the client is missing."""
+    def join(self, sid: str, room: Any, since: Any = None, revs_since: Any = None) -> Answer:
+        """Enter a room; the ack has its members, last seq and rev, the messages and changes the client is missing."""
         room = valid_room(room)
         since = _optional_int("since", since, 0)
-        self._admit(self.presence.user_of(sid), room)
+        revs_since = _optional_int("revs_since", revs_since, 0)
+        user = self._user_of(sid)
+        self._admit(user, room)
         self.store.ensure_room(room)
         joined = self.presence.rooms_of(sid)
         if self.max_rooms is not None and len(joined) >= self.max_rooms and room not in joined:
             raise ChatError("forbidden", f"a connection may be in at most {self.max_rooms} rooms; leave one first")
         self.broadcaster.enter(sid, room_channel(room))
         if self.presence.join(sid, room):
-            self._announce(room, self.presence.user_of(sid), "join")
+            self._announce(room, user, "join")
+        last_rev = self.store.last_rev(room)  # before the reads: a later change is in them or broadcast
         if since is None:
             messages, truncated = self.store.messages_before(room, None, RECENT_LIMIT), False
         else:
             messages = self.store.messages_after(room, since, REPLAY_LIMIT + 1)
             truncated = len(messages) > REPLAY_LIMIT
             messages = messages[:REPLAY_LIMIT]
-        return {"room": room, "members": self.presence.members(room), "last_seq": self.store.last_seq(room),
-                "messages": messages, "truncated": truncated}
+        last_seq = self.store.last_seq(room)
+        last_read = self.store.last_read(room, user)
+        answer = {"room": room, "members": self.presence.members(room), "last_seq": last_seq,
+                  "messages": messages, "truncated": truncated, "last_rev": last_rev, "last_read": last_read,
+                  "unread": max(0, last_seq - last_read)}
+        if since is not None and revs_since is not None:
+            answer["updated"] = self.store.changed_since(room, since, revs_since, REPLAY_LIMIT)
+        return answer
 
     def leave(self, sid: str, room: Any) -> None:
         """Take the connection out of a room; announce it when its user has left entirely."""
@@ -219,14 +233,110 @@ class ChatService:
             wake.wait(remaining)
 
     def rooms(self, user: str | None = None) -> list[dict[str, Any]]:
-        """The public rooms and the private ones the user belongs to."""
+        """The public rooms and the private ones the user belongs to, with the user's read state in each."""
         sizes = self.presence.room_sizes()
+        marks = self.store.read_marks(user) if user else None
         listed = []
         for name, last_seq, private in self.store.visible_rooms(user):
             listed.append({"name": name, "members": sizes.get(name, 0), "last_seq": last_seq})
             if private:
                 listed[-1]["private"] = True
+            if marks is not None:
+                last_read = marks.get(name, 0)
+                listed[-1].update(last_read=last_read, unread=max(0, last_seq - last_read))
         return listed
+
+    # changes to stored messages: each takes the room's next rev and reaches the room as `message_updated`
+
+    def edit(self, user: str, room: Any, seq: Any, text: Any) -> Message:
+        """Replace the text of one's own message; editing it to the same text again changes nothing."""
+        room = self._readable(user, room)
+        seq = _required_int("seq", seq, 1)
+        text = valid_text(text)
+        self._spend(user)
+        now = self.now_ms()
+
+        def change(message: Message) -> dict[str, Any] | None:
+            if message["user"].lower() != user.lower():
+                raise ChatError("forbidden", "only its author can edit a message")
+            _not_deleted(message)
+            return None if message["text"] == text else {"text": text, "edited_at": now}
+
+        return self._change(room, seq, change)
+
+    def delete(self, user: str, room: Any, seq: Any) -> Message:
+        """Take a message back (its author, or the owner of the private room): it keeps its seq, its text goes."""
+        room = self._readable(user, room)
+        seq = _required_int("seq", seq, 1)
+        private, owner = self.store.room_privacy(room) or (False, None)
+        may_moderate = private and owner is not None and owner.lower() == user.lower()
+
+        def change(message: Message) -> dict[str, Any] | None:
+            if message["user"].lower() != user.lower() and not may_moderate:
+                raise ChatError("forbidden", "only its author or the private room's owner can delete a message")
+            return None if message["deleted"] else {"deleted": True, "text": "", "reactions": {}}
+
+        return self._change(room, seq, change)
+
+    def react(self, user: str, room: Any, seq: Any, emoji: Any, on: Any) -> Message:
+        """Add (on) or take back the user's reaction to a message; a repeat changes nothing."""
+        room = self._readable(user, room)
+        seq = _required_int("seq", seq, 1)
+        if not isinstance(emoji, str) or emoji not in REACTIONS:
+            raise ChatError("invalid_payload", f"emoji must be one of {' '.join(REACTIONS)}")
+        if not isinstance(on, bool):
+            raise ChatError("invalid_payload", "on must be true or false")
+
+        def change(message: Message) -> dict[str, Any] | None:
+            _not_deleted(message)
+            users = message["reactions"].get(emoji, [])
+            if (user in users) == on:
+                return None
+            reactions = {key: value for key, value in message["reactions"].items() if key != emoji}
+            users = [*users, user] if on else [name for name in users if name != user]
+            if users:
+                reactions[emoji] = users
+            return {"reactions": reactions}
+
+        return self._change(room, seq, change)
+
+    def _readable(self, user: str, room: Any) -> str:
+        room = valid_room(room)
+        self._admit(user, room)
+        return room
+
+    def _change(self, room: str, seq: int, change: Callable[[Message], dict[str, Any] | None]) -> Message:
+        outcome = self.store.change_message(room, seq, change)
+        if outcome is None:
+            raise ChatError("not_found", f"{room} has no message {seq}")
+        message, changed = outcome
+        if changed:
+            self.broadcaster.emit("message_updated", message, to=room_channel(room))
+        return message
+
+    # read state
+
+    def read(self, user: str, room: Any, seq: Any) -> Answer:
+        """Mark the room read up to seq (never back); the user's other connections and the room hear `read`."""
+        room = self._readable(user, room)
+        seq = _required_int("seq", seq, 0)
+        outcome = self.store.mark_room_read(room, user, seq)
+        if outcome is None:
+            raise ChatError("not_found", f"there is no room named {room}")
+        receipt = {"room": room, "user": user, "last_read": outcome[0]}
+        self.broadcaster.emit("read", receipt, to=room_channel(room))
+        self.broadcaster.emit("read", receipt, to=user_channel(user), skip=self.presence.sids_of(user, room))
+        return {"room": room, "last_read": outcome[0]}
+
+    # search
+
+    def search(self, user: str, q: Any, room: Any = None, limit: Any = None) -> Answer:
+        """Messages matching q, newest first, in the rooms the user may read (one room if given)."""
+        if not isinstance(q, str) or not 1 <= len(q) <= MAX_QUERY:
+            raise ChatError("invalid_payload", f"q must be 1 to {MAX_QUERY} characters")
+        room = None if room in (None, "") else self._readable(user, room)
+        limit = _optional_int("limit", limit, 1, MAX_SEARCH_LIMIT) or SEARCH_LIMIT
+        return {"results": self.store.search(user, q, room, limit)}
 
     # private rooms
 
@@ -395,6 +505,17 @@ def valid_notification(title, body, level):
     if level not in LEVELS:
         raise ChatError("invalid_payload", f"level must be one of {', '.join(LEVELS)}")
     return {"title": title.strip(), "body": body.strip(), "level": level}
+
+
+def _not_deleted(message):
+    if message["deleted"]:
+        raise ChatError("not_found", f"message {message['seq']} of {message['room']} was deleted")
+
+
+def _required_int(name, value, low):
+    if value is None:
+        raise ChatError("invalid_payload", f"{name} is required")
+    return _optional_int(name, value, low)
 
 
 def _notification_number(name, value):

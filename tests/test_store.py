@@ -118,11 +118,13 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(store):
 
     from chat.store import metadata
     from chat.store.engine import database_url
+    from chat.store.schema import is_declared
 
     engine = create_engine(database_url(store.url))
     try:
         with engine.connect() as conn:
-            differences = compare_metadata(MigrationContext.configure(conn), metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": is_declared})
+            differences = compare_metadata(context, metadata)
     finally:
         engine.dispose()
     assert differences == []

@@ -1,14 +1,18 @@
 """The SQL of every read and write, as functions of a Tx: one style for SQLite and PostgreSQL alike."""
+import html
 import json
+import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import wire
 from .engine import Tx
 
 MAX_INT = 2 ** 63 - 1
-_MESSAGES = ("SELECT m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id "
-             "FROM messages m JOIN rooms r ON r.id = m.room_id")
+_MESSAGE_COLUMNS = ("m.id, r.name, m.seq, m.author, m.text, m.ts, m.client_id, "
+                    "m.rev, m.edited_at, m.deleted, m.reactions")
+_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages m JOIN rooms r ON r.id = m.room_id"
 _DIRECTS = "SELECT id, sender, recipient, text, ts, client_id FROM directs"
 _NOTIFICATIONS = "SELECT id, recipient, title, body, level, ts, read_at FROM notifications"
 
@@ -205,6 +209,148 @@ def _insert_rows(tx, rows):
     tx.run(sql, params)
     last = tx.cursor.lastrowid
     return list(range(last - len(rows) + 1, last + 1))
+
+
+# changes to stored messages (edits, deletions, reactions), each with the room's next rev
+
+Change = Callable[[dict], dict | None]  # the message -> the fields to change (text, edited_at, deleted, reactions)
+
+
+def change_message(tx: Tx, room: str, seq: int, change: Change) -> tuple[dict, bool] | None:
+    """Apply a change to a room's message with the room's next rev; (message, changed), or None when not stored.
+
+    change may raise to refuse; it returns None (or nothing to change) for a repeat, which takes no rev.
+    PostgreSQL locks the room's row first, so that changes from every process take revs one at a time.
+    """
+    if tx.postgres:
+        tx.row("SELECT id FROM rooms WHERE name = ? FOR UPDATE", (room,))
+    found = tx.row(f"{_MESSAGES} WHERE r.name = ? AND m.seq = ?", (room, seq))
+    if found is None:
+        return None
+    before = wire.message(*found)
+    updates = change(before)
+    if not updates or all(before[key] == value for key, value in updates.items()):
+        return before, False
+    rev = tx.value("UPDATE rooms SET last_rev = last_rev + 1 WHERE name = ? RETURNING last_rev", (room,))
+    after = {**before, **updates, "rev": rev}
+    tx.run("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, reactions = ?, rev = ? WHERE id = ?",
+           (after["text"], after["edited_at"], after["deleted"],
+            json.dumps(after["reactions"], ensure_ascii=False) if after["reactions"] else None, rev, int(after["id"])))
+    indexed = not tx.postgres and int(before["id"]) <= _indexed_to(tx)  # else the catch-up indexes it as it is
+    if indexed and (after["text"], after["deleted"]) != (before["text"], before["deleted"]):
+        if not before["deleted"]:
+            tx.run("INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', ?, ?)",
+                   (int(before["id"]), before["text"]))
+        if not after["deleted"]:
+            tx.run("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)", (int(after["id"]), after["text"]))
+    return after, True
+
+
+def last_rev(tx: Tx, room: str) -> int:
+    return tx.value("SELECT last_rev FROM rooms WHERE name = ?", (room,)) or 0
+
+
+def changed_since(tx: Tx, room: str, since: int, revs_since: int, limit: int) -> list[dict]:
+    """The room's messages with seq <= since whose rev > revs_since, in rev order, at most limit."""
+    rows = tx.rows(f"{_MESSAGES} WHERE r.name = ? AND m.seq <= ? AND m.rev > ? ORDER BY m.rev LIMIT ?",
+                   (room, since, revs_since, limit))
+    return [wire.message(*row) for row in rows]
+
+
+# read marks: the highest seq each user has read in each room
+
+def mark_room_read(tx: Tx, room: str, user: str, seq: int) -> tuple[int, int] | None:
+    """Raise the user's read mark in the room to seq (at most its last seq); (last_read, last_seq), None: no room."""
+    found = tx.row("SELECT id, last_seq FROM rooms WHERE name = ?", (room,))
+    if found is None:
+        return None
+    room_id, room_last = found
+    larger = "GREATEST" if tx.postgres else "MAX"
+    last_read = tx.value("INSERT INTO room_reads (room_id, username_key, last_read) VALUES (?, ?, ?) "
+                         "ON CONFLICT (room_id, username_key) DO UPDATE "
+                         f"SET last_read = {larger}(room_reads.last_read, excluded.last_read) RETURNING last_read",
+                         (room_id, user.lower(), min(seq, room_last)))
+    return last_read, room_last
+
+
+def last_read(tx: Tx, room: str, user: str) -> int:
+    return tx.value("SELECT rr.last_read FROM room_reads rr JOIN rooms r ON r.id = rr.room_id "
+                    "WHERE r.name = ? AND rr.username_key = ?", (room, user.lower())) or 0
+
+
+def read_marks(tx: Tx, user: str) -> dict[str, int]:
+    """{room: last_read} of every room the user has marked read."""
+    return dict(tx.rows("SELECT r.name, rr.last_read FROM room_reads rr JOIN rooms r ON r.id = rr.room_id "
+                        "WHERE rr.username_key = ?", (user.lower(),)))
+
+
+# full-text search: SQLite's FTS5 table, PostgreSQL's text search; snippets mark matches between two
+# private-use characters, which become <mark> tags once the rest is escaped as HTML
+
+_MARK, _UNMARK = "\ue000", "\ue001"
+_WORD = re.compile(r"\w+")
+
+
+def index_messages(tx: Tx, limit: int) -> bool:
+    """Add up to limit messages stored since the last call to SQLite's search index; whether more are left.
+
+    New messages are indexed here, not in the group commit, so that a message's commit costs what it
+    did before search; each search first lets the writer run this until nothing is left.
+    """
+    if tx.postgres:
+        return False  # PostgreSQL keeps its index itself
+    start = _indexed_to(tx)
+    end = min(tx.value("SELECT coalesce(max(id), 0) FROM messages"), start + limit)
+    if end > start:
+        tx.run("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages "
+               "WHERE id > ? AND id <= ? AND deleted = ?", (start, end, False))
+        tx.run("UPDATE messages_fts_state SET indexed_to = ?", (end,))
+    return tx.value("SELECT 1 FROM messages WHERE id > ? LIMIT 1", (end,)) is not None
+
+
+def _indexed_to(tx):
+    return tx.value("SELECT indexed_to FROM messages_fts_state")
+
+
+def search(tx: Tx, user: str, q: str, room: str | None, limit: int) -> list[dict]:
+    """The messages matching every word of q (the last as a prefix), newest first, in rooms the user may read."""
+    words = [word.lower() for word in _WORD.findall(q)][:32]
+    if not words:
+        return []
+    if tx.postgres:  # PostgreSQL's ts_headline drops what looks like markup: the snippet is made here instead
+        match = " & ".join(f"'{word}'" for word in words) + ":*"
+        sql = (f"SELECT {_MESSAGE_COLUMNS}, NULL FROM messages m JOIN rooms r ON r.id = m.room_id "
+               "WHERE to_tsvector('simple', m.text) @@ to_tsquery('simple', ?)")
+        params: list[Any] = [match]
+    else:
+        match = " ".join(f'"{word}"' for word in words) + "*"
+        sql = (f"SELECT {_MESSAGE_COLUMNS}, snippet(messages_fts, 0, '{_MARK}', '{_UNMARK}', '…', 16) "
+               "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN rooms r ON r.id = m.room_id "
+               "WHERE messages_fts MATCH ?")
+        params = [match]
+    sql += (" AND m.deleted = ? AND (r.private = ? OR r.id IN (SELECT room_id FROM room_members "
+            "WHERE username_key = ?))")
+    params += [False, False, user.lower()]
+    if room is not None:
+        sql += " AND r.name = ?"
+        params.append(room)
+    rows = tx.rows(sql + " ORDER BY m.id DESC LIMIT ?", [*params, limit])
+    return [{**wire.message(*row[:-1]), "snippet": _marked(row[-1] or _snippet(row[4], words))} for row in rows]
+
+
+def _snippet(text: str, words: list[str], around: int = 60) -> str:
+    """Up to `around` characters either side of the first match, with every word that starts like one marked."""
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(word) for word in words) + r")\w*", re.IGNORECASE)
+    first = pattern.search(text)
+    start = 0 if first is None else max(0, first.start() - around)
+    end = len(text) if first is None else min(len(text), first.end() + around)
+    cut = pattern.sub(lambda match: _MARK + match.group(0) + _UNMARK, text[start:end])
+    return ("…" if start else "") + cut + ("…" if end < len(text) else "")
+
+
+def _marked(snippet: str) -> str:
+    """The snippet as HTML: the message's text escaped, the matches in <mark>."""
+    return html.escape(snippet, quote=False).replace(_MARK, "<mark>").replace(_UNMARK, "</mark>")
 
 
 # direct messages

@@ -67,6 +67,13 @@ class RecentMessages:
                 window.last_seq = message["seq"]
                 self._count += 0 if full else 1
 
+    def replace(self, message: dict) -> None:
+        """Put a changed message (edited, deleted, reacted to) in place of its stored copy, if kept."""
+        with self._lock:
+            window = self._rooms.get(message["room"])
+            if window is not None and window.first_seq() <= message["seq"] <= window.last_seq:
+                window.messages[message["seq"] - window.first_seq()] = message
+
     def last_seq(self, room: str) -> int | None:
         with self._lock:
             window = self._touch(room)

@@ -11,6 +11,7 @@ from .recent import RecentMessages
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
+INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
 
 
 class Store:
@@ -160,6 +161,46 @@ class Store:
         if not recent.loaded(room):
             messages, last_seq = self.connector.read(queries.latest, room, recent.per_room)
             recent.install(room, messages, last_seq)
+
+    # changes to stored messages, and read marks
+
+    def change_message(self, room: str, seq: int, change: queries.Change) -> tuple[dict, bool] | None:
+        """Apply change to a message with the room's next rev, in the writer; (message, changed), None: no such seq.
+
+        The writer also puts the changed message in the recent window, before anyone hears of it.
+        """
+        return self.lanes.call(self._writer, self._change, room, seq, change)
+
+    def _change(self, room, seq, change):
+        outcome = self.connector.write(queries.change_message, room, seq, change)
+        if outcome is not None and outcome[1] and self.recent is not None:
+            self.recent.replace(outcome[0])
+        return outcome
+
+    def last_rev(self, room: str) -> int:
+        return self._read(queries.last_rev, room)
+
+    def changed_since(self, room: str, since: int, revs_since: int, limit: int) -> list[dict]:
+        """The room's messages with seq <= since whose rev > revs_since, in rev order, at most limit."""
+        return self._read(queries.changed_since, room, since, revs_since, limit)
+
+    def mark_room_read(self, room: str, user: str, seq: int) -> tuple[int, int] | None:
+        """Raise the user's read mark in the room to seq (never lower it); (last_read, last_seq), None: no room."""
+        return self._write(queries.mark_room_read, room, user, seq)
+
+    def last_read(self, room: str, user: str) -> int:
+        return self._read(queries.last_read, room, user)
+
+    def read_marks(self, user: str) -> dict[str, int]:
+        """{room: last_read} of every room the user has marked read."""
+        return self._read(queries.read_marks, user)
+
+    def search(self, user: str, q: str, room: str | None, limit: int) -> list[dict]:
+        """Messages matching q, newest first, in the rooms the user may read, each with a marked-up snippet."""
+        if isinstance(self.connector, SqliteConnector):
+            while self._write(queries.index_messages, INDEX_BATCH):  # a batch per turn: commits go in between
+                pass
+        return self._read(queries.search, user, q, room, limit)
 
     def rooms(self) -> list[tuple[str, int]]:
         """Every room as (name, last_seq), by name."""

@@ -10,6 +10,7 @@ import { Outbox } from "./outbox.js";
 import { createRenderer } from "./render.js";
 import { fillGap, RoomChannel, ROOM_RE, same } from "./room.js";
 import { watchSession } from "./session.js";
+import { createSearch, showLinkedMessage } from "./search.js";
 import { createStorage } from "./storage.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
@@ -79,11 +80,26 @@ function looking(name) {
 function addMessages(room, messages) {
   for (const clientId of room.add(messages, me)) outbox.delivered(clientId);
   if (room.name !== view.room) room.trim();
-  if (room.markRead(looking(room.name))) saveRooms();
+  markRead(room);
   if (room.hasGap()) fillGapSoon(room);
   render();
 }
 
+// Mark what is on screen read, here, in the other tabs (storage) and on the server (every device).
+function markRead(room) {
+  if (room.markRead(looking(room.name))) saveRooms();
+  syncRead(room);
+}
+
+const readSent = new Map();  // room name -> the highest seq told to the server as read on this connection
+
+function syncRead(room) {
+  if (!socket.connected || !room.joined || !(room.read > (readSent.get(room.name) || 0))) return;
+  readSent.set(room.name, room.read);
+  socket.emit("read", { room: room.name, seq: room.read }, () => {});
+}
+
+let linkShown = false;  // the message the address names (#seq-N) was brought into view
 const gapTimers = new Map();  // room name -> timer of a gap fill about to start
 
 function fillGapSoon(room) {
@@ -112,8 +128,17 @@ function joinRoom(room) {
       return;
     }
     for (const clientId of room.accept(ack, me)) outbox.delivered(clientId);
+    if (room.newFrom === null) {  // the first join of this page: a "new messages" divider above the first unread
+      const unread = looking(room.name) && room.read !== null && room.read < room.lastSeq;
+      room.newFrom = unread ? room.read + 1 : 0;
+    }
     addMessages(room, []);  // what accept() took in: trim, read state, render
     if (ack.truncated || room.hasGap()) fillRoomGap(room);
+    if (room.moreUpdates) joinRoom(room);  // the rest of the changes missed
+    if (room.name === view.room && location.hash && !linkShown) {  // opened from a search result
+      renderNow();
+      linkShown = showLinkedMessage(location.hash);
+    }
     flush();
   });
 }
@@ -223,6 +248,7 @@ function connectionEvent(event, attempt) {
 
 socket.on("connect", () => {
   connectionEvent("connect");
+  readSent.clear();
   for (const room of state.rooms.values()) joinRoom(room);
   flush();
 });
@@ -268,6 +294,41 @@ socket.on("typing", (t) => {
 });
 
 socket.on("direct", (m) => { if (m && m.id) addDirect(m); });
+
+socket.on("message_updated", (m) => {
+  const room = state.rooms.get(m?.room);
+  if (room) { room.update(m); render(); }
+});
+
+// A read mark: this user's, from another tab or device, moves the unread count; others' are receipts.
+socket.on("read", (r) => {
+  const room = state.rooms.get(r?.room);
+  if (!room || !Number.isInteger(r.last_read)) return;
+  if (!same(r.user || "", me)) {
+    room.readers.set(r.user, Math.max(room.readers.get(r.user) || 0, r.last_read));
+    render();
+    return;
+  }
+  if (r.last_read > (room.read ?? 0)) {
+    room.read = r.last_read;
+    readSent.set(room.name, Math.max(readSent.get(room.name) || 0, r.last_read));
+    saveRooms();
+    render();
+  }
+});
+
+// Edit, delete and react: answered at once, or a toast says why not (they wait in no outbox).
+function change(event, payload) {
+  const room = state.rooms.get(payload.room);
+  if (!socket.connected) {
+    toast({ level: "warning", title: "You are offline", body: "Try again once connected." });
+    return;
+  }
+  socket.timeout(ACK_TIMEOUT).emit(event, payload, (err, ack) => {
+    if (!err && ack?.ok) { room?.update(ack.message); render(); return; }
+    toast({ level: "error", title: "Could not change the message", body: err ? "No answer" : ack?.error?.message });
+  });
+}
 
 // Notifications: notifications.js toasts each once, keeps the unread badge and the desktop alerts.
 socket.on("notification", (n) => notifications.received(n));
@@ -372,8 +433,25 @@ function wireComposer() {
   const form = document.getElementById("composer");
   if (!form) return;
   const box = document.getElementById("composer-text");
+  const hint = document.getElementById("composer-hint");
+  const hintText = hint?.textContent || "";
   let typingSent = 0;
   let idleTimer = null;
+  let editing = null;  // the seq of the own message being edited in the composer, or null
+
+  const edit = (seq) => {
+    const m = state.rooms.get(view.room)?.messages.get(seq);
+    if (!m || m.deleted || !same(m.user, me)) return;
+    editing = seq;
+    box.value = m.text;
+    if (hint) hint.textContent = "Editing your message · Enter saves · Escape cancels";
+    box.focus();
+  };
+  const stopEditing = () => {
+    editing = null;
+    box.value = "";
+    if (hint) hint.textContent = hintText;
+  };
 
   const stopTyping = () => {
     clearTimeout(idleTimer);
@@ -393,6 +471,11 @@ function wireComposer() {
       toast({ level: "warning", title: "Too long", body: `A message holds at most ${MAX_TEXT} characters.` });
       return;
     }
+    if (editing !== null) {
+      change("edit", { room: view.room, seq: editing, text });
+      stopEditing();
+      return;
+    }
     if (view.room) enqueue({ kind: "room", room: view.room, text });
     else enqueue({ kind: "direct", to: view.peer, text });
     box.value = "";
@@ -406,6 +489,16 @@ function wireComposer() {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       form.requestSubmit();
+    } else if (event.key === "Escape" && editing !== null) {
+      event.preventDefault();
+      stopEditing();
+    } else if (event.key === "ArrowUp" && !box.value && view.room) {  // edit the last own message
+      const room = state.rooms.get(view.room);
+      const last = room?.sortedSeqs().reverse().find((seq) => {
+        const m = room.messages.get(seq);
+        return same(m.user, me) && !m.deleted;
+      });
+      if (last !== undefined) { event.preventDefault(); edit(last); }
     }
   });
 
@@ -423,8 +516,23 @@ function wireComposer() {
   });
 
   document.getElementById("messages").addEventListener("click", (event) => {
-    const id = event.target?.dataset?.discard;
-    if (id) { outbox.delivered(id); render(); }
+    const target = event.target instanceof Element ? event.target.closest("button") : null;
+    const id = target?.dataset?.discard;
+    if (id) { outbox.delivered(id); render(); return; }
+    const seq = Number(target?.closest("li[data-seq]")?.dataset.seq);
+    if (!target || !view.room || !Number.isInteger(seq)) return;
+    if (target.dataset.edit) edit(seq);
+    else if (target.dataset.delete === "1") {  // a second press deletes: nothing goes by one slip
+      target.dataset.delete = "2";
+      target.textContent = "Delete for everyone?";
+      target.setAttribute("aria-label", `Confirm: delete your message ${seq} for everyone`);
+    } else if (target.dataset.delete === "2") {
+      change("delete", { room: view.room, seq });
+    } else if (target.dataset.react) {
+      const users = state.rooms.get(view.room)?.messages.get(seq)?.reactions?.[target.dataset.react] || [];
+      change("react", { room: view.room, seq, emoji: target.dataset.react, on: !users.some((u) => same(u, me)) });
+      target.closest("details")?.removeAttribute("open");
+    }
   });
   document.getElementById("load-older")?.addEventListener("click", () => loadOlder(state.rooms.get(view.room)));
   document.getElementById("leave-room")?.addEventListener("click", () => {
@@ -452,9 +560,11 @@ window.addEventListener("storage", (event) => {
   render();
 });
 
+window.addEventListener("hashchange", () => { linkShown = showLinkedMessage(location.hash); });
+
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState !== "visible") return;
-  for (const room of state.rooms.values()) if (room.markRead(looking(room.name))) saveRooms();
+  for (const room of state.rooms.values()) markRead(room);
   for (const conv of state.directs.values()) markDirectRead(conv);
   render();
 });
@@ -469,6 +579,7 @@ setInterval(() => {  // expire "is typing" lines that got no news
 
 loadSaved();
 wireSidebar();
+if (document.getElementById("side-details")) createSearch({ container: document.getElementById("side-details"), api });
 wireForms();
 wireComposer();
 if (view.page === "lobby") {

@@ -2,7 +2,7 @@
 // textContent only. Nothing runs on import: the entry module creates the renderer.
 import { describe } from "./connection.js";
 import { directUnread, ensureDirect } from "./directs.js";
-import { same } from "./room.js";
+import { REACTIONS, same } from "./room.js";
 
 const LEVELS = ["info", "success", "warning", "error"];
 const TOASTS_SHOWN = 5;
@@ -167,7 +167,15 @@ export function createRenderer({ state, view, me }) {
       const m = room.messages.get(seq);
       if (m.client_id && same(m.user, me)) deliveredIds.add(m.client_id);
     }
-    const items = seqs.map((seq) => messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user));
+    const items = [];
+    const ownLast = seqs.findLast((seq) => same(room.messages.get(seq).user, me));
+    for (const seq of seqs) {
+      if (seq === room.newFrom && seq !== seqs[0]) {
+        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", role: "separator", text: "New messages" }) });
+      }
+      items.push(messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user, true,
+                             seq === ownLast ? seenBy(room, seq) : ""));
+    }
     for (const e of state.outbox) {
       if (e.kind !== "room" || e.room !== room.name || deliveredIds.has(e.client_id)) continue;  // stored copy shown
       items.push(messageItem({ user: me, text: e.text, ts: e.created, client_id: e.client_id, error: e.error },
@@ -198,11 +206,17 @@ export function createRenderer({ state, view, me }) {
     renderMessages(items, false);
   }
 
-  function messageItem(m, key, status, authorOf) {
+  // "Seen by ..." from the read receipts of the other members that reached seq.
+  function seenBy(room, seq) {
+    const readers = [...room.readers].filter(([user, read]) => read >= seq && !same(user, me)).map(([user]) => user);
+    return readers.length ? `Seen by ${readers.sort().join(", ")}` : "";
+  }
+
+  function messageItem(m, key, status, authorOf, inRoom = false, seen = "") {
     const author = authorOf(m);
     const own = same(author, me);
     return {
-      key, sig: `${status}|${m.error || ""}`,
+      key, sig: `${status}|${m.error || ""}|${m.rev || 0}|${seen}`,
       make: () => {
         const stateText = status === "pending" ? "Sending…" : status === "failed" ? `Not sent: ${m.error || "refused"}`
           : own ? "Delivered" : "";
@@ -213,13 +227,46 @@ export function createRenderer({ state, view, me }) {
           status === "failed"
             ? el("button", { type: "button", class: "button ghost discard", text: "Discard", "data-discard": m.client_id })
             : null,
+          m.edited_at && !m.deleted
+            ? el("span", { class: "edited muted small", text: "(edited)", title: `Edited ${new Date(m.edited_at).toLocaleString()}` })
+            : null,
         ]);
+        const text = m.deleted ? el("p", { class: "text deleted muted", text: "This message was deleted." })
+          : el("p", { class: "text", text: m.text });
+        const changeable = inRoom && status === "delivered" && m.seq && !m.deleted;
         return el("li", {
           class: own ? "msg own" : "msg", "data-status": status, "data-seq": m.seq ? String(m.seq) : null,
-          "data-client-id": m.client_id || null, "data-author": author,
-        }, [meta, el("p", { class: "text", text: m.text })]);
+          "data-client-id": m.client_id || null, "data-author": author, "data-deleted": m.deleted ? "true" : null,
+        }, [meta, text, changeable ? reactionRow(m) : null, changeable && own ? ownActions(m) : null,
+            seen ? el("p", { class: "seen muted small", text: seen }) : null]);
       },
     };
+  }
+
+  // The message's reactions as toggle buttons (count, and who in the name), and a picker for a new one.
+  function reactionRow(m) {
+    const chips = Object.entries(m.reactions || {}).map(([emoji, users]) => el("button", {
+      type: "button", class: "button ghost reaction", "data-react": emoji,
+      "aria-pressed": users.some((u) => same(u, me)) ? "true" : "false",
+      "aria-label": `${emoji} ${users.length}: ${users.join(", ")}`, title: users.join(", "),
+      text: `${emoji} ${users.length}`,
+    }));
+    const picker = el("details", { class: "react-picker" }, [
+      el("summary", { class: "button ghost", text: "React", "aria-label": "Add a reaction" }),
+      ...REACTIONS.map((emoji) => el("button", {
+        type: "button", class: "button ghost", "data-react": emoji, "aria-label": `React with ${emoji}`, text: emoji,
+      })),
+    ]);
+    return el("div", { class: "reactions" }, [...chips, picker]);
+  }
+
+  function ownActions(m) {
+    return el("div", { class: "actions" }, [
+      el("button", { type: "button", class: "button ghost", "data-edit": "1", "aria-label": `Edit your message ${m.seq}`,
+                     text: "Edit" }),
+      el("button", { type: "button", class: "button ghost", "data-delete": "1",
+                     "aria-label": `Delete your message ${m.seq}`, text: "Delete" }),
+    ]);
   }
 
   function renderMessages(items, hasOlder) {

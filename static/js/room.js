@@ -5,6 +5,9 @@ export const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const BACKGROUND_KEEP = 200;  // messages kept in memory per room not on screen
 export const GAP_PAGE = 100;         // messages asked for per request while filling a gap
 export const GAP_ROUNDS = 50;        // requests at most per gap
+export const UPDATES_LIMIT = 500;    // changed messages a join answers with at most
+// The reactions the server takes (docs/protocol.md), one grapheme each.
+export const REACTIONS = ["👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "👀", "🔥", "✅", "🚀"];
 
 export const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 
@@ -24,6 +27,11 @@ export class RoomChannel {
     this.seq = null;       // highest seq with nothing missing below it (down to the first loaded); null before a join
     this.lastSeq = 0;      // highest seq known
     this.read = null;      // highest seq seen on screen; null: not known yet
+    this.rev = null;       // highest rev with every change below it taken in; null before a join said where
+    this.revsAhead = new Set();  // revs taken in above this.rev, waiting for the ones between
+    this.moreUpdates = false;    // the last join's `updated` was cut at its limit: join again for the rest
+    this.readers = new Map();    // other member -> the highest seq they told the server they read (receipts)
+    this.newFrom = null;         // the first seq that was unread when the room came on screen: the divider
     this.members = [];
     this.typing = new Map();    // user -> expiry (ms)
     this.messages = new Map();  // seq -> Message
@@ -37,7 +45,9 @@ export class RoomChannel {
   // Start a join: its payload, with `since` once the room knows where it stands.
   join() {
     this.state = JOINING;
-    return this.seq === null ? { room: this.name } : { room: this.name, since: this.seq };
+    if (this.seq === null) return { room: this.name };
+    return this.rev === null ? { room: this.name, since: this.seq }
+      : { room: this.name, since: this.seq, revs_since: this.rev };
   }
 
   // Take in the join's ack, members and messages; return the own client_ids now stored.
@@ -47,7 +57,33 @@ export class RoomChannel {
     this.error = null;
     this.members = ack.members || [];
     this.lastSeq = Math.max(this.lastSeq, ack.last_seq || 0);
-    return this.add(ack.messages || [], me);
+    if (Number.isInteger(ack.last_read) && ack.last_read > (this.read ?? 0)) this.read = ack.last_read;
+    const delivered = this.add(ack.messages || [], me);
+    const updated = Array.isArray(ack.updated) ? ack.updated : [];
+    for (const m of updated) this.update(m);
+    this.moreUpdates = updated.length >= UPDATES_LIMIT;
+    if (this.moreUpdates) this.takeRev(updated.at(-1).rev, true);
+    else if (Number.isInteger(ack.last_rev)) this.takeRev(ack.last_rev, true);
+    return delivered;
+  }
+
+  // Take in a changed message (edited, deleted, reacted to) unless what is held is as new.
+  update(m) {
+    if (!m || m.room !== this.name || !Number.isInteger(m.seq) || !Number.isInteger(m.rev)) return;
+    const held = this.messages.get(m.seq);
+    if (held && (held.rev || 0) <= m.rev) this.messages.set(m.seq, m);
+    this.takeRev(m.rev, false);
+  }
+
+  // Count a rev as taken in; `all`: every rev up to it is (a join's answer said so).
+  takeRev(rev, all) {
+    if (this.rev === null) {
+      if (!all) return;  // before the first join: that join's answer covers it
+      this.rev = rev;
+    } else if (all) this.rev = Math.max(this.rev, rev);
+    else if (rev > this.rev) this.revsAhead.add(rev);
+    while (this.revsAhead.has(this.rev + 1)) this.revsAhead.delete(++this.rev);
+    for (const ahead of this.revsAhead) if (ahead <= this.rev) this.revsAhead.delete(ahead);
   }
 
   refuse(error) {

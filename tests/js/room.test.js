@@ -147,3 +147,41 @@ test("typing lines expire without news, and a message ends its author's", () => 
   room.add([msg(1, "cy")], "ana");
   assert.equal(room.typing.size, 0);
 });
+
+test("a join after the first sends revs_since once the server told the last rev", () => {
+  const room = new RoomChannel("r");
+  room.join();
+  room.accept({ members: [], last_seq: 2, last_rev: 7, last_read: 1, messages: [msg(1), msg(2)] }, "ana");
+  assert.equal(room.rev, 7);
+  assert.equal(room.read, 1);
+  room.drop();
+  assert.deepEqual(room.join(), { room: "r", since: 2, revs_since: 7 });
+});
+
+test("changes replace held messages unless older, and revs count only without holes", () => {
+  const room = new RoomChannel("r");
+  room.join();
+  room.accept({ members: [], last_seq: 2, last_rev: 3, messages: [msg(1), msg(2)] }, "ana");
+  room.update(msg(1, "bo", { text: "new", rev: 5 }));
+  assert.equal(room.messages.get(1).text, "new");
+  assert.equal(room.rev, 3);  // rev 4 has not come yet
+  room.update(msg(1, "bo", { text: "older", rev: 4 }));
+  assert.equal(room.messages.get(1).text, "new");
+  assert.equal(room.rev, 5);
+  room.update(msg(9, "bo", { rev: 6 }));  // a message not held still counts
+  assert.equal(room.rev, 6);
+  assert.equal(room.messages.has(9), false);
+});
+
+test("a rejoin takes in `updated` and asks again when it was cut at the limit", () => {
+  const room = new RoomChannel("r");
+  room.join();
+  room.accept({ members: [], last_seq: 1, last_rev: 0, messages: [msg(1)] }, "ana");
+  room.drop();
+  room.join();
+  const updated = Array.from({ length: 500 }, (_, i) => msg(1, "bo", { text: `v${i + 1}`, rev: i + 1 }));
+  room.accept({ members: [], last_seq: 1, last_rev: 900, messages: [], updated }, "ana");
+  assert.equal(room.messages.get(1).text, "v500");
+  assert.equal(room.rev, 500);
+  assert.equal(room.moreUpdates, true);
+});
