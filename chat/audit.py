@@ -23,7 +23,9 @@ def record(event: str, user: str | None = None, address: str | None = None, sess
 
 def checked_origins(allowed: tuple[str, ...]) -> Callable[[str, dict[str, Any]], bool]:
     """Engine.IO's origin check (the listed origins, else the server's own), writing each refusal to the log."""
-    def allowed_origin(origin: str, environ: dict[str, Any]) -> bool:
+    def allowed_origin(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:  # no Origin header: not a browser's cross-site request; Engine.IO asks for CORS headers
+            return False
         if "*" in allowed or origin in (allowed or own_origins(environ)):
             return True
         record("origin_refused", address=environ.get("REMOTE_ADDR"), reason=str(origin)[:200])

@@ -208,7 +208,8 @@ def test_a_refused_origin_is_audited(client, caplog):
     with caplog.at_level(logging.INFO, logger="papo.audit"):
         foreign = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"})
         own = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": "http://localhost"})
-    assert foreign.status_code == 400 and own.status_code == 200
+        none = client.get("/socket.io/?EIO=4&transport=polling")  # a client that is not a browser
+    assert foreign.status_code == 400 and own.status_code == 200 and none.status_code == 200
     assert [(line["audit"], line["reason"]) for line in audit_lines(caplog)] == [
         ("origin_refused", "https://evil.example")]
 
