@@ -80,6 +80,7 @@ class ChaosClient:
                                    reconnection_delay_max=1.5, randomization_factor=0.5)
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("connect_error", lambda data=None: self.note(f"connect_error {str(data)[:80]}"))
         self.sio.on("message", self.on_message)
 
     # connection life
@@ -306,7 +307,10 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
         began = time.monotonic()
         kills = make_chaos(server, people, rng, seconds, kill_every, drop_every, rss)
         elapsed = time.monotonic() - began
-        drain(people, deadline=time.monotonic() + 60)
+        try:
+            drain(people, deadline=time.monotonic() + 60)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nserver log:\n{server.log_tail(60)}") from None
         stored, last = database_rooms(db_path)
         catch_up(people, last, deadline=time.monotonic() + 60)
         rss.append(round(server.rss() / 2**20, 1))
