@@ -117,6 +117,7 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         self._closed = False
         self._down_since = None  # time.monotonic() of the first failed publish of an outage
         self._subscribed_since = None  # time.monotonic() the listener last subscribed; None while it is not
+        self._sending = threading.Lock()
 
     def _publish(self, data):
         self._backlog.append((time.monotonic(), data))
@@ -159,24 +160,28 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         return since is not None and time.monotonic() - since >= SETTLE_SECONDS
 
     def send_backlog(self):
-        """Publish the backlog oldest first, BATCH_SIZE emits per publish; stop at the first failure."""
-        while self._backlog:
-            batch = self._take_batch()
-            if not batch:
-                continue
-            try:
-                self.publisher.publish(self.channel, self._own + self._encode(batch))
-            except Exception as error:
-                self._backlog.extendleft(reversed(batch))
-                while len(self._backlog) > BACKLOG_SIZE:
-                    self._backlog.popleft()
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                    log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
-                return
-        if self._down_since is not None:
-            log.warning("message queue: sent what waited %.1f s for Redis", time.monotonic() - self._down_since)
-            self._down_since = None
+        """Publish the backlog oldest first, BATCH_SIZE emits per publish; stop at the first failure.
+
+        One sender at a time: a flush at exit waits for the batch the publisher task has in hand.
+        """
+        with self._sending:
+            while self._backlog:
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                try:
+                    self.publisher.publish(self.channel, self._own + self._encode(batch))
+                except Exception as error:
+                    self._backlog.extendleft(reversed(batch))
+                    while len(self._backlog) > BACKLOG_SIZE:
+                        self._backlog.popleft()
+                    if self._down_since is None:
+                        self._down_since = time.monotonic()
+                        log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
+                    return
+            if self._down_since is not None:
+                log.warning("message queue: sent what waited %.1f s for Redis", time.monotonic() - self._down_since)
+                self._down_since = None
 
     def _take_batch(self):
         """Up to BATCH_SIZE of the oldest emits, dropping those older than BACKLOG_SECONDS."""
