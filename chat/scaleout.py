@@ -33,6 +33,7 @@ SETTLE_SECONDS = 1.5
 BATCH_SIZE = 500  # emits per publish
 RETRY_SECONDS = 0.25  # how often a publisher that lost Redis looks whether it may send again
 ROOM_PREFIX = room_channel("")
+CONFIRM = "papo-subscribed"  # the PING payload whose PONG confirms the listener is subscribed now
 
 
 def connect(url: str, timeout: float | None = 1.0) -> redis.Redis:
@@ -96,8 +97,9 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
 
     While Redis is away the backlog keeps the last BACKLOG_SIZE emits for at most BACKLOG_SECONDS.
     The listener resubscribes every second instead of the base class's doubling wait, and the
-    publisher sends the backlog in order once the listener has been subscribed for SETTLE_SECONDS,
-    by when the other processes have resubscribed too and can hear it.
+    publisher sends the backlog in order once the listener's subscription, confirmed after the first
+    failed publish, is SETTLE_SECONDS old, by when the other processes have resubscribed too and can
+    hear it. A publish that reached no subscriber, not even this process's listener, counts as failed.
     """
 
     def __init__(self, url):
@@ -116,7 +118,10 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         self._kicked = False
         self._closed = False
         self._down_since = None  # time.monotonic() of the first failed publish of an outage
-        self._subscribed_since = None  # time.monotonic() the listener last subscribed; None while it is not
+        self._subscribed_since = None  # time.monotonic() the listener last confirmed its subscription
+        self._confirming = None  # the _down_since the listener has sent its PING for
+        self._listening = False  # whether this process runs a listener, which hears its own publishes
+        self._sending = threading.Lock()
 
     def _publish(self, data):
         self._backlog.append((time.monotonic(), data))
@@ -155,28 +160,50 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
                     log.exception("message queue: the publisher failed; going on")
 
     def _settled(self):
-        since = self._subscribed_since
-        return since is not None and time.monotonic() - since >= SETTLE_SECONDS
+        """Whether the listener confirmed its subscription after the outage began, SETTLE_SECONDS ago.
+
+        A confirmation from before the first failed publish says nothing: the listener may not have
+        noticed the outage yet, and the other processes may not have resubscribed.
+        """
+        since, down = self._subscribed_since, self._down_since
+        return since is not None and down is not None and since > down and time.monotonic() - since >= SETTLE_SECONDS
+
+    def _unconfirmed(self):
+        """Whether the publisher lost Redis after the listener's last confirmation, and nobody asked since."""
+        down = self._down_since
+        return down is not None and down != self._confirming and (self._subscribed_since or 0.0) < down
 
     def send_backlog(self):
-        """Publish the backlog oldest first, BATCH_SIZE emits per publish; stop at the first failure."""
-        while self._backlog:
-            batch = self._take_batch()
-            if not batch:
-                continue
-            try:
-                self.publisher.publish(self.channel, self._own + self._encode(batch))
-            except Exception as error:
-                self._backlog.extendleft(reversed(batch))
-                while len(self._backlog) > BACKLOG_SIZE:
-                    self._backlog.popleft()
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                    log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
-                return
-        if self._down_since is not None:
-            log.warning("message queue: sent what waited %.1f s for Redis", time.monotonic() - self._down_since)
-            self._down_since = None
+        """Publish the backlog oldest first, BATCH_SIZE emits per publish; stop at the first failure.
+
+        One sender at a time: a flush at exit waits for the batch the publisher task has in hand.
+        """
+        with self._sending:
+            while self._backlog:
+                batch = self._take_batch()
+                if batch and not self._sent(batch):
+                    return
+            if self._down_since is not None:
+                log.warning("message queue: sent what waited %.1f s for Redis", time.monotonic() - self._down_since)
+                self._down_since = None
+
+    def _sent(self, batch):
+        """Publish one batch; on failure put it back in front and note the outage."""
+        try:
+            receivers = self.publisher.publish(self.channel, self._own + self._encode(batch))
+            if receivers == 0 and self._listening:
+                # Not even this process's listener heard it: Redis is back from an outage the publish
+                # straddled (redis-py reconnected by itself), and nobody has resubscribed yet.
+                raise redis.ConnectionError("published to no subscriber, this process's own included")
+        except Exception as error:
+            self._backlog.extendleft(reversed(batch))
+            while len(self._backlog) > BACKLOG_SIZE:
+                self._backlog.popleft()
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
+            return False
+        return True
 
     def _take_batch(self):
         """Up to BATCH_SIZE of the oldest emits, dropping those older than BACKLOG_SECONDS."""
@@ -192,29 +219,41 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         return ('"method": "batch", "messages": ' + self.json.dumps([data for _, data in batch]) + "}").encode()
 
     def _redis_listen_with_retries(self):
+        self._listening = True
         while not self._closed:
             try:
                 self._redis_connect()
                 self.pubsub = self.redis.pubsub()  # the subscribe confirmation included
                 self.pubsub.subscribe(self.channel)
                 while not self._closed:
+                    if self._unconfirmed():
+                        # A connection redis-py kept or remade by itself raises nothing: ask it.
+                        self._confirming = self._down_since
+                        self.pubsub.ping(CONFIRM)
                     # A read waits only when nothing has arrived: what Redis already sent is handed
                     # over without yielding, so a batch's frames are flushed together.
                     message = self.pubsub.get_message(timeout=0.5)
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
-                        self._subscribed_since = time.monotonic()
-                        if self.on_subscribed is not None:
-                            self.on_subscribed()  # wake-ups may have been missed meanwhile
-                    elif message["type"] == "message":
+                    if message["type"] == "message":
                         yield message["data"]
+                    else:
+                        self._confirm(message)
             except Exception as error:
                 self._subscribed_since = None
                 log.warning("message queue: cannot receive from Redis (%s); retrying", error)
                 self._close_pubsub()
                 time.sleep(RECONNECT_SECONDS)
         self._close_pubsub()
+
+    def _confirm(self, message):
+        """Note when the subscription was last confirmed: a subscribe reply, or the PONG to our PING."""
+        if message["type"] == "subscribe":
+            self._subscribed_since = time.monotonic()
+            if self.on_subscribed is not None:
+                self.on_subscribed()  # wake-ups may have been missed meanwhile
+        elif message["type"] == "pong" and message["data"] in (CONFIRM, CONFIRM.encode()):
+            self._subscribed_since = time.monotonic()
 
     def _close_pubsub(self):
         if self.pubsub is not None:
