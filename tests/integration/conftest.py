@@ -71,6 +71,12 @@ def clients():
         list(pool.map(_close_quietly, opened))
 
 
+@pytest.fixture
+def open_client(clients):
+    """Open a ChatClient for (url, token, transports), closed with the others at the end."""
+    return lambda url, token, transports=("websocket",): clients(url, token, transports=transports)
+
+
 def _close_quietly(client):
     with contextlib.suppress(Exception):
         client.close()

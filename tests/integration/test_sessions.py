@@ -73,20 +73,6 @@ def people(server, secrets):
     return make
 
 
-@pytest.fixture
-def open_client():
-    opened = []
-
-    def make(url, token, transports=("websocket",)):
-        client = ChatClient(url, token, transports=transports)
-        opened.append(client)
-        return client.connect()
-
-    yield make
-    for client in opened:
-        client.close()
-
-
 def ended(client, code, timeout=5):
     """Wait until the server ended the client's connection with session_ended code; tell whether it did."""
     return client.wait_until(lambda c: ("session_ended", {"code": code, "message": _message(c)}) in c.events

@@ -51,22 +51,6 @@ def pair(database, secrets):
         redis.stop()
 
 
-@pytest.fixture
-def open_client():
-    from .client import ChatClient
-
-    opened = []
-
-    def make(url, token, transports=("websocket",)):
-        client = ChatClient(url, token, transports=transports)
-        opened.append(client)
-        return client.connect()
-
-    yield make
-    for client in opened:
-        client.close()
-
-
 def person(pair, secrets):
     name = f"p{next(_names)}x{os.getpid()}"
     token = register(pair[0].url, name)
