@@ -31,7 +31,9 @@ def test_lobby_and_room_screenshots(person, tmp_path):
     bruno.open_direct(ana.name)
     bruno.say("Can you review my PR later?")
     expect(bruno.message("Can you review my PR later?", status="delivered")).to_have_count(1)
-    ana.open_room("general")  # only now: a direct arrives live, so it must reach ana's page before she leaves it
+    # A direct arrives live only (issue 17's first item): ana's page must have it before it reloads.
+    expect(ana.page.locator('#my-directs .badge')).to_have_text("1")
+    ana.open_room("general")
     carla.page.type("#composer-text", "Sounds g")
     expect(ana.page.locator("#typing")).to_contain_text("is typing")
     expect(ana.page.locator('#my-directs .badge')).to_have_text("1")
