@@ -9,6 +9,7 @@ Under the threading development server a stream is a generator on its request's 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -290,10 +291,15 @@ def _detach(sse: SSE, subscription: HubSubscription, environ: dict[str, Any], de
     except OSError:
         release()
         raise ChatError("unavailable", "the client went away") from None
+    # The stream gets a descriptor of its own: gevent closes the request's socket once nothing
+    # references the request's input any more, whatever the handler was told.
+    own = conn.dup()
     detach()
+    with contextlib.suppress(OSError):
+        conn.close()
     environ["papo.detached"].append(True)
     assert sse.transport is not None and sse.keepalive is not None
-    subscription.live(Stream(conn, sse.transport.flusher, on_closed=release))
+    subscription.live(Stream(own, sse.transport.flusher, on_closed=release))
     sse.keepalive.ensure()
     return Response(status=200)  # never sent: the middleware tells the server the view answered
 
