@@ -27,7 +27,7 @@ from .auth import current_session
 from .errors import ChatError
 from .extension import papo
 from .transport.connection import Connection
-from .transport.stream import DetachedResponses, Keepalive, Stream
+from .transport.stream import DetachedResponses, Keepalive, Stream, chunk
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sse", __name__)
@@ -39,7 +39,7 @@ GAP_SECONDS = 1.0  # how long an event that came ahead of a missing one waits be
 KEEPALIVE = b":\n\n"
 HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
            b"Cache-Control: no-cache, no-store\r\nX-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\n"
-           b"Connection: close\r\n\r\n")
+           b"Connection: close\r\n")
 
 
 # the wire, without I/O
@@ -285,9 +285,11 @@ def _detach(sse: SSE, subscription: HubSubscription, environ: dict[str, Any], de
             missed: list[feeds.Event], release: Any) -> Response:
     """Write the head and the replay from this green thread, then give the socket to the hub."""
     conn = environ["papo.socket"]
+    chunked = internals.request_version(environ) == "HTTP/1.1"  # else the body ends with the connection
+    head = HEADERS + (b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+    body = preamble(initial) + b"".join(event(name, encode(data), cursor) for name, data, cursor in missed)
     try:
-        conn.sendall(HEADERS + preamble(initial) + b"".join(event(name, encode(data), cursor)
-                                                            for name, data, cursor in missed))
+        conn.sendall(head + (chunk(body) if chunked else body))
     except OSError:
         release()
         raise ChatError("unavailable", "the client went away") from None
@@ -299,7 +301,7 @@ def _detach(sse: SSE, subscription: HubSubscription, environ: dict[str, Any], de
         conn.close()
     environ["papo.detached"].append(True)
     assert sse.transport is not None and sse.keepalive is not None
-    subscription.live(Stream(own, sse.transport.flusher, on_closed=release))
+    subscription.live(Stream(own, sse.transport.flusher, on_closed=release, chunked=chunked))
     sse.keepalive.ensure()
     return Response(status=200)  # never sent: the middleware tells the server the view answered
 

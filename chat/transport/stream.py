@@ -23,7 +23,9 @@ class Stream:
 
     open: weakref.WeakSet[Stream] = weakref.WeakSet()  # every Stream not yet closed: what a drain finishes
 
-    def __init__(self, conn: Any, flusher: Flusher, on_closed: Callable[[], None] | None = None):
+    def __init__(self, conn: Any, flusher: Flusher, on_closed: Callable[[], None] | None = None,
+                 chunked: bool = True):
+        self.chunked = chunked  # HTTP/1.1's chunked body: clients hand each write over as it comes
         self.conn = conn  # the green socket: holds the OS socket open
         self.hub = hub = flusher.hub
         self.sock = hub.os_socket(conn)
@@ -35,13 +37,16 @@ class Stream:
         Stream.open.add(self)
 
     def write(self, data: bytes) -> None:
-        self.outbox.write(data)
+        if data:
+            self.outbox.write(chunk(data) if self.chunked else data)
 
     def finish(self, last: bytes = b"") -> None:
         """Send `last` after what is queued, then close; a client that stops reading is cut after a grace."""
         if self.closed or self.outbox.finishing:
             return
         self.outbox.on_finished = self.close
+        if self.chunked:
+            last = (chunk(last) if last else b"") + b"0\r\n\r\n"
         self.outbox.finish(last)
         if not self.closed and self.grace is None:
             self.grace = self.hub.later(CLOSE_GRACE, self.close)
@@ -80,6 +85,11 @@ class Stream:
     def _obsolete(self, *_: Any) -> None:
         self.reader = None
         self.close()
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of an HTTP/1.1 chunked body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
 class Keepalive:

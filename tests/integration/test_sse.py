@@ -1,8 +1,10 @@
 """Server-Sent Events on real servers: delivery, exact resumption, refusals, keepalives, endings, cost."""
 import itertools
+import json
 import socket
 
 import pytest
+import requests
 
 from tests.servers import MODES, ServerProcess, post_message, register, request
 
@@ -81,6 +83,20 @@ def test_a_message_posted_over_http_reaches_the_stream(server, streams):
     stream.wait_until(lambda s: s.of("message"))
     assert stream.of("message") == [posted]
     assert stream.retry == 3000
+
+
+def test_a_plain_requests_client_reads_each_event_as_it_comes(server):
+    """The docs' backend example: requests hands lines over as chunks arrive, never waiting to fill a buffer."""
+    _, token = user(server)
+    lobby = room()
+    with requests.get(f"{server.url}/api/stream?rooms={lobby}", headers={"Authorization": f"Bearer {token}"},
+                      stream=True, timeout=(5, 10)) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry: ")
+        posted = post_message(server.url, token, lobby, "for requests")
+        data = next(line for line in lines if line.startswith("data:"))
+        assert json.loads(data[5:]) == posted
 
 
 def test_changes_and_notifications_reach_the_stream(server, streams):
@@ -227,7 +243,7 @@ def open_stream_raw(server, token, rooms):
     sock.sendall(f"GET /api/stream?rooms={rooms} HTTP/1.1\r\nHost: {server.host}\r\n"
                  f"Authorization: Bearer {token}\r\n\r\n".encode())
     data = b""
-    while b"\r\n\r\n" not in data or not data.endswith(b"\n\n"):
+    while b"id: " not in data or not data.endswith((b"\n\n", b"\n\n\r\n")):
         chunk = sock.recv(4096)
         assert chunk, f"the stream closed: {data!r}"
         data += chunk
