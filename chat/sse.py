@@ -76,7 +76,8 @@ class Subscription:
         self.feed = feed
         self.pending: list[tuple[str, Any]] | None = []
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
+        """Take one event; payload is its data already encoded, shared by every stream it goes to."""
         raise NotImplementedError
 
     def end(self, last: bytes = b"") -> None:
@@ -102,18 +103,18 @@ class HubSubscription(Subscription):
         if self.ending:
             stream.finish(self.ending)
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
         if self.pending is not None:
             self.pending.append((name, data))
             return
-        self.write(self.feed.accept(name, data))
+        self.write(self.feed.accept(name, data), data, payload)
 
-    def write(self, events: list[feeds.Event]) -> None:
+    def write(self, events: list[feeds.Event], known: Any = None, payload: bytes | None = None) -> None:
         stream = self.stream
         if stream is None or stream.closed:
             return
         for name, data, cursor in events:
-            stream.write(event(name, encode(data), cursor))
+            stream.write(event(name, payload if data is known and payload is not None else encode(data), cursor))
         if self.feed.holding() and self.gap_timer is None:
             self.gap_timer = stream.hub.later(GAP_SECONDS, self._gap)
 
@@ -143,7 +144,7 @@ class QueueSubscription(Subscription):
         super().__init__(sid, feed)
         self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
         self.queue.put((name, data))
 
     def end(self, last: bytes = b"") -> None:
@@ -190,8 +191,9 @@ class Streams:
                 if subscription.sid == to and isinstance(data, dict):
                     subscription.end(ended(str(data.get("code")), str(data.get("message"))))
             return
+        payload = encode(data) if found else None  # once, however many streams it goes to
         for subscription in found:
-            subscription.hear(name, data)
+            subscription.hear(name, data, payload)
 
 
 class SSE:
@@ -240,6 +242,8 @@ def stream() -> Any:
     rooms = feeds.parse_rooms(request.args.get("rooms"), parts.settings.MAX_ROOMS_PER_CONNECTION)
     notifications = feeds.parse_flag("notifications", request.args.get("notifications"))
     cursor = request.args.get("last_event_id") or request.headers.get("Last-Event-ID") or None
+    if len(request.query_string) + len(cursor or "") > parts.settings.MAX_FRAME_BYTES:
+        raise ChatError("too_large", "the query and Last-Event-ID are over the server's size limit")
     if cursor is not None:
         feeds.parse_cursor(cursor)
     feed = feeds.open_feed(parts.service, found.user, rooms, notifications)
