@@ -5,7 +5,7 @@ import psutil
 import pytest
 
 from tests.integration.sse_client import EventStream
-from tests.servers import post_message
+from tests.servers import post_message, request
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
@@ -73,3 +73,14 @@ def test_a_cursor_from_one_process_resumes_on_every_other(cluster, user, room):
         with EventStream(server.url, token, rooms=[room], notifications=True, last_event_id=cursor) as again:
             again.wait_until(lambda s: len(s.events) == 2)
             assert again.of("message") == posted[1:]
+
+
+def test_logging_out_on_one_process_ends_a_stream_on_another(cluster, user, room):
+    _, token = user("sse")
+    first, second = cluster.servers[:2]
+    with EventStream(first.url, token, rooms=[room]) as stream:
+        stream.wait_until(lambda s: s.last_id is not None)
+        status, _ = request(second.url, "POST", "/api/logout", token=token)
+        assert status == 204
+        stream.wait_until(lambda s: s.ended.is_set())
+        assert [(e["event"], e["data"]["code"]) for e in stream.events] == [("session_ended", "logged_out")]
