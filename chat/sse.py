@@ -180,12 +180,13 @@ class Streams:
         """Hand one delivered emit to the streams it is for (chat.internals.hear_emits calls this)."""
         if namespace != "/" or name not in ("message", "message_updated", "notification", "session_ended"):
             return
-        if to is None:
-            found = list(self.everyone) if name == "notification" else []
-        elif isinstance(to, str):
-            found = list(self.channels.get(to, ()))
-        else:
+        if to is not None and not isinstance(to, str):
             return
+        with self._lock:  # the threading server's emits come from any thread
+            if to is None:
+                found = list(self.everyone) if name == "notification" else []
+            else:
+                found = list(self.channels.get(to, ()))
         if name == "session_ended":
             for subscription in found:
                 if subscription.sid == to and isinstance(data, dict):
