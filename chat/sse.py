@@ -142,7 +142,7 @@ class QueueSubscription(Subscription):
 
     def __init__(self, sid: str, feed: feeds.Feed):
         super().__init__(sid, feed)
-        self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # not SimpleQueue: C, never green
 
     def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
         self.queue.put((name, data))

@@ -128,7 +128,10 @@ class DetachedResponses:
         self.hub = hub
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") not in self.paths or "papo.detach" not in environ:
+        if environ.get("PATH_INFO") not in self.paths:
+            return self.wsgi_app(environ, start_response)
+        if "papo.detach" not in environ:  # another server: the view streams through WSGI
+            environ["eventlet.minimum_write_chunk_size"] = 0  # eventlet.wsgi would hold back writes under 4 KB
             return self.wsgi_app(environ, start_response)
         marker: list[bool] = []
         environ["papo.detached"] = marker
