@@ -63,6 +63,7 @@ def preamble(cursor: str, retry_ms: int = RETRY_MS) -> bytes:
 
 
 def ended(code: str, message: str) -> bytes:
+    """The `session_ended` event, the last a stream gets when its identity ends."""
     return event("session_ended", encode({"code": code, "message": message}))
 
 
@@ -81,6 +82,7 @@ class Subscription:
         raise NotImplementedError
 
     def end(self, last: bytes = b"") -> None:
+        """Send `last`, then close the stream."""
         raise NotImplementedError
 
 
