@@ -106,6 +106,17 @@ export class Conversation {
   }
 }
 
+export const PREVIEW_LENGTH = 60;  // characters of the last message shown in the conversation list
+
+// The conversation's last message as one short line ("You: " before mine), or "".
+export function preview(conv, me) {
+  const last = conv.messages.at(-1);
+  if (!last) return "";
+  const line = String(last.text ?? "").replace(/\s+/g, " ").trim();
+  const short = line.length > PREVIEW_LENGTH ? `${line.slice(0, PREVIEW_LENGTH - 1)}…` : line;
+  return same(last.from, me) ? `You: ${short}` : short;
+}
+
 // conversations: peer key (lower case) -> Conversation
 export function ensureDirect(conversations, peer) {
   const key = peer.toLowerCase();

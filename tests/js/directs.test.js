@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { catchUp, Conversation, ensureDirect, idNumber, mergeMessages } from "../../static/js/directs.js";
+import { catchUp, Conversation, ensureDirect, idNumber, mergeMessages, preview, PREVIEW_LENGTH } from "../../static/js/directs.js";
 
 const dm = (n, from = "bo", to = "ana", extra = {}) => ({ id: `d${n}`, from, to, text: `t${n}`, ts: n, client_id: null, ...extra });
 const ids = (conv) => conv.messages.map((m) => idNumber(m.id));
@@ -91,4 +91,13 @@ test("Seen by shows once the peer's mark reaches my last message", () => {
   self.add([dm(4, "ana", "ana")], "ana");
   self.takeState({ peer_last_read: 9 });
   assert.equal(self.seen("ana"), "");
+});
+
+test("the list previews the last message on one short line, mine marked", () => {
+  const conv = new Conversation("bo");
+  assert.equal(preview(conv, "ana"), "");
+  conv.add([dm(1, "bo", "ana", { text: "hello\n  there" })], "ana");
+  assert.equal(preview(conv, "ana"), "hello there");
+  conv.add([dm(2, "ana", "bo", { text: "x".repeat(100) })], "ana");
+  assert.equal(preview(conv, "ana"), `You: ${"x".repeat(PREVIEW_LENGTH - 1)}…`);
 });
