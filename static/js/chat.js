@@ -459,6 +459,7 @@ function loadSaved() {
   }
   if (view.room) ensureRoom(view.room, true);
   if (view.peer) ensureDirect(state.directs, view.peer);
+  try { localStorage.removeItem(storage.key("directs")); } catch { /* the server holds direct messages now */ }
   outbox.load();
 }
 
