@@ -32,6 +32,7 @@ def test_conversations_list_the_last_message_and_unread_of_each(trio):
     assert listed["ok"] and not listed["has_more"]
     assert [(c["with"], c["last_message"]["text"], c["unread"], c["last_read"]) for c in listed["conversations"]] == [
         ("cy", "from cy", 1, 0), ("ana", "d3", 3, 0)]
+    assert [c["with"] for c in call(trio["cy"], "conversations")["conversations"]] == ["bo"]  # never ana and bo's
     ana_view = call(trio["ana"], "conversations")["conversations"]
     assert [(c["with"], c["unread"], c["peer_last_read"]) for c in ana_view] == [("bo", 0, 0)]
     assert call(trio["bo"], "conversations", limit=1) | {"conversations": None} == {
