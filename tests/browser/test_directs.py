@@ -135,8 +135,13 @@ def test_conversations_work_by_keyboard_on_a_390_px_screen(person):
     alice.open_direct(bob.name)
     alice.say("small screen hello")
     expect(alice.message("small screen hello", status="delivered")).to_have_count(1)
+    long = "a preview far too long for a phone's sidebar " * 4
+    alice.say(long)
+    expect(alice.message(long.strip(), status="delivered")).to_have_count(1)
     link = conversation(bob.page, alice.name)
-    expect(link.locator(".badge")).to_have_text("1")
+    expect(link.locator(".badge")).to_have_text("2")
+    expect(link.locator(".preview")).to_contain_text("a preview far too long")
+    assert bob.page.evaluate("document.scrollingElement.scrollWidth") <= 390  # the lobby, its list open
     link.focus()
     bob.page.keyboard.press("Enter")
     bob.page.wait_for_url(re.compile(f"/dm/{alice.name}$"))
