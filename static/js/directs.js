@@ -98,6 +98,11 @@ export class Conversation {
     return counted + this.messages.filter((m) => !same(m.from, me) && idNumber(m.id) > from).length;
   }
 
+  // The last message as one short line for the conversation list.
+  preview(me) {
+    return preview(this, me);
+  }
+
   // "Seen" for my last message, once the peer's read mark reached it; else "".
   seen(me) {
     const mine = this.messages.findLast((m) => same(m.from, me));

@@ -1,7 +1,7 @@
 // Rendering: from the client's state to the page, batched per animation frame. Text goes in with
 // textContent only. Nothing runs on import: the entry module creates the renderer.
 import { describe } from "./connection.js";
-import { directUnread, ensureDirect, preview } from "./directs.js";
+import { directUnread, ensureDirect } from "./directs.js";
 import { REACTIONS, same } from "./room.js";
 
 const LEVELS = ["info", "success", "warning", "error"];
@@ -117,7 +117,7 @@ export function createRenderer({ state, view, me }) {
       syncList(directs, !list.length ? empty("li", "No conversations yet.") : list.map((conv) => {
         const current = viewingPeer(conv.peer);
         const count = current ? 0 : directUnread(conv, me);
-        const last = preview(conv, me);
+        const last = conv.preview(me);
         return {
           key: `d:${conv.peer.toLowerCase()}`, sig: `${conv.peer}|${count}|${current}|${last}`,
           make: () => {

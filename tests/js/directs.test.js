@@ -101,3 +101,9 @@ test("the list previews the last message on one short line, mine marked", () => 
   conv.add([dm(2, "ana", "bo", { text: "x".repeat(100) })], "ana");
   assert.equal(preview(conv, "ana"), `You: ${"x".repeat(PREVIEW_LENGTH - 1)}…`);
 });
+
+test("a conversation previews itself", () => {
+  const conv = new Conversation("bo");
+  conv.add([dm(1)], "ana");
+  assert.equal(conv.preview("ana"), "t1");
+});
