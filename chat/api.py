@@ -181,7 +181,19 @@ def invite(room):
 @bp.get("/api/directs/<peer>")
 def direct_history(peer):
     user = signed_in_user()
-    return papo().service.direct_history(user, peer, request.args.get("before"), request.args.get("limit"))
+    args = request.args
+    return papo().service.direct_history(user, peer, args.get("before"), args.get("limit"), args.get("since"))
+
+
+@bp.post("/api/directs/<peer>/read")
+def read_direct(peer):
+    user = signed_in_user()
+    return papo().service.read_direct(user, peer, json_body().get("id"))
+
+
+@bp.get("/api/conversations")
+def conversations():
+    return papo().service.conversations(signed_in_user(), request.args.get("limit"))
 
 
 @bp.get("/api/rooms/<room>/messages")

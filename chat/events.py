@@ -139,7 +139,8 @@ def acked(parts: Papo, handler: Handler, received: Callable[[], None],
 
 
 def on_join(service, sid, user, payload):
-    return service.join(sid, payload.get("room"), payload.get("since"), payload.get("revs_since"))
+    return service.join(sid, payload.get("room"), payload.get("since"), payload.get("revs_since"),
+                        payload.get("receipts"))
 
 
 def on_leave(service, sid, user, payload):
@@ -165,7 +166,16 @@ def on_direct(service, sid, user, payload):
 
 
 def on_direct_history(service, sid, user, payload):
-    return service.direct_history(user, payload.get("with"), payload.get("before"), payload.get("limit"))
+    return service.direct_history(user, payload.get("with"), payload.get("before"), payload.get("limit"),
+                                  payload.get("since"))
+
+
+def on_direct_read(service, sid, user, payload):
+    return service.read_direct(user, payload.get("with"), payload.get("id"))
+
+
+def on_conversations(service, sid, user, payload):
+    return service.conversations(user, payload.get("limit"))
 
 
 def on_create_room(service, sid, user, payload):
@@ -212,6 +222,8 @@ HANDLERS: dict[str, Handler] = {
     "history": on_history,
     "direct": on_direct,
     "direct_history": on_direct_history,
+    "direct_read": on_direct_read,
+    "conversations": on_conversations,
     "create_room": on_create_room,
     "invite": on_invite,
     "edit": on_edit,

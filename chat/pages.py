@@ -94,6 +94,12 @@ def direct(peer):
     """Show the direct conversation with peer."""
     if not USERNAME.fullmatch(peer):
         abort(404)
+    try:
+        stored = papo().service.user_named(peer)
+    except ChatError:
+        abort(404, description=f"There is no user named {peer}.")
+    if stored != peer:
+        return redirect(url_for("pages.direct", peer=stored))
     return render_template("room.html", user=current_user(), page="direct", peer=peer)
 
 

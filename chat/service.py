@@ -27,6 +27,9 @@ MAX_READ_IDS = 500
 MAX_USERNAME = 32
 # The reactions a message can carry: one grapheme each (the contract lets the server choose the set).
 REACTIONS = ("👍", "👎", "❤️", "😂", "😮", "😢", "🎉", "🙏", "👀", "🔥", "✅", "🚀")
+READERS_LIMIT = 100  # read marks a join ack with `receipts` carries at most
+CONVERSATIONS_LIMIT = 100
+MAX_CONVERSATIONS_LIMIT = 500
 MAX_QUERY = 200
 SEARCH_LIMIT = 20
 MAX_SEARCH_LIMIT = 100
@@ -102,11 +105,16 @@ class ChatService:
         for room in self.presence.disconnect(sid):
             self._announce(room, user, "leave")
 
-    def join(self, sid: str, room: Any, since: Any = None, revs_since: Any = None) -> Answer:
-        """Enter a room; the ack has its members, last seq and rev, the messages and changes the client is missing."""
+    def join(self, sid: str, room: Any, since: Any = None, revs_since: Any = None, receipts: Any = None) -> Answer:
+        """Enter a room; the ack has its members, last seq and rev, the messages and changes the client is missing.
+
+        With receipts, the ack also has the read marks of the other users who read the furthest (`readers`).
+        """
         room = valid_room(room)
         since = _optional_int("since", since, 0)
         revs_since = _optional_int("revs_since", revs_since, 0)
+        if receipts not in (None, True, False):
+            raise ChatError("invalid_payload", "receipts must be true or false")
         user = self._user_of(sid)
         self._admit(user, room)
         self.store.ensure_room(room)
@@ -130,6 +138,11 @@ class ChatService:
                   "unread": max(0, last_seq - last_read)}
         if since is not None and revs_since is not None:
             answer["updated"] = self.store.changed_since(room, since, revs_since, REPLAY_LIMIT)
+        if receipts:
+            readers = self.store.room_readers(room, READERS_LIMIT + 1)
+            answer["readers"] = {name: mark for name, mark in readers.items() if name.lower() != user.lower()}
+            if len(answer["readers"]) > READERS_LIMIT:
+                answer["readers"].popitem()
         return answer
 
     def leave(self, sid: str, room: Any) -> None:
@@ -399,13 +412,46 @@ class ChatService:
                 self.broadcaster.emit("direct", message, to=user_channel(name))
         return message, created
 
-    def direct_history(self, user: str, peer: Any, before: Any = None, limit: Any = None) -> Answer:
-        """The direct messages between the user and one peer, oldest first: only those two ever see them."""
+    def direct_history(self, user: str, peer: Any, before: Any = None, limit: Any = None, since: Any = None) -> Answer:
+        """The direct messages between the user and one peer, oldest first: only those two ever see them.
+
+        Without since, the latest (before an id, if given); with since, those after that id, for a client
+        catching up (`has_more`: more came after them). The answer has the conversation's read state too.
+        """
         found = self._find_user("with", peer)
         before = _direct_number("before", before)
-        limit = _optional_int("limit", limit, 1, HISTORY_LIMIT) or RECENT_LIMIT
-        page = self.store.directs_between(user, found.username, before, limit + 1)
-        return {"messages": page[-limit:], "has_more": len(page) > limit}
+        since = _direct_number("since", since, 0)
+        if since is not None and before is not None:
+            raise ChatError("invalid_payload", "give since or before, not both")
+        if since is None:
+            limit = _optional_int("limit", limit, 1, HISTORY_LIMIT) or RECENT_LIMIT
+            page = self.store.directs_between(user, found.username, before, limit + 1)
+            answer = {"messages": page[-limit:], "has_more": len(page) > limit}
+        else:
+            limit = _optional_int("limit", limit, 1, REPLAY_LIMIT) or REPLAY_LIMIT
+            page = self.store.directs_after(user, found.username, since, limit + 1)
+            answer = {"messages": page[:limit], "has_more": len(page) > limit}
+        return {"with": found.username, **answer, **self.store.direct_state(user, found.username)}
+
+    def read_direct(self, user: str, peer: Any, upto: Any) -> Answer:
+        """Mark the conversation with peer read up to a message id (never back); both users' connections hear it."""
+        found = self._find_user("with", peer)
+        upto = _required_direct_number("id", upto)
+        last_read = self.store.mark_direct_read(user, found.username, upto)
+        receipt = {"user": user, "with": found.username, "last_read": last_read}
+        for name in {user.lower(): user, found.username.lower(): found.username}.values():
+            self.broadcaster.emit("direct_read", receipt, to=user_channel(name))
+        return {"with": found.username, **self.store.direct_state(user, found.username)}
+
+    def conversations(self, user: str, limit: Any = None) -> Answer:
+        """The user's direct conversations, the latest message's first, with their read state."""
+        limit = _optional_int("limit", limit, 1, MAX_CONVERSATIONS_LIMIT) or CONVERSATIONS_LIMIT
+        found = self.store.conversations(user, limit + 1)
+        return {"conversations": found[:limit], "has_more": len(found) > limit}
+
+    def user_named(self, name: Any) -> str:
+        """The stored spelling of a username; not_found when there is no such user."""
+        return self._find_user("user", name).username
 
     def _find_user(self, field: str, name: Any) -> UserRow:
         """Return the stored user a payload's field names; invalid_payload or not_found otherwise."""
@@ -529,11 +575,17 @@ def _notification_number(name, value):
     return _optional_int(name, value, 0)
 
 
-def _direct_number(name, value):
+def _direct_number(name, value, low=1):
     """The number of a stored direct message's id ("d42" or 42)."""
     if isinstance(value, str) and value.startswith("d"):
         value = value[1:]
-    return _optional_int(name, value, 1)
+    return _optional_int(name, value, low)
+
+
+def _required_direct_number(name, value):
+    if value is None:
+        raise ChatError("invalid_payload", f"{name} is required")
+    return _direct_number(name, value, 0)
 
 
 def _optional_int(name, value, low, high=MAX_INT):

@@ -25,7 +25,8 @@ def test_pages_need_a_login(client):
         assert answer.headers["Location"] == f"/login?next={path}"
 
 
-def test_register_logs_in_and_the_pages_carry_the_user(client):
+def test_register_logs_in_and_the_pages_carry_the_user(client, user):
+    user("bob")  # a DM page is for a user who exists
     answer = register(client, "ana")
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
     page = client.get("/room/general")

@@ -361,6 +361,8 @@ def direct_by_client_id(tx: Tx, sender: str, client_id: str) -> dict | None:
 
 
 def add_direct(tx: Tx, sender: str, recipient: str, text: str, ts: int, client_id: str | None) -> dict:
+    if tx.postgres:  # one conversation's ids commit in order, so that `since` on reconnect never skips one
+        tx.row("SELECT pg_advisory_xact_lock(hashtext(?))", ("directs:" + _pair_key(sender, recipient),))
     row_id = tx.value("INSERT INTO directs (sender, recipient, text, ts, client_id) VALUES (?, ?, ?, ?, ?) "
                       "RETURNING id", (sender, recipient, text, ts, client_id))
     return wire.direct(row_id, sender, recipient, text, ts, client_id)
@@ -372,6 +374,83 @@ def directs_between(tx: Tx, user: str, peer: str, before: int | None, limit: int
                    "AND id < ? ORDER BY id DESC LIMIT ?",
                    (user, peer, peer, user, MAX_INT if before is None else before, limit))
     return [wire.direct(*row) for row in reversed(rows)]
+
+
+def _pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a.lower(), b.lower())))
+
+
+_PAIR = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
+
+
+def directs_after(tx: Tx, user: str, peer: str, after: int, limit: int) -> list[dict]:
+    """The direct messages between two users with id > after, oldest first, at most limit."""
+    rows = tx.rows(f"{_DIRECTS} WHERE {_PAIR} AND id > ? ORDER BY id LIMIT ?", (user, peer, peer, user, after, limit))
+    return [wire.direct(*row) for row in rows]
+
+
+# read marks of direct conversations: the highest direct message id each user has read from each peer
+
+def mark_direct_read(tx: Tx, user: str, peer: str, upto: int) -> int:
+    """Raise the user's mark in the conversation to its last message with id <= upto (never lower it); the mark."""
+    top = tx.value(f"SELECT max(id) FROM directs WHERE {_PAIR} AND id <= ?", (user, peer, peer, user, upto))
+    if top is None:
+        return direct_last_read(tx, user, peer)
+    larger = "GREATEST" if tx.postgres else "MAX"
+    return tx.value("INSERT INTO direct_reads (username_key, peer_key, last_read) VALUES (?, ?, ?) "
+                    "ON CONFLICT (username_key, peer_key) DO UPDATE "
+                    f"SET last_read = {larger}(direct_reads.last_read, excluded.last_read) RETURNING last_read",
+                    (user.lower(), peer.lower(), top))
+
+
+def direct_last_read(tx: Tx, user: str, peer: str) -> int:
+    return tx.value("SELECT last_read FROM direct_reads WHERE username_key = ? AND peer_key = ?",
+                    (user.lower(), peer.lower())) or 0
+
+
+def direct_unread(tx: Tx, user: str, peer: str) -> int:
+    """How many of the peer's messages to the user come after the user's read mark (none from oneself)."""
+    if user.lower() == peer.lower():
+        return 0
+    return tx.value("SELECT count(*) FROM directs WHERE sender = ? AND recipient = ? AND id > ?",
+                    (peer, user, direct_last_read(tx, user, peer)))
+
+
+def direct_state(tx: Tx, user: str, peer: str) -> dict[str, int]:
+    """The read state of one conversation for the user: last_read, unread and the peer's peer_last_read."""
+    return {"last_read": direct_last_read(tx, user, peer), "unread": direct_unread(tx, user, peer),
+            "peer_last_read": direct_last_read(tx, peer, user)}
+
+
+def conversations(tx: Tx, user: str, limit: int) -> list[dict]:
+    """The user's direct conversations, the latest message's first, each with its last message and read state."""
+    rows = tx.rows("SELECT peer, max(id) FROM (SELECT recipient AS peer, id FROM directs WHERE sender = ? "
+                   "UNION ALL SELECT sender AS peer, id FROM directs WHERE recipient = ?) pairs "
+                   "GROUP BY peer ORDER BY max(id) DESC LIMIT ?", (user, user, limit))
+    if not rows:
+        return []
+    marks = ",".join("?" * len(rows))
+    last = {row[0]: wire.direct(*row) for row in tx.rows(f"{_DIRECTS} WHERE id IN ({marks})", [r[1] for r in rows])}
+    key = user.lower()
+    mine = dict(tx.rows("SELECT peer_key, last_read FROM direct_reads WHERE username_key = ?", (key,)))
+    theirs = dict(tx.rows("SELECT username_key, last_read FROM direct_reads WHERE peer_key = ?", (key,)))
+    unread = {sender.lower(): count for sender, count in tx.rows(
+        "SELECT d.sender, count(*) FROM directs d LEFT JOIN direct_reads r "
+        "ON r.username_key = ? AND r.peer_key = lower(d.sender) "
+        "WHERE d.recipient = ? AND d.sender <> d.recipient AND d.id > coalesce(r.last_read, 0) GROUP BY d.sender",
+        (key, user))}
+    return [{"with": peer, "last_message": last[last_id], "last_read": mine.get(peer.lower(), 0),
+             "unread": unread.get(peer.lower(), 0), "peer_last_read": theirs.get(peer.lower(), 0)}
+            for peer, last_id in rows]
+
+
+# room read receipts
+
+def room_readers(tx: Tx, room: str, limit: int) -> dict[str, int]:
+    """{username: last_read} of the users who read the furthest in the room, at most limit."""
+    return dict(tx.rows("SELECT u.username, rr.last_read FROM room_reads rr JOIN rooms r ON r.id = rr.room_id "
+                        "JOIN users u ON u.username_key = rr.username_key WHERE r.name = ? "
+                        "ORDER BY rr.last_read DESC, u.username LIMIT ?", (room, limit)))
 
 
 # notifications to one user, kept until read

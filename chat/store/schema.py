@@ -84,6 +84,17 @@ directs = Table(
     Column("client_id", String(64)),
     UniqueConstraint("sender", "client_id", name="uq_directs_sender_client"),
     Index("ix_directs_pair", "sender", "recipient", "id"),
+    Index("ix_directs_recipient", "recipient", "sender", "id"),
+)
+
+direct_reads = Table(  # the highest direct message id (its number) each user has read from each peer
+    "direct_reads", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username_key", String(32), nullable=False),
+    Column("peer_key", String(32), nullable=False),
+    Column("last_read", BigInteger, nullable=False),
+    UniqueConstraint("username_key", "peer_key", name="uq_direct_reads_user_peer"),
+    Index("ix_direct_reads_peer", "peer_key", "username_key"),
 )
 
 notifications = Table(

@@ -229,6 +229,26 @@ class Store:
         """The latest direct messages between two users with id < before (all when None), oldest first."""
         return self._read(queries.directs_between, user, peer, before, limit)
 
+    def directs_after(self, user: str, peer: str, after: int, limit: int) -> list[dict]:
+        """The direct messages between two users with id > after, oldest first, at most limit."""
+        return self._read(queries.directs_after, user, peer, after, limit)
+
+    def mark_direct_read(self, user: str, peer: str, upto: int) -> int:
+        """Raise the user's read mark in the conversation with peer to its last message up to id upto; the mark."""
+        return self._write(queries.mark_direct_read, user, peer, upto)
+
+    def direct_state(self, user: str, peer: str) -> dict[str, int]:
+        """{"last_read", "unread", "peer_last_read"} of the user's conversation with peer."""
+        return self._read(queries.direct_state, user, peer)
+
+    def conversations(self, user: str, limit: int) -> list[dict]:
+        """The user's direct conversations, latest first: {"with", "last_message", "last_read", "unread", ...}."""
+        return self._read(queries.conversations, user, limit)
+
+    def room_readers(self, room: str, limit: int) -> dict[str, int]:
+        """{username: last_read} of the users who read the furthest in the room, at most limit."""
+        return self._read(queries.room_readers, room, limit)
+
     # private rooms: an owner and the members it invited; every other room is public for good
 
     def create_room(self, name: str, owner: str, private: bool, now: int) -> bool:

@@ -3,7 +3,7 @@
 // only module that runs anything on import. A typed message is never lost: the outbox keeps it in
 // localStorage and retries it with its client_id until the server acknowledges it.
 import { initialConnection, nextConnection, refusedIdentity, socketOptions } from "./connection.js";
-import { ensureDirect, mergeMessages, peerOf, saveDirect } from "./directs.js";
+import { catchUp, ensureDirect, peerOf } from "./directs.js";
 import { actionFor, parseErrorTable, UNAUTHORIZED } from "./errors.js";
 import { createNotifications } from "./notifications.js";
 import { Outbox } from "./outbox.js";
@@ -117,7 +117,9 @@ function fillRoomGap(room) {
 function joinRoom(room) {
   if (!socket.connected) return;
   const conn = socket.id;
-  socket.timeout(ACK_TIMEOUT).emit("join", room.join(), (err, ack) => {
+  const payload = room.join();
+  if (room.name === view.room) payload.receipts = true;  // "Seen by" from the marks already made, not only live ones
+  socket.timeout(ACK_TIMEOUT).emit("join", payload, (err, ack) => {
     if (socket.id !== conn) return;
     if (err) { setTimeout(() => joinRoom(room), 1000); return; }
     if (!ack?.ok) {
@@ -128,6 +130,9 @@ function joinRoom(room) {
       return;
     }
     for (const clientId of room.accept(ack, me)) outbox.delivered(clientId);
+    for (const [reader, mark] of Object.entries(ack.readers || {})) {
+      if (Number.isInteger(mark)) room.readers.set(reader, Math.max(room.readers.get(reader) || 0, mark));
+    }
     if (room.newFrom === null) {  // the first join of this page: a "new messages" divider above the first unread
       const unread = looking(room.name) && room.read !== null && room.read < room.lastSeq;
       room.newFrom = unread ? room.read + 1 : 0;
@@ -158,24 +163,90 @@ function loadOlder(room) {
 }
 
 // ---------------------------------------------------------------------------
-// Direct messages
+// Direct messages: the server lists the conversations on every connect; the one on screen loads its
+// history once, then catches up with `since` after each reconnect; read marks go to the server, which
+// tells this user's other tabs and devices, and the peer (receipts).
 function addDirect(m) {
   const conv = ensureDirect(state.directs, peerOf(m, me));
   conv.peer = peerOf(m, me);  // take the canonical spelling
-  conv.messages = mergeMessages(conv.messages, [m]);
-  if (m.client_id && same(m.from, me)) outbox.delivered(m.client_id);
-  if (same(m.from, me)) conv.read = Math.max(conv.read, m.ts);
+  takeDirects(conv, [m]);
+}
+
+function takeDirects(conv, messages) {
+  for (const clientId of conv.add(messages, me)) outbox.delivered(clientId);
   markDirectRead(conv);
-  saveDirect(storage, conv);
   render();
 }
 
+const directReadSent = new Map();  // peer key -> the highest id number told to the server as read on this connection
+
 function markDirectRead(conv) {
-  const last = conv.messages.at(-1)?.ts || 0;
-  if (view.peer && same(view.peer, conv.peer) && document.visibilityState === "visible" && conv.read < last) {
-    conv.read = last;
-    saveDirect(storage, conv);
+  const upTo = conv.toMarkRead();
+  const key = conv.peer.toLowerCase();
+  if (!view.peer || !same(view.peer, conv.peer) || document.visibilityState !== "visible" || !socket.connected
+      || !conv.loaded || !(upTo > (directReadSent.get(key) || 0))) return;
+  directReadSent.set(key, upTo);
+  socket.emit("direct_read", { with: conv.peer, id: upTo }, (ack) => {
+    if (ack?.ok) { conv.takeState(ack); render(); }
+  });
+}
+
+function listConversations() {
+  const conn = socket.id;
+  socket.timeout(ACK_TIMEOUT).emit("conversations", {}, (err, ack) => {
+    if (socket.id !== conn) return;
+    if (err || !ack?.ok) { setTimeout(() => { if (socket.id === conn) listConversations(); }, 2000); return; }
+    for (const entry of ack.conversations || []) ensureDirect(state.directs, entry.with).listed(entry, me);
+    render();
+  });
+}
+
+function directHistory(payload) {
+  return new Promise((resolve, reject) => {
+    socket.timeout(ACK_TIMEOUT).emit("direct_history", payload, (err, ack) => {
+      if (err || !ack?.ok) reject(err || new Error(ack?.error?.code || "refused"));
+      else resolve(ack);
+    });
+  });
+}
+
+// Load the conversation on screen: its latest messages the first time, what came since on a reconnect.
+async function loadDirect(conv) {
+  if (!socket.connected || conv.fetching) return;
+  const conn = socket.id;
+  let failed = false;
+  conv.fetching = "history";
+  try {
+    if (conv.since() === null) {
+      const ack = await directHistory({ with: conv.peer });
+      for (const clientId of conv.loadedLatest(ack, me)) outbox.delivered(clientId);
+      takeDirects(conv, []);
+    } else {
+      failed = !await catchUp(conv, (since) => directHistory({ with: conv.peer, since }), (ack) => {
+        conv.takeState(ack);
+        takeDirects(conv, ack.messages || []);
+      });
+    }
+  } catch (err) {
+    console.warn("papo: could not load the conversation", conv.peer, err);
+    failed = true;
+  } finally {
+    conv.fetching = null;
   }
+  // Dropped meanwhile, or not answered: the connection that is up now asks again (with `since`).
+  if (failed || socket.id !== conn) setTimeout(() => loadDirect(conv), failed ? 2000 : 0);
+}
+
+function loadOlderDirect(conv) {
+  if (!socket.connected || conv.fetching || !conv.messages.length) return;
+  conv.fetching = "older";
+  directHistory({ with: conv.peer, before: conv.messages[0].id, limit: 50 }).then((ack) => {
+    const keepFrom = scroller ? scroller.scrollHeight - scroller.scrollTop : 0;
+    takeDirects(conv, ack.messages || []);
+    conv.hasOlder = Boolean(ack.has_more);
+    renderNow();
+    if (scroller) scroller.scrollTop = scroller.scrollHeight - keepFrom;
+  }).catch(() => {}).finally(() => { conv.fetching = null; });
 }
 
 // ---------------------------------------------------------------------------
@@ -249,7 +320,10 @@ function connectionEvent(event, attempt) {
 socket.on("connect", () => {
   connectionEvent("connect");
   readSent.clear();
+  directReadSent.clear();
   for (const room of state.rooms.values()) joinRoom(room);
+  listConversations();
+  if (view.peer) loadDirect(ensureDirect(state.directs, view.peer));
   flush();
 });
 
@@ -293,7 +367,21 @@ socket.on("typing", (t) => {
   render();
 });
 
-socket.on("direct", (m) => { if (m && m.id) addDirect(m); });
+socket.on("direct", (m) => { if (m && m.id && m.from && m.to) addDirect(m); });
+
+// A direct conversation's read mark: mine from another tab or device, or the peer's (a receipt).
+socket.on("direct_read", (r) => {
+  if (!r || !Number.isInteger(r.last_read) || typeof r.user !== "string" || typeof r.with !== "string") return;
+  if (same(r.user, me)) {
+    const conv = ensureDirect(state.directs, r.with);
+    const key = conv.peer.toLowerCase();
+    directReadSent.set(key, Math.max(directReadSent.get(key) || 0, r.last_read));
+    if (conv.takeRead(r.last_read)) render();
+  } else {
+    const conv = ensureDirect(state.directs, r.user);
+    if (r.last_read > conv.peerRead) { conv.peerRead = r.last_read; render(); }
+  }
+});
 
 socket.on("message_updated", (m) => {
   const room = state.rooms.get(m?.room);
@@ -370,10 +458,8 @@ function loadSaved() {
     if (ROOM_RE.test(name)) ensureRoom(name).read = info.read ?? null;
   }
   if (view.room) ensureRoom(view.room, true);
-  for (const [key, conv] of Object.entries(storage.read("directs", {}))) {
-    state.directs.set(key, { peer: conv.peer, messages: conv.messages || [], read: conv.read || 0 });
-  }
   if (view.peer) ensureDirect(state.directs, view.peer);
+  try { localStorage.removeItem(storage.key("directs")); } catch { /* the server holds direct messages now */ }
   outbox.load();
 }
 
@@ -381,13 +467,6 @@ function takeStored(name) {
   if (name === "outbox") {
     outbox.load();
     flush();
-  } else if (name === "directs") {
-    for (const [key, conv] of Object.entries(storage.read("directs", {}))) {
-      const mine = ensureDirect(state.directs, conv.peer);
-      mine.messages = mergeMessages(mine.messages, conv.messages || []);
-      mine.read = Math.max(mine.read, conv.read || 0);
-      state.directs.set(key, mine);
-    }
   } else if (name === "rooms") {
     const all = storage.read("rooms", {});
     for (const [roomName, info] of Object.entries(all)) {
@@ -534,7 +613,10 @@ function wireComposer() {
       target.closest("details")?.removeAttribute("open");
     }
   });
-  document.getElementById("load-older")?.addEventListener("click", () => loadOlder(state.rooms.get(view.room)));
+  document.getElementById("load-older")?.addEventListener("click", () => {
+    if (view.peer) loadOlderDirect(ensureDirect(state.directs, view.peer));
+    else loadOlder(state.rooms.get(view.room));
+  });
   document.getElementById("leave-room")?.addEventListener("click", () => {
     const name = view.room;
     const go = () => { forgetRoom(name); window.location.assign("/"); };

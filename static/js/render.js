@@ -117,10 +117,15 @@ export function createRenderer({ state, view, me }) {
       syncList(directs, !list.length ? empty("li", "No conversations yet.") : list.map((conv) => {
         const current = viewingPeer(conv.peer);
         const count = current ? 0 : directUnread(conv, me);
+        const last = conv.preview(me);
         return {
-          key: `d:${conv.peer.toLowerCase()}`, sig: `${conv.peer}|${count}|${current}`,
-          make: () => sideLink(`/dm/${encodeURIComponent(conv.peer)}`, conv.peer, `@ ${conv.peer}`, count, current,
-                               { "data-peer": conv.peer }),
+          key: `d:${conv.peer.toLowerCase()}`, sig: `${conv.peer}|${count}|${current}|${last}`,
+          make: () => {
+            const item = sideLink(`/dm/${encodeURIComponent(conv.peer)}`, conv.peer, `@ ${conv.peer}`, count, current,
+                                  { "data-peer": conv.peer, title: last || null });
+            if (last) item.querySelector(".name").append(el("br"), el("span", { class: "preview muted small", text: last }));
+            return item;
+          },
         };
       }));
     }
@@ -196,14 +201,17 @@ export function createRenderer({ state, view, me }) {
   }
 
   function renderDirect(conv) {
-    const items = conv.messages.map((m) => messageItem(m, `m:${m.id}`, "delivered", (x) => x.from));
+    const seen = conv.seen(me);
+    const ownLast = conv.messages.findLast((m) => same(m.from, me));
+    const items = conv.messages.map((m) => messageItem(m, `m:${m.id}`, "delivered", (x) => x.from, false,
+                                                       m === ownLast ? seen : ""));
     const deliveredIds = new Set(conv.messages.filter((m) => m.client_id && same(m.from, me)).map((m) => m.client_id));
     for (const e of state.outbox) {
       if (e.kind !== "direct" || !same(e.to, conv.peer) || deliveredIds.has(e.client_id)) continue;
       items.push(messageItem({ from: me, text: e.text, ts: e.created, client_id: e.client_id, error: e.error },
                              `c:${e.client_id}`, e.status, (x) => x.from));
     }
-    renderMessages(items, false);
+    renderMessages(items, conv.hasOlder);
   }
 
   // "Seen by ..." from the read receipts of the other members that reached seq.

@@ -157,18 +157,6 @@ def test_direct_message_reaches_only_the_addressed_user(person):
     assert "just between us" not in stored
 
 
-def test_a_direct_message_to_nobody_is_marked_not_sent(person):
-    alice = person("alice")
-    alice.open_direct("nobody-here")
-    alice.say("hello?")
-    failed = alice.message("hello?", status="failed")
-    expect(failed.locator(".state")).to_contain_text("Not sent")
-    expect(alice.page.locator('#toasts .toast[data-level="error"] .title')).to_have_text("Message not sent")
-    failed.locator("button.discard").click()
-    expect(alice.message("hello?")).to_have_count(0)
-    assert alice.page.evaluate("window.papoState.outbox.length") == 0
-
-
 def test_notifications_show_as_toasts(person, server):
     alice = person("alice")
     alice.page.goto(f"{alice.base_url}/")
