@@ -98,3 +98,12 @@ def test_the_settings_page_fits_a_390_px_screen(person):
     lobby = ana.page
     lobby.goto(f"{ana.base_url}/")
     assert lobby.evaluate("() => document.documentElement.scrollWidth") <= 390
+    room = ana.open_room("small")
+    link = room.get_by_role("link", name="Members", exact=True)
+    box = link.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390, box
+    assert room.evaluate("() => document.documentElement.scrollWidth") <= 390
+    link.focus()
+    room.keyboard.press("Enter")
+    room.wait_for_url(f"{ana.base_url}/room/small/settings")
+    assert ana.errors == []
