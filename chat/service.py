@@ -116,6 +116,12 @@ class ChatService:
         self.broadcaster.enter(sid, room_channel(room))
         if self.presence.join(sid, room):
             self._announce(room, user, "join")
+        if self.store.room_privacy(room) != (False, None):  # removed while joining: out again
+            try:
+                self._admit(user, room)
+            except ChatError:
+                self.leave(sid, room)
+                raise
         last_rev = self.store.last_rev(room)  # before the reads: a later change is in them or broadcast
         if since is None:
             messages, truncated = self.store.messages_before(room, None, RECENT_LIMIT), False

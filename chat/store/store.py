@@ -274,8 +274,9 @@ class Store:
 
     def remove_room_member(self, name: str, user: str) -> bool:
         """Take a member out of a room; False when it was not one."""
-        self._room_members.pop((name, user.lower()), None)
-        return self._write(queries.remove_room_member, name, user)
+        removed = self._write(queries.remove_room_member, name, user)
+        self._room_members.pop((name, user.lower()), None)  # after the write: a read between would trust it again
+        return removed
 
     def close_room(self, name: str) -> list[str]:
         """Empty a private room for good (see queries.close_room); the members it had."""
