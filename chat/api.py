@@ -130,7 +130,7 @@ def change_password():
     """Change the caller's password; every other session of theirs ends."""
     found = signed_in_session()
     body = json_body()
-    papo().identity.change_password(found.user, body.get("old"), body.get("new"))
+    papo().identity.change_password(found.user, body.get("old"), body.get("new"), request.remote_addr)
     revoked, _ = papo().identity.sessions.revoke(found.user, "revoked", keep=found.id)
     audit.record("password_changed", found.user, request.remote_addr, found.id, "others revoked",
                  revoked=len(revoked))
@@ -176,6 +176,24 @@ def room_members(room):
 def invite(room):
     user = signed_in_user()
     return papo().service.invite(user, room, json_body().get("user"))
+
+
+@bp.post("/api/rooms/<room>/leave")
+def leave_room(room):
+    """End the caller's membership of a private room they do not own."""
+    return papo().service.leave_room(signed_in_user(), room)
+
+
+@bp.delete("/api/rooms/<room>/members/<member>")
+def remove_member(room, member):
+    """Take a member out of the caller's private room (the caller's own name: leave it)."""
+    return papo().service.remove_member(signed_in_user(), room, member)
+
+
+@bp.delete("/api/rooms/<room>")
+def delete_room(room):
+    """Delete the caller's private room; every member is told."""
+    return papo().service.delete_room(signed_in_user(), room)
 
 
 @bp.get("/api/directs/<peer>")

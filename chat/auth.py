@@ -50,8 +50,8 @@ class Identity:
     def authenticate(self, username, password, address=None):
         """Return the user's stored name when the password matches; unauthorized otherwise.
 
-        rate_limited (before any password is checked) when the username or the caller's address
-        has failed too often lately.
+        rate_limited (before any password is checked) when this address, or this address for this
+        username, has failed too often lately, or the username has from addresses it never logged in from.
         """
         username, password = _credentials(username, password, refusal="unauthorized")
         if self.throttle:
@@ -64,9 +64,9 @@ class Identity:
             self.throttle.succeeded(username, address)
         return found.username
 
-    def change_password(self, username, old, new):
+    def change_password(self, username, old, new, address=None):
         """Replace the user's password after checking the old one; unauthorized when it does not match."""
-        self.authenticate(username, old)
+        self.authenticate(username, old, address)
         _, new = _credentials(username, new)
         if len(new) < MIN_PASSWORD:
             raise ChatError("invalid_payload", f"password must be at least {MIN_PASSWORD} characters")

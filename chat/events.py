@@ -186,6 +186,14 @@ def on_invite(service, sid, user, payload):
     return service.invite(user, payload.get("room"), payload.get("user"))
 
 
+def on_remove_member(service, sid, user, payload):
+    return service.remove_member(user, payload.get("room"), payload.get("user"))
+
+
+def on_delete_room(service, sid, user, payload):
+    return service.delete_room(user, payload.get("room"))
+
+
 def on_refresh(identity, service, sid, user, payload):
     """Let the connection live by a new token of the same user; unauthorized leaves it as it was."""
     session = identity.session_for_token(payload.get("token"))
@@ -226,6 +234,8 @@ HANDLERS: dict[str, Handler] = {
     "conversations": on_conversations,
     "create_room": on_create_room,
     "invite": on_invite,
+    "remove_member": on_remove_member,
+    "delete_room": on_delete_room,
     "edit": on_edit,
     "delete": on_delete,
     "react": on_react,

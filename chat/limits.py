@@ -122,33 +122,69 @@ class Guard:
 
 
 class LoginThrottle:
-    """Password checks per username and per address: `burst` at once, then `rate` per second.
+    """Password checks per (address, username), per address, and per username from unfamiliar addresses.
 
-    Every attempt spends a token from the username's bucket and one from the address's (which
-    is `address_factor` times larger, for people behind one address); a success gives them back,
-    so only failures add up.
+    Every attempt spends a token from its (address, username) bucket (`burst` at once, then `rate`
+    per second) and one from the address's (`address_factor` times larger, for people behind one
+    address). A username's own bucket (`user_factor` times larger, against guessing spread over many
+    addresses) is spent only by addresses that have not logged in as that user within
+    `trust_seconds`: failures from elsewhere can never lock the owner out where they usually log in.
+    A success gives back what it spent, so only failures add up.
     """
 
-    def __init__(self, burst, rate, address_factor=5, clock=time.monotonic):
-        self.users = RateLimiter(burst, rate, clock)
+    def __init__(self, burst, rate, address_factor=5, user_factor=10, trust_seconds=30 * 86400,
+                 clock=time.monotonic):
+        self.pairs = RateLimiter(burst, rate, clock)
         self.addresses = RateLimiter(burst * address_factor, rate * address_factor, clock)
+        self.users = RateLimiter(burst * user_factor, rate * user_factor, clock)
+        self.trust_seconds = trust_seconds
+        self.clock = clock
+        self._trusted = {}  # {(username key, address): time of the last successful login from there}
+        self._lock = short_lock()
 
     def attempt(self, username, address):
-        """Spend an attempt; rate_limited with retry_after when the user or the address has none left."""
+        """Spend an attempt; rate_limited with retry_after (seconds) when a bucket it needs is empty."""
         key = username.lower()
-        wait = self.users.take(key)
-        if wait:
-            raise ChatError("rate_limited", "too many failed logins for this user; wait and try again",
-                            retry_after=max(1, math.ceil(wait)))
+        spent: list[tuple[RateLimiter, object]] = []
+        steps = [(self.pairs, (address, key), "for this user from this address")]
         if address:
-            wait = self.addresses.take(address)
+            steps.append((self.addresses, address, "from this address"))
+        if not self.trusted(key, address):
+            steps.append((self.users, key, "for this user from addresses it has not logged in from"))
+        for bucket, bucket_key, which in steps:
+            wait = bucket.take(bucket_key)
             if wait:
-                self.users.give(key)
-                raise ChatError("rate_limited", "too many failed logins from this address; wait and try again",
-                                retry_after=max(1, math.ceil(wait)))
+                for done, done_key in spent:
+                    done.give(done_key)
+                retry = max(1, math.ceil(wait))
+                raise ChatError("rate_limited", f"too many failed logins {which}; try again in {wait_words(retry)}",
+                                retry_after=retry)
+            spent.append((bucket, bucket_key))
+
+    def trusted(self, key, address):
+        """Tell whether the user logged in from this address lately."""
+        at = self._trusted.get((key, address))
+        return at is not None and self.clock() - at < self.trust_seconds
 
     def succeeded(self, username, address):
-        """Give back the attempt a successful login spent."""
-        self.users.give(username.lower())
+        """Give back the attempt a successful login spent, and trust the address for this user."""
+        key = username.lower()
+        trusted = self.trusted(key, address)
+        self.pairs.give((address, key))
         if address:
             self.addresses.give(address)
+        if not trusted:
+            self.users.give(key)
+        with self._lock:
+            if len(self._trusted) > 100_000:
+                now = self.clock()
+                self._trusted = {k: at for k, at in self._trusted.items() if now - at < self.trust_seconds}
+            self._trusted[(key, address)] = self.clock()
+
+
+def wait_words(seconds):
+    """Say a wait in words, rounded up: "10 seconds", "1 minute", "4 minutes"."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -9,9 +9,10 @@ import json
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from chat import audit, errors
-from chat.auth import USERNAME, SessionRefused, current_session, current_user, is_admin
+from chat.auth import MIN_PASSWORD, USERNAME, SessionRefused, current_session, current_user, is_admin
 from chat.errors import ChatError
 from chat.extension import papo
+from chat.limits import wait_words
 from chat.service import ROOM_NAME
 
 bp = Blueprint("pages", __name__)
@@ -88,6 +89,15 @@ def stream(name):
     return render_template("stream.html", user=current_user(), page="stream", room=name)
 
 
+@bp.get("/room/<name>/settings")
+@login_required
+def room_settings(name):
+    """Show a room's members and, for a private room, invite, remove, leave and delete."""
+    if not ROOM_NAME.fullmatch(name):
+        abort(404)
+    return render_template("room_settings.html", user=current_user(), page="room_settings", settings_room=name)
+
+
 @bp.get("/dm/<peer>")
 @login_required
 def direct(peer):
@@ -160,8 +170,42 @@ def login():
             status = STATUS.get(e.code, 400)
             if e.retry_after is not None:
                 headers["Retry-After"] = str(e.retry_after)
+                error = f"There were too many failed logins. Try again in {wait_words(e.retry_after)}."
     ended = ENDED.get(request.args.get("ended", ""))
-    return render_template("login.html", error=error, username=username, page="login", ended=ended), status, headers
+    return render_template("login.html", error=error, username=username, page="login", ended=ended,
+                           focus_password=bool(error and username)), status, headers
+
+
+@bp.route("/password", methods=("GET", "POST"))
+@login_required
+def password():
+    """Change one's password: every other session of the user ends, this one stays signed in."""
+    found = current_session()
+    assert found is not None  # login_required
+    error, done, status, headers = None, False, 200, {}
+    if request.method == "POST":
+        new = request.form.get("new", "")
+        if new != request.form.get("confirm", new):
+            error, status = "The two new passwords differ.", 400
+        else:
+            try:
+                papo().identity.change_password(found.user, request.form.get("current", ""), new,
+                                                request.remote_addr)
+            except ChatError as e:
+                audit.record("password_change_failed", found.user, request.remote_addr, found.id, e.code)
+                error, status = e.message, STATUS.get(e.code, 400)
+                if e.code == "unauthorized":
+                    error = "Your current password is not right."
+                if e.retry_after is not None:
+                    headers["Retry-After"] = str(e.retry_after)
+                    error = f"There were too many failed attempts. Try again in {wait_words(e.retry_after)}."
+            else:
+                revoked, _ = papo().identity.sessions.revoke(found.user, "revoked", keep=found.id)
+                audit.record("password_changed", found.user, request.remote_addr, found.id, "others revoked",
+                             revoked=len(revoked))
+                done = True
+    return render_template("password.html", user=found.user, page="password", error=error, done=done,
+                           min_password=MIN_PASSWORD), status, headers
 
 
 @bp.post("/logout")

@@ -124,6 +124,12 @@ class ChatService:
         self.broadcaster.enter(sid, room_channel(room))
         if self.presence.join(sid, room):
             self._announce(room, user, "join")
+        if self.store.room_privacy(room) != (False, None):  # removed while joining: out again
+            try:
+                self._admit(user, room)
+            except ChatError:
+                self.leave(sid, room)
+                raise
         last_rev = self.store.last_rev(room)  # before the reads: a later change is in them or broadcast
         if since is None:
             messages, truncated = self.store.messages_before(room, None, RECENT_LIMIT), False
@@ -360,6 +366,8 @@ class ChatService:
     def _admit(self, user: str | None, room: str) -> None:
         """forbidden unless the room is public (or does not exist yet) or the user is one of its members."""
         privacy = self.store.room_privacy(room)
+        if privacy and privacy[0] and privacy[1] is None:
+            raise ChatError("not_found", f"the room {room} was deleted")
         if privacy and privacy[0] and not (user and self.store.is_room_member(room, user)):
             raise ChatError("forbidden", f"{room} is a private room; its owner can invite you")
 
@@ -386,7 +394,69 @@ class ChatService:
         found = self._find_user("user", invitee)
         if self.store.add_room_member(room, found.username, self.now_ms()):
             self.broadcaster.emit("invited", {"room": room, "by": owner}, to=user_channel(found.username))
+            self._members_changed(room, owner)
         return {"room": room, "members": self.store.room_members(room)}
+
+    def _members_changed(self, room: str, owner: str | None) -> None:
+        self.broadcaster.emit("room_members", {"room": room, "owner": owner, "members": self.store.room_members(room)},
+                              to=room_channel(room))
+
+    def _private_room(self, user: str, room: Any) -> tuple[str, str]:
+        """(room, owner) of a live private room the user belongs to; invalid_room, not_found or forbidden otherwise."""
+        room = valid_room(room)
+        privacy = self.store.room_privacy(room)
+        if privacy is None:
+            raise ChatError("not_found", f"there is no room named {room}")
+        self._admit(user, room)
+        private, owner = privacy
+        if not private or owner is None:
+            raise ChatError("forbidden", f"{room} is a public room: it has no members to leave or remove")
+        return room, owner
+
+    def leave_room(self, user: str, room: Any) -> Answer:
+        """End the user's membership of a private room they do not own; their connections leave it at once."""
+        room, owner = self._private_room(user, room)
+        if owner.lower() == user.lower():
+            raise ChatError("forbidden", f"you own {room}: delete it instead of leaving")
+        if self.store.remove_room_member(room, user):
+            self._end_membership(room, user, user, "left")
+            self._members_changed(room, owner)
+        return {"room": room, "left": True}
+
+    def remove_member(self, user: str, room: Any, member: Any) -> Answer:
+        """Take a member out of the user's private room (one's own name: leave it); they hear `room_removed`."""
+        room, owner = self._private_room(user, room)
+        found = self._find_user("user", member)
+        if found.username.lower() == user.lower():
+            self.leave_room(user, room)
+            return {"room": room, "members": self.store.room_members(room)}
+        if owner.lower() != user.lower():
+            raise ChatError("forbidden", f"only the owner of {room} can remove its members")
+        if found.username.lower() == owner.lower():
+            raise ChatError("forbidden", "the owner cannot be removed; delete the room instead")
+        if not self.store.remove_room_member(room, found.username):
+            raise ChatError("not_found", f"{found.username} is not a member of {room}")
+        self._end_membership(room, found.username, user, "removed")
+        self._members_changed(room, owner)
+        return {"room": room, "members": self.store.room_members(room)}
+
+    def delete_room(self, user: str, room: Any) -> Answer:
+        """Delete the user's private room: every member hears `room_removed` and every connection leaves it."""
+        room, owner = self._private_room(user, room)
+        if owner.lower() != user.lower():
+            raise ChatError("forbidden", f"only the owner of {room} can delete it")
+        for member in self.store.close_room(room):
+            self._end_membership(room, member, user, "deleted", announce=False)
+        self.signals.notify(room)
+        return {"room": room, "deleted": True}
+
+    def _end_membership(self, room: str, member: str, by: str, reason: str, announce: bool = True) -> None:
+        """Take every connection of the member out of the room, on every process, and tell them why."""
+        for sid in self.presence.sids_of(member, room):
+            self.broadcaster.exit(sid, room_channel(room))
+            if self.presence.leave(sid, room) and announce:
+                self._announce(room, member, "leave")
+        self.broadcaster.emit("room_removed", {"room": room, "by": by, "reason": reason}, to=user_channel(member))
 
     def room_members(self, user: str | None, room: Any) -> Answer:
         """The invited members of a private room (every member may ask); public rooms have none."""

@@ -102,6 +102,26 @@ def room_members(tx: Tx, name: str) -> list[str]:
                                       "WHERE r.name = ? ORDER BY m.id", (name,))]
 
 
+def remove_room_member(tx: Tx, name: str, user: str) -> bool:
+    """Delete a member of a room; whether it was one."""
+    return tx.run("DELETE FROM room_members WHERE username_key = ? AND room_id = (SELECT id FROM rooms WHERE name = ?)",
+                  (user.lower(), name)) > 0
+
+
+def close_room(tx: Tx, name: str) -> list[str]:
+    """Empty a private room for good: no owner, no members, no read marks, every message blanked; its members.
+
+    The row stays, private and ownerless, so that its name is never reused and nobody is admitted.
+    """
+    members = room_members(tx, name)
+    room_id = tx.value("SELECT id FROM rooms WHERE name = ?", (name,))
+    tx.run("DELETE FROM room_members WHERE room_id = ?", (room_id,))
+    tx.run("DELETE FROM room_reads WHERE room_id = ?", (room_id,))
+    tx.run("UPDATE messages SET text = '', deleted = ?, reactions = NULL WHERE room_id = ?", (True, room_id))
+    tx.run("UPDATE rooms SET owner = NULL, private = ? WHERE id = ?", (True, room_id))
+    return members
+
+
 # messages
 
 def messages_after(tx: Tx, room: str, after: int, limit: int) -> list[dict]:

@@ -11,6 +11,7 @@ from .recent import RecentMessages
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
+MEMBER_CACHE_SECONDS = 1.0  # how long a process trusts a private room membership it read (removals reach it then)
 INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
 
 
@@ -41,7 +42,9 @@ class Store:
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
         self._known_rooms: set[str] = set()
         self._public_rooms: set[str] = set()  # public rooms never turn private
-        self._room_members: set[tuple[str, str]] = set()  # {(room, username key)}: nobody is removed
+        # {(room, username key): monotonic time until which the membership is trusted}: members can be
+        # removed, on any process, so a membership read lasts MEMBER_CACHE_SECONDS
+        self._room_members: dict[tuple[str, str], float] = {}
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL)."""
@@ -272,11 +275,13 @@ class Store:
     def is_room_member(self, name: str, user: str) -> bool:
         """Whether the user was invited to the room (or owns it)."""
         key = (name, user.lower())
-        if key in self._room_members:
+        if self._room_members.get(key, 0.0) > time.monotonic():
             return True
         found = self._read(queries.is_room_member, name, user)
         if found:
-            self._room_members.add(key)
+            if len(self._room_members) > 100_000:
+                self._room_members.clear()
+            self._room_members[key] = time.monotonic() + MEMBER_CACHE_SECONDS
         return found
 
     def add_room_member(self, name: str, user: str, now: int) -> bool:
@@ -286,6 +291,19 @@ class Store:
         except self.connector.integrity_errors:
             return False
         return True
+
+    def remove_room_member(self, name: str, user: str) -> bool:
+        """Take a member out of a room; False when it was not one."""
+        removed = self._write(queries.remove_room_member, name, user)
+        self._room_members.pop((name, user.lower()), None)  # after the write: a read between would trust it again
+        return removed
+
+    def close_room(self, name: str) -> list[str]:
+        """Empty a private room for good (see queries.close_room); the members it had."""
+        members = self._write(queries.close_room, name)
+        for member in members:
+            self._room_members.pop((name, member.lower()), None)
+        return members
 
     def room_members(self, name: str) -> list[str]:
         """The usernames of a room's members, in the order they were added."""

@@ -12,6 +12,8 @@ import { fillGap, RoomChannel, ROOM_RE, same } from "./room.js";
 import { watchSession } from "./session.js";
 import { createSearch, showLinkedMessage } from "./search.js";
 import { createStorage } from "./storage.js";
+import { wireLogout } from "./account.js";
+import { createRoomSettings, wireCreatePrivate } from "./rooms.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
 const TYPING_IDLE = 3000;        // ms without a key before `typing: false`
@@ -418,6 +420,47 @@ function change(event, payload) {
   });
 }
 
+// Private rooms: an invitation shows in the lobby; a membership ended elsewhere (removed by the
+// owner, the room deleted, left in another tab) takes the room off this page at once.
+const settingsRoot = document.querySelector("[data-settings-room]");
+const settings = settingsRoot
+  ? createRoomSettings({ root: settingsRoot, me, room: settingsRoot.dataset.settingsRoom }) : null;
+
+socket.on("invited", (invite) => {
+  if (!invite?.room) return;
+  toast({ level: "info", title: `You were invited to #${invite.room}`, body: `by ${invite.by}` });
+  refreshLobbySoon();
+});
+
+socket.on("room_members", (event) => settings?.members(event));
+
+socket.on("room_removed", (event) => {
+  if (!event?.room) return;
+  settings?.removed(event);
+  const room = state.rooms.get(event.room);
+  if (room) {
+    state.rooms.delete(event.room);
+    forgetRoom(event.room);
+  }
+  refreshLobbySoon();
+  if (view.room !== event.room) { render(); return; }
+  const why = { removed: `${event.by} removed you from #${event.room}.`, deleted: `${event.by} deleted #${event.room}.`,
+                left: `You left #${event.room}.` }[event.reason] || `You are no longer in #${event.room}.`;
+  const notice = document.getElementById("room-removed") || document.createElement("p");
+  notice.id = "room-removed";
+  notice.className = "form-error";
+  notice.setAttribute("role", "alert");
+  notice.textContent = `${why} `;
+  const back = document.createElement("a");
+  back.href = "/";
+  back.textContent = "Back to the lobby";
+  notice.append(back);
+  const composer = document.getElementById("composer");
+  composer?.before(notice);
+  for (const control of composer?.querySelectorAll("textarea, button") || []) control.disabled = true;
+  render();
+});
+
 // Notifications: notifications.js toasts each once, keeps the unread badge and the desktop alerts.
 socket.on("notification", (n) => notifications.received(n));
 socket.on("notifications_read", (r) => notifications.read(r));
@@ -659,8 +702,17 @@ setInterval(() => {  // expire "is typing" lines that got no news
   if (changed) render();
 }, 1000);
 
+// A page that signed this user out elsewhere (logged out in another tab) leaves no data behind either.
+socket.on("session_ended", (ending) => { if (ending?.code === "logged_out") storage.clear(["outbox"]); });
+
 loadSaved();
 wireSidebar();
+wireLogout(document.querySelector('form[data-form="logout"]'), storage, { before: () => {
+  socket.io.opts.reconnection = false;
+  socket.disconnect();
+} });
+wireCreatePrivate(document.querySelector('form[data-form="create-private"]'));
+settings?.load();
 if (document.getElementById("side-details")) createSearch({ container: document.getElementById("side-details"), api });
 wireForms();
 wireComposer();

@@ -22,6 +22,19 @@ export function createStorage(user, storage = globalThis.localStorage) {
       this.write(name, value);
       return value;
     },
+    // Remove every item of this user (those named in keep stay); return how many went.
+    clear(keep = []) {
+      const kept = new Set(keep.map((name) => prefix + name));
+      const mine = [];
+      try {
+        for (let i = 0; i < storage.length; i += 1) {
+          const key = storage.key(i);
+          if (key && key.startsWith(prefix) && !kept.has(key)) mine.push(key);
+        }
+        for (const key of mine) storage.removeItem(key);
+      } catch { return 0; }
+      return mine.length;
+    },
     // Return the name a storage event's key refers to, or null when it is not one of this user's.
     nameOf(key) {
       return key && key.startsWith(prefix) ? key.slice(prefix.length) : null;
@@ -36,6 +49,7 @@ export function memoryStorage() {
     getItem: (key) => (items.has(key) ? items.get(key) : null),
     setItem: (key, value) => { items.set(key, String(value)); },
     removeItem: (key) => { items.delete(key); },
+    key: (index) => [...items.keys()][index] ?? null,
     get length() { return items.size; },
   };
 }
