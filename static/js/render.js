@@ -3,6 +3,7 @@
 import { describe } from "./connection.js";
 import { directUnread, ensureDirect } from "./directs.js";
 import { REACTIONS, same } from "./room.js";
+import { linkify } from "./text.js";
 
 const LEVELS = ["info", "success", "warning", "error"];
 const TOASTS_SHOWN = 5;
@@ -54,6 +55,13 @@ export function clock(ts, seconds = false) {
   const today = new Date().toDateString() === d.toDateString();
   return today ? d.toLocaleTimeString([], opts)
     : `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${d.toLocaleTimeString([], opts)}`;
+}
+
+// A message's text as nodes: text nodes, and an anchor for each http(s) link (linkify decides; no markup is parsed).
+export function textNodes(text) {
+  return linkify(text).map((part) => (part.href
+    ? el("a", { href: part.href, rel: "noopener noreferrer nofollow", target: "_blank", class: "link", text: part.text })
+    : document.createTextNode(part.text)));
 }
 
 const $ = (id) => document.getElementById(id);
@@ -232,7 +240,7 @@ export function createRenderer({ state, view, me }) {
             : null,
         ]);
         const text = m.deleted ? el("p", { class: "text deleted muted", text: "This message was deleted." })
-          : el("p", { class: "text", text: m.text });
+          : el("p", { class: "text" }, textNodes(m.text));
         const changeable = inRoom && status === "delivered" && m.seq && !m.deleted;
         return el("li", {
           class: own ? "msg own" : "msg", "data-status": status, "data-seq": m.seq ? String(m.seq) : null,
