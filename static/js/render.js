@@ -67,10 +67,37 @@ export function textNodes(text) {
 const $ = (id) => document.getElementById(id);
 const empty = (tag, text, props = {}) => [{ key: "empty", sig: "", make: () => el(tag, { class: "empty", ...props, text }) }];
 
-export function createRenderer({ state, view, me }) {
+const NEAR = 80;  // px from an end of the message list that count as at that end
+
+export function createRenderer({ state, view, me, onNearTop = () => {} }) {
   const scroller = $("scroller");
   const viewingPeer = (peer) => Boolean(view.peer && same(view.peer, peer));
   let frame = 0;
+  // Whether the view follows the newest message: true until the reader scrolls up, again once back down.
+  let pinned = true;
+  const newBelow = $("new-below");
+  const atBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR;
+  const toBottom = () => {
+    scroller.scrollTop = scroller.scrollHeight;
+    pinned = true;
+    if (newBelow) newBelow.hidden = true;
+  };
+  if (scroller) {
+    scroller.addEventListener("scroll", () => {
+      pinned = atBottom();
+      if (pinned && newBelow) newBelow.hidden = true;
+      if (scroller.scrollTop < NEAR && !$("load-older")?.hidden) onNearTop();
+    }, { passive: true });
+    // The list, the composer or the screen changed size (members listed, the keyboard opened, a long
+    // message wrapped): keep the newest message fully in view while the view follows it.
+    const follow = new ResizeObserver(() => { if (pinned) scroller.scrollTop = scroller.scrollHeight; });
+    follow.observe(scroller);
+    if ($("messages")) follow.observe($("messages"));
+  }
+  newBelow?.addEventListener("click", () => {
+    toBottom();
+    $("composer-text")?.focus();  // the button is gone: keep the keyboard where the reader writes
+  });
 
   function render() {
     if (!frame) frame = requestAnimationFrame(renderNow);
@@ -200,6 +227,11 @@ export function createRenderer({ state, view, me }) {
                                text: same(user, me) ? `${user} (you)` : user }),
       })));
       $("member-count").textContent = room.joined ? `(${members.length})` : "";
+      // Offline, the list is the last one known: greyed, and said so in words.
+      const stale = state.connection.status !== "online";
+      list.dataset.stale = String(stale);
+      const status = $("members-status");
+      if (status) status.textContent = state.connection.status === "offline" ? "You are offline: who is here may have changed." : "";
     }
   }
 
@@ -280,14 +312,14 @@ export function createRenderer({ state, view, me }) {
   function renderMessages(items, hasOlder) {
     const list = $("messages");
     if (!list) return;
-    const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const before = list.lastElementChild?.dataset.key;
     syncList(list, items);
     const older = $("load-older");
     if (older) older.hidden = !hasOlder;
     const grew = list.lastElementChild?.dataset.key !== before;
     const ownLast = list.lastElementChild?.classList.contains("own");
-    if (grew && (nearBottom || ownLast)) scroller.scrollTop = scroller.scrollHeight;
+    if (pinned || (grew && ownLast)) toBottom();
+    else if (grew && newBelow) newBelow.hidden = false;
   }
 
   function renderTyping(room) {
