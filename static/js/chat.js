@@ -551,7 +551,7 @@ function wireComposer() {
     else if (target.dataset.delete === "1") {  // a second press deletes: nothing goes by one slip
       target.dataset.delete = "2";
       target.textContent = "Delete for everyone?";
-      target.setAttribute("aria-label", `Confirm: delete your message ${seq} for everyone`);
+      target.setAttribute("aria-label", `Delete for everyone? Confirm: delete your message ${seq} for everyone`);
     } else if (target.dataset.delete === "2") {
       change("delete", { room: view.room, seq });
     } else if (target.dataset.react) {

@@ -206,7 +206,7 @@ export function createRenderer({ state, view, me, onNearTop = () => {} }) {
     const ownLast = seqs.findLast((seq) => same(room.messages.get(seq).user, me));
     for (const seq of seqs) {
       if (seq === room.newFrom && seq !== seqs[0]) {
-        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", role: "separator", text: "New messages" }) });
+        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", text: "New messages" }) });
       }
       items.push(messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user, true,
                              seq === ownLast ? seenBy(room, seq) : ""));
@@ -292,7 +292,7 @@ export function createRenderer({ state, view, me, onNearTop = () => {} }) {
       text: `${emoji} ${users.length}`,
     }));
     const picker = el("details", { class: "react-picker" }, [
-      el("summary", { class: "button ghost", text: "React", "aria-label": "Add a reaction" }),
+      el("summary", { class: "button ghost", text: "React", "aria-label": "React: add a reaction" }),
       ...REACTIONS.map((emoji) => el("button", {
         type: "button", class: "button ghost", "data-react": emoji, "aria-label": `React with ${emoji}`, text: emoji,
       })),
