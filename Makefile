@@ -5,10 +5,17 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint setup setup-dev vendor bench bench-quick cluster clean
+.PHONY: run test lint setup setup-dev vendor bench bench-quick cluster clean notify
 
+# `make run HOST=0.0.0.0 PORT=8080`: the address and port to serve on (default 127.0.0.1:5000).
 run: setup
 	$(PY) app.py --host $(HOST) --port $(PORT)
+
+# `make notify ARGS='--room ops --title "Backup done"'`: `papo notify` from the virtualenv, to the
+# server `make run` serves on the same HOST and PORT (or PAPO_URL); NOTIFY_TOKEN must be the server's.
+PAPO_URL ?= http://$(HOST):$(PORT)
+notify: setup
+	PAPO_URL=$(PAPO_URL) $(VENV)/bin/papo notify $(ARGS)
 
 LINTED := chat bench tests tools app.py
 

@@ -6,14 +6,14 @@ The pages are shells: static/js/chat.js does the live part over Socket.IO and
 import functools
 import json
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
 
 from chat import audit, errors
 from chat.auth import MIN_PASSWORD, USERNAME, SessionRefused, current_session, current_user, is_admin
 from chat.errors import ChatError
 from chat.extension import papo
 from chat.limits import wait_words
-from chat.service import ROOM_NAME
+from chat.service import MAX_TEXT, ROOM_NAME
 
 bp = Blueprint("pages", __name__)
 ERROR_TABLE = json.dumps(errors.table(), separators=(",", ":"), sort_keys=True)
@@ -26,8 +26,29 @@ ENDED = {"token_expired": "your sign-in expired", "logged_out": "you logged out"
 
 @bp.app_context_processor
 def page_data():
-    """Give every page the contract's error codes, which static/js/errors.js reads from <body>."""
-    return {"error_table": ERROR_TABLE}
+    """Give every page the contract's error codes (static/js/errors.js reads them) and the text limit."""
+    return {"error_table": ERROR_TABLE, "max_text": MAX_TEXT, "is_admin": is_admin}
+
+
+# The HTML error pages (templates/error.html): a title and a sentence for each status; every other
+# path under these prefixes keeps the contract's JSON error.
+ERROR_PAGES = {
+    403: ("Not allowed", "forbidden", "This page is not open to your account."),
+    404: ("Not found", "not_found",
+          "There is no page at this address. Room names are lowercase letters, digits, - and _."),
+}
+JSON_PATHS = ("/api/", "/healthz", "/metrics")
+
+
+@bp.app_errorhandler(403)
+@bp.app_errorhandler(404)
+def error_page(error):
+    """Show a page with a way back to the lobby; answer API paths and JSON clients with the JSON error."""
+    title, code, sentence = ERROR_PAGES[error.code]
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    if request.path.startswith(JSON_PATHS) or best == "application/json":
+        return jsonify(error=ChatError(code, error.description or title).body()), error.code
+    return render_template("error.html", page="error", status=error.code, title=title, sentence=sentence), error.code
 
 
 def login_required(view):
@@ -74,8 +95,10 @@ def lobby():
 @bp.get("/room/<name>")
 @login_required
 def room(name):
-    """Show one room."""
+    """Show one room; a name in capitals moves for good to its lowercase spelling, as the lobby writes it."""
     if not ROOM_NAME.fullmatch(name):
+        if ROOM_NAME.fullmatch(name.lower()):
+            return redirect(url_for("pages.room", name=name.lower()), 308)
         abort(404)
     return render_template("room.html", user=current_user(), page="room", room=name)
 

@@ -11,9 +11,10 @@ import resource
 import signal
 import socket
 import sys
+from urllib.parse import urlsplit
 
 from chat import create_app, internals
-from chat.config import SettingError
+from chat.config import Settings, SettingError
 from chat.transport import drain, hubs
 
 BACKLOG = 2048
@@ -43,9 +44,33 @@ def main(mode, argv=None):
     _allow_open_files(papo.settings.MAX_CONNECTIONS)
     _freeze_startup_objects()
     log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
+    log.info("%s", start_line(papo.settings, app.instance_path))
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
     serve(app, listener, papo.settings.MAX_CONNECTIONS, papo)
     return 0
+
+
+def start_line(settings: Settings, instance_path: str) -> str:
+    """Say which features this server runs with and where its instance folder is; no secret, no password."""
+    admins = ", ".join(settings.ADMIN_USERS) or "none (ADMIN_USERS unset)"
+    redis = f"{_where(settings.REDIS_URL)} (several processes)" if settings.REDIS_URL else "off (one process)"
+    return (f"features: notify {'on' if settings.NOTIFY_TOKEN else 'off (NOTIFY_TOKEN unset)'}; "
+            f"monitor admins: {admins}; Redis: {redis}; "
+            f"database: {_database(settings.DATABASE_URL)}; instance folder: {instance_path}")
+
+
+def _database(url: str) -> str:
+    """Name the database's kind and where it is, without credentials."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite {url[len('sqlite:///'):] or '(memory)'}"
+    return f"PostgreSQL {_where(url)}"
+
+
+def _where(url: str) -> str:
+    """Return url's host, port and path with any user and password left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _arguments(argv):

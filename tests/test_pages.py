@@ -66,7 +66,7 @@ def test_login_never_redirects_off_site(client, target):
 
 def test_bad_names_in_paths_are_not_found(client):
     register(client, "ana")
-    assert client.get("/room/Not_Lower").status_code == 404
+    assert client.get("/room/Not Lower").status_code == 404
     assert client.get("/room/" + "a" * 65).status_code == 404
     assert client.get("/dm/" + "b" * 33).status_code == 404
 
@@ -76,3 +76,34 @@ def test_go_opens_rooms_and_conversations(client):
     assert client.get("/go?room=%23General").headers["Location"] == "/room/general"
     assert client.get("/go?user=@bob").headers["Location"] == "/dm/bob"
     assert client.get("/go?room=no%20spaces").headers["Location"] == "/"
+
+
+def test_a_room_name_in_capitals_moves_to_its_lowercase_spelling(client):
+    register(client, "ana")
+    answer = client.get("/room/General")
+    assert answer.status_code == 308 and answer.headers["Location"] == "/room/general"
+    assert client.get("/room/Not_Lower").headers["Location"] == "/room/not_lower"
+
+
+def test_error_pages_are_pages_with_a_way_back_and_the_api_keeps_its_json(client, settings):
+    register(client, "ana")
+    for path, status, title in (("/monitor", 403, "Not allowed"), ("/nowhere", 404, "Not found"),
+                                ("/dm/" + "b" * 33, 404, "Not found")):
+        answer = client.get(path, headers={"Accept": "text/html"})
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == status and answer.mimetype == "text/html", path
+        assert f"<h1>{title}</h1>" in html and 'href="/">Back to the lobby</a>' in html, path
+    for path, headers in (("/api/nowhere", {"Accept": "text/html"}), ("/nowhere", {"Accept": "application/json"}),
+                          ("/monitor", {"Accept": "application/json"})):
+        answer = client.get(path, headers=headers)
+        assert answer.mimetype == "application/json", path
+        assert answer.get_json()["error"]["code"] in ("not_found", "forbidden"), path
+
+
+@pytest.mark.parametrize("settings", [{"ADMIN_USERS": "boss"}])
+def test_only_admins_have_the_monitor_link(client, settings):
+    register(client, "boss")
+    assert 'href="/monitor"' in client.get("/").get_data(as_text=True)
+    client.post("/logout")
+    register(client, "ana")
+    assert 'href="/monitor"' not in client.get("/").get_data(as_text=True)

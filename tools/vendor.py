@@ -26,6 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "static" / "vendor"
 # Each pinned package and the files it contributes, as (path inside the package, name in static/vendor).
 PACKAGES = {
+    # axe-core is for the browser suite only (tests/browser/test_axe.py injects it); no page loads it.
+    "axe-core": [
+        ("axe.min.js", "axe.min.js"),
+        ("LICENSE", "axe-core.LICENSE"),
+    ],
     "socket.io-client": [
         ("dist/socket.io.min.js", "socket.io.min.js"),
         ("dist/socket.io.min.js.map", "socket.io.min.js.map"),

@@ -14,6 +14,7 @@ import { createSearch, showLinkedMessage } from "./search.js";
 import { createStorage } from "./storage.js";
 import { wireLogout } from "./account.js";
 import { createRoomSettings, wireCreatePrivate } from "./rooms.js";
+import { MAX_TEXT, measure } from "./text.js";
 
 const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
 const TYPING_IDLE = 3000;        // ms without a key before `typing: false`
@@ -22,7 +23,6 @@ const ACK_TIMEOUT = 10000;       // ms to wait for an ack before trying again
 const FLUSH_EVERY = 3000;        // ms between outbox sweeps while online
 const LOBBY_EVERY = 10000;       // ms between two lobby refreshes
 const GAP_WAIT = 300;            // ms for a crossing broadcast to arrive before a gap is fetched
-const MAX_TEXT = 4000;
 const USER_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 
 const body = document.body;
@@ -44,7 +44,9 @@ const state = {
 };
 window.papoState = state;  // read-only handle for debugging and tests
 
-const { render, renderNow, toast, scroller } = createRenderer({ state, view, me });
+const { render, renderNow, toast, scroller } = createRenderer({
+  state, view, me, onNearTop: () => loadOlder(state.rooms.get(view.room)),
+});
 const socket = io(socketOptions());
 state.session = watchSession(socket, {
   fetchFn: (...args) => fetch(...args), leave: (url) => window.location.assign(url), next: location.pathname,
@@ -557,6 +559,24 @@ function wireComposer() {
   const box = document.getElementById("composer-text");
   const hint = document.getElementById("composer-hint");
   const hintText = hint?.textContent || "";
+  const max = Number(box.dataset.maxText) || MAX_TEXT;  // the server's limit, from the page
+  const counter = document.getElementById("composer-count");
+  const feedback = document.getElementById("composer-feedback");
+  // The counter near the limit; the feedback line says why a send was refused until the text changes.
+  const checkLength = () => {
+    const m = measure(box.value, max);
+    if (counter) {
+      counter.textContent = m.counter;
+      counter.dataset.over = String(m.over);
+    }
+    if (m.over) box.setAttribute("aria-invalid", "true");
+    else box.removeAttribute("aria-invalid");
+    return m;
+  };
+  const refuse = (why) => {
+    if (feedback) feedback.textContent = why;
+    box.focus();
+  };
   let typingSent = 0;
   let idleTimer = null;
   let editing = null;  // the seq of the own message being edited in the composer, or null
@@ -572,6 +592,7 @@ function wireComposer() {
   const stopEditing = () => {
     editing = null;
     box.value = "";
+    checkLength();
     if (hint) hint.textContent = hintText;
   };
 
@@ -588,11 +609,14 @@ function wireComposer() {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = box.value.trim();
-    if (!text) return;
-    if (text.length > MAX_TEXT) {
-      toast({ level: "warning", title: "Too long", body: `A message holds at most ${MAX_TEXT} characters.` });
+    const length = checkLength();
+    if (length.empty) { refuse("Nothing to send: type a message first."); return; }
+    if (length.over) {
+      refuse(`Not sent: a message holds at most ${max} characters; this one has ${length.length}. `
+             + `Shorten it by ${length.length - max}.`);
       return;
     }
+    if (feedback) feedback.textContent = "";
     if (editing !== null) {
       change("edit", { room: view.room, seq: editing, text });
       stopEditing();
@@ -601,6 +625,7 @@ function wireComposer() {
     if (view.room) enqueue({ kind: "room", room: view.room, text });
     else enqueue({ kind: "direct", to: view.peer, text });
     box.value = "";
+    checkLength();
     grow();
     stopTyping();
     box.focus();
@@ -626,6 +651,7 @@ function wireComposer() {
 
   box.addEventListener("input", () => {
     grow();
+    if (!checkLength().over && feedback) feedback.textContent = "";
     if (!view.room) return;
     if (!box.value.trim()) { stopTyping(); return; }
     const now = Date.now();
@@ -647,7 +673,7 @@ function wireComposer() {
     else if (target.dataset.delete === "1") {  // a second press deletes: nothing goes by one slip
       target.dataset.delete = "2";
       target.textContent = "Delete for everyone?";
-      target.setAttribute("aria-label", `Confirm: delete your message ${seq} for everyone`);
+      target.setAttribute("aria-label", `Delete for everyone? Confirm: delete your message ${seq} for everyone`);
     } else if (target.dataset.delete === "2") {
       change("delete", { room: view.room, seq });
     } else if (target.dataset.react) {

@@ -19,9 +19,9 @@ const palette = () => [css("--accent", "#2754c5"), css("--ok", "#1a7f37"), css("
 // One definition per chart: the lines it draws, each a label and how to read it from a sample.
 const CHARTS = {
   connections: [
-    ["Signed in", (s) => s.connections],
-    ["WebSocket", (s) => s.transports?.websocket],
-    ["Polling", (s) => s.transports?.polling],
+    ["Users online", (s) => s.connections],
+    ["WebSocket connections", (s) => s.transports?.websocket],
+    ["Polling connections", (s) => s.transports?.polling],
   ],
   messages: [
     ["In / s", (s) => s.messages_per_s],
@@ -42,6 +42,13 @@ const CHARTS = {
 };
 
 const plots = new Map();  // chart key -> { plot, figure, lines }
+
+// A sample's `connections` counts users (presence); its `transports` count the Engine.IO connections.
+export const connectionCount = (s) => (s.transports ? Object.values(s.transports).reduce((a, b) => a + (b || 0), 0) : null);
+
+// The latest known value of each latency quantile, and the ts of the sample that had it: a pause in
+// traffic leaves a sample without latency, and the tile then says how old its figure is.
+const latest = { p50: null, p99: null };  // quantile -> { value, ts } | null
 
 function makePlot(container, labels) {
   const colors = palette();
@@ -146,10 +153,16 @@ function render() {
   const last = samples[samples.length - 1];
   if (!last) return;
   const number = (v, digits = 0) => (v == null ? "–" : Number(v).toLocaleString(undefined, { maximumFractionDigits: digits }));
-  $("tile-connections").textContent = number(last.connections);
+  $("tile-users").textContent = number(last.connections);
+  $("tile-connections").textContent = number(connectionCount(last));
   $("tile-messages").textContent = number(last.messages_per_s, 1);
-  $("tile-p50").textContent = last.latency_ms?.p50 == null ? "–" : `${number(last.latency_ms.p50, 1)} ms`;
-  $("tile-p99").textContent = last.latency_ms?.p99 == null ? "–" : `${number(last.latency_ms.p99, 1)} ms`;
+  for (const q of ["p50", "p99"]) {
+    for (const s of samples) if (s.latency_ms?.[q] != null && s.ts >= (latest[q]?.ts ?? -Infinity)) latest[q] = { value: s.latency_ms[q], ts: s.ts };
+    const known = latest[q];
+    $(`tile-${q}`).textContent = known ? `${number(known.value, 1)} ms` : "–";
+    const age = known && known.ts < last.ts ? Math.round((last.ts - known.ts) / 1000) : null;
+    $(`tile-${q}-age`).textContent = age ? `${age} s ago` : "";
+  }
   $("tile-cpu").textContent = last.cpu_percent == null ? "–" : `${number(last.cpu_percent, 0)} %`;
   $("tile-memory").textContent = last.memory_rss_bytes == null ? "–" : `${number(last.memory_rss_bytes / MB, 0)} MB`;
   renderRooms(last.busiest_rooms || []);

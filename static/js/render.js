@@ -3,6 +3,7 @@
 import { describe } from "./connection.js";
 import { directUnread, ensureDirect } from "./directs.js";
 import { REACTIONS, same } from "./room.js";
+import { linkify } from "./text.js";
 
 const LEVELS = ["info", "success", "warning", "error"];
 const TOASTS_SHOWN = 5;
@@ -56,13 +57,47 @@ export function clock(ts, seconds = false) {
     : `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${d.toLocaleTimeString([], opts)}`;
 }
 
+// A message's text as nodes: text nodes, and an anchor for each http(s) link (linkify decides; no markup is parsed).
+export function textNodes(text) {
+  return linkify(text).map((part) => (part.href
+    ? el("a", { href: part.href, rel: "noopener noreferrer nofollow", target: "_blank", class: "link", text: part.text })
+    : document.createTextNode(part.text)));
+}
+
 const $ = (id) => document.getElementById(id);
 const empty = (tag, text, props = {}) => [{ key: "empty", sig: "", make: () => el(tag, { class: "empty", ...props, text }) }];
 
-export function createRenderer({ state, view, me }) {
+const NEAR = 80;  // px from an end of the message list that count as at that end
+
+export function createRenderer({ state, view, me, onNearTop = () => {} }) {
   const scroller = $("scroller");
   const viewingPeer = (peer) => Boolean(view.peer && same(view.peer, peer));
   let frame = 0;
+  // Whether the view follows the newest message: true until the reader scrolls up, again once back down.
+  let pinned = true;
+  const newBelow = $("new-below");
+  const atBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR;
+  const toBottom = () => {
+    scroller.scrollTop = scroller.scrollHeight;
+    pinned = true;
+    if (newBelow) newBelow.hidden = true;
+  };
+  if (scroller) {
+    scroller.addEventListener("scroll", () => {
+      pinned = atBottom();
+      if (pinned && newBelow) newBelow.hidden = true;
+      if (scroller.scrollTop < NEAR && !$("load-older")?.hidden) onNearTop();
+    }, { passive: true });
+    // The list, the composer or the screen changed size (members listed, the keyboard opened, a long
+    // message wrapped): keep the newest message fully in view while the view follows it.
+    const follow = new ResizeObserver(() => { if (pinned) scroller.scrollTop = scroller.scrollHeight; });
+    follow.observe(scroller);
+    if ($("messages")) follow.observe($("messages"));
+  }
+  newBelow?.addEventListener("click", () => {
+    toBottom();
+    $("composer-text")?.focus();  // the button is gone: keep the keyboard where the reader writes
+  });
 
   function render() {
     if (!frame) frame = requestAnimationFrame(renderNow);
@@ -176,7 +211,7 @@ export function createRenderer({ state, view, me }) {
     const ownLast = seqs.findLast((seq) => same(room.messages.get(seq).user, me));
     for (const seq of seqs) {
       if (seq === room.newFrom && seq !== seqs[0]) {
-        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", role: "separator", text: "New messages" }) });
+        items.push({ key: "new", sig: "", make: () => el("li", { class: "divider", text: "New messages" }) });
       }
       items.push(messageItem(room.messages.get(seq), `s:${seq}`, "delivered", (m) => m.user, true,
                              seq === ownLast ? seenBy(room, seq) : ""));
@@ -197,6 +232,11 @@ export function createRenderer({ state, view, me }) {
                                text: same(user, me) ? `${user} (you)` : user }),
       })));
       $("member-count").textContent = room.joined ? `(${members.length})` : "";
+      // Offline, the list is the last one known: greyed, and said so in words.
+      const stale = state.connection.status !== "online";
+      list.dataset.stale = String(stale);
+      const status = $("members-status");
+      if (status) status.textContent = state.connection.status === "offline" ? "You are offline: who is here may have changed." : "";
     }
   }
 
@@ -240,7 +280,7 @@ export function createRenderer({ state, view, me }) {
             : null,
         ]);
         const text = m.deleted ? el("p", { class: "text deleted muted", text: "This message was deleted." })
-          : el("p", { class: "text", text: m.text });
+          : el("p", { class: "text" }, textNodes(m.text));
         const changeable = inRoom && status === "delivered" && m.seq && !m.deleted;
         return el("li", {
           class: own ? "msg own" : "msg", "data-status": status, "data-seq": m.seq ? String(m.seq) : null,
@@ -260,7 +300,7 @@ export function createRenderer({ state, view, me }) {
       text: `${emoji} ${users.length}`,
     }));
     const picker = el("details", { class: "react-picker" }, [
-      el("summary", { class: "button ghost", text: "React", "aria-label": "Add a reaction" }),
+      el("summary", { class: "button ghost", text: "React", "aria-label": "React: add a reaction" }),
       ...REACTIONS.map((emoji) => el("button", {
         type: "button", class: "button ghost", "data-react": emoji, "aria-label": `React with ${emoji}`, text: emoji,
       })),
@@ -280,14 +320,14 @@ export function createRenderer({ state, view, me }) {
   function renderMessages(items, hasOlder) {
     const list = $("messages");
     if (!list) return;
-    const nearBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const before = list.lastElementChild?.dataset.key;
     syncList(list, items);
     const older = $("load-older");
     if (older) older.hidden = !hasOlder;
     const grew = list.lastElementChild?.dataset.key !== before;
     const ownLast = list.lastElementChild?.classList.contains("own");
-    if (grew && (nearBottom || ownLast)) scroller.scrollTop = scroller.scrollHeight;
+    if (pinned || (grew && ownLast)) toBottom();
+    else if (grew && newBelow) newBelow.hidden = false;
   }
 
   function renderTyping(room) {

@@ -1,0 +1,54 @@
+"""The start log's line: which features run, the database's kind, the instance folder; never a secret."""
+import dataclasses
+import logging
+
+from chat.config import Settings
+from chat.server import start_line
+
+
+def line(**settings):
+    return start_line(dataclasses.replace(Settings(), **settings), "/srv/papo/instance")
+
+
+def test_the_defaults_say_what_is_off_and_where_the_instance_folder_is():
+    said = line(DATABASE_URL="sqlite:////srv/papo/instance/papo.db")
+    assert said == ("features: notify off (NOTIFY_TOKEN unset); monitor admins: none (ADMIN_USERS unset); "
+                    "Redis: off (one process); database: SQLite /srv/papo/instance/papo.db; "
+                    "instance folder: /srv/papo/instance")
+
+
+def test_features_on_are_named_without_their_secrets():
+    said = line(NOTIFY_TOKEN="a-very-secret-notify-token", ADMIN_USERS=("boss", "ana"),
+                REDIS_URL="redis://:hunter2-redis@cache.internal:6380/2",
+                DATABASE_URL="postgresql://papo:hunter2-pg@db.internal:5433/papo", SECRET_KEY="s" * 32)
+    assert "notify on;" in said
+    assert "monitor admins: boss, ana;" in said
+    assert "Redis: cache.internal:6380/2 (several processes);" in said
+    assert "database: PostgreSQL db.internal:5433/papo;" in said
+    for secret in ("a-very-secret-notify-token", "hunter2", "papo:", "s" * 32):
+        assert secret not in said
+
+
+def test_a_relative_sqlite_path_is_shown_as_given():
+    assert "database: SQLite instance/papo.db;" in line(DATABASE_URL="sqlite:///instance/papo.db")
+
+
+def test_the_server_logs_it_at_start(tmp_path, monkeypatch, caplog):
+    from chat import server
+
+    served = []
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/papo.db")
+    monkeypatch.setenv("SECRET_KEY", "start-log-test-secret-key")
+    monkeypatch.setenv("ADMIN_USERS", "boss")
+    monkeypatch.setattr(server, "_freeze_startup_objects", lambda: None)  # leave this test process's gc alone
+    monkeypatch.setattr(server, "_allow_open_files", lambda connections: None)
+    monkeypatch.setattr(server, "_serve_threading", lambda app, listener, limit, papo: served.append((listener, papo)))
+    with caplog.at_level(logging.INFO, logger="papo.server"):
+        assert server.main("threading", ["--host", "127.0.0.1", "--port", "0"]) == 0
+    [(listener, papo)] = served
+    listener.close()
+    if getattr(papo, "monitor", None) is not None:
+        papo.monitor.stop()
+    papo.store.close()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("features:")]
+    assert len(said) == 1 and "monitor admins: boss;" in said[0] and f"SQLite {tmp_path}/papo.db" in said[0]
