@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import ChatError
-from .ports import Store
+from .ports import FeedStore
 from .service import ROOM_NAME, ChatService, room_channel, user_channel, valid_room
 
 PAGE = 500  # rows per read of a replay
@@ -200,7 +200,7 @@ def open_feed(service: ChatService, user: str, rooms: list[str], notifications: 
     return Feed(user, rooms, notifications)
 
 
-def start(feed: Feed, store: Store, cursor: str | None) -> tuple[str, list[Event]]:
+def start(feed: Feed, store: FeedStore, cursor: str | None) -> tuple[str, list[Event]]:
     """Place a feed subscribed a moment ago after the cursor, or at the present; (that place's cursor, what it missed).
 
     Call it once the feed hears live events (they wait meanwhile and go through accept() after):
@@ -233,7 +233,7 @@ def start(feed: Feed, store: Store, cursor: str | None) -> tuple[str, list[Event
     return initial, out
 
 
-def catch_up(feed: Feed, store: Store, room: str) -> list[Event]:
+def catch_up(feed: Feed, store: FeedStore, room: str) -> list[Event]:
     """Read off the store what the feed lacks in a room: messages after its seq, changes after its rev."""
     last_rev = store.last_rev(room)  # before the reads: a later change is in them or still on its way
     messages: list[dict] = []

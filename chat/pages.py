@@ -48,7 +48,9 @@ def error_page(error):
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     if request.path.startswith(JSON_PATHS) or best == "application/json":
         return jsonify(error=ChatError(code, error.description or title).body()), error.code
-    return render_template("error.html", page="error", status=error.code, title=title, sentence=sentence), error.code
+    detail = error.description if error.description != type(error).description else None  # abort(404, "...")
+    return render_template("error.html", page="error", status=error.code, title=title, sentence=detail or sentence), \
+        error.code
 
 
 def login_required(view):

@@ -156,7 +156,7 @@ def store(request, tmp_path):
     """The store on each database: the conversation queries speak each one's SQL."""
     from tests import test_store
 
-    yield from test_store.store.__wrapped__(request, tmp_path)
+    yield from test_store.open_store(request.param, tmp_path)
 
 
 def test_the_store_lists_conversations_and_keeps_read_marks_on_both_databases(store):

@@ -221,8 +221,13 @@ def test_the_view_streams_the_replay_then_comments(client, user, papo):
 @pytest.fixture
 def signed_in(user):
     """One user's token for every example of a test."""
-    tokens = []
-    return lambda: tokens[0] if tokens else tokens.append(user()[1]) or tokens[0]
+    tokens: list[str] = []
+
+    def token() -> str:
+        if not tokens:
+            tokens.append(user()[1])
+        return tokens[0]
+    return token
 
 
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

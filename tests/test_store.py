@@ -13,7 +13,12 @@ PG_PORT = 5432
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     """Every store test on both databases: the message path speaks each one's SQL directly."""
-    if request.param == "sqlite":
+    yield from open_store(request.param, tmp_path)
+
+
+def open_store(kind, tmp_path):
+    """Yield a migrated store on a fresh database of that kind ("sqlite" or "postgresql"), then drop it."""
+    if kind == "sqlite":
         store = Store(f"sqlite:///{tmp_path}/store.db")
         store.migrate()
         yield store

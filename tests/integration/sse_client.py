@@ -56,8 +56,8 @@ class EventStream:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        block = {}
-        data = []
+        block: dict[str, str] = {}
+        data: list[str] = []
         try:
             while True:
                 raw = self.response.readline()

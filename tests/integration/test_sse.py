@@ -92,7 +92,7 @@ def test_a_plain_requests_client_reads_each_event_as_it_comes(server):
     with requests.get(f"{server.url}/api/stream?rooms={lobby}", headers={"Authorization": f"Bearer {token}"},
                       stream=True, timeout=(5, 10)) as response:
         assert response.status_code == 200
-        lines = response.iter_lines(decode_unicode=True)
+        lines = (str(line) for line in response.iter_lines(decode_unicode=True))
         assert next(lines).startswith("retry: ")
         posted = post_message(server.url, token, lobby, "for requests")
         data = next(line for line in lines if line.startswith("data:"))
