@@ -82,7 +82,11 @@ def test_a_refresh_rebinds_the_connection_to_the_new_token(app, papo, user, conn
     fresh = app.test_client().post("/api/tokens/refresh", headers=bearer(token)).get_json()
     assert set(fresh) == {"token", "expires_in"}
     assert socket.emit("refresh", {"token": fresh["token"]}, callback=True) == {"ok": True, "expires_in": 86400}
-    assert papo.identity.sessions.live.session_of(_sid(papo, name)).id != papo.identity.session_for_token(token).id
+    # the refreshed token names the same session, moved on: ending it ends both tokens and the connection
+    assert papo.identity.sessions.live.session_of(_sid(papo, name)) == papo.identity.session_for_token(token)
+    assert app.test_client().post("/api/logout", headers=bearer(fresh["token"])).status_code == 204
+    assert not socket.is_connected()
+    assert app.test_client().get("/api/rooms", headers=bearer(token)).status_code == 401
 
 
 def _sid(papo, name):

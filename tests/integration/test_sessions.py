@@ -136,6 +136,19 @@ def test_log_out_everywhere_ends_every_session_of_the_user(server, people, open_
     assert refused_everywhere(server.url, first) and refused_everywhere(server.url, second)
 
 
+def test_log_out_everywhere_ends_the_tokens_obtained_by_refresh(server, people, open_client, secrets):
+    ana, first = people("ana")
+    refreshed = request(server.url, "POST", "/api/tokens/refresh", token=first)[1]["token"]
+    again = request(server.url, "POST", "/api/tokens/refresh", token=refreshed)[1]["token"]
+    second = login(server.url, ana)
+    secrets.extend([refreshed, again, second])
+    by_refresh = open_client(server.url, again)
+    status, body = request(server.url, "POST", "/api/sessions/revoke", token=second)
+    assert status == 200 and body == {"revoked": 2}  # a refresh extends its session: two sessions, not four
+    assert ended(by_refresh, "revoked")
+    assert all(refused_everywhere(server.url, token) for token in (first, refreshed, again, second))
+
+
 def test_a_password_change_ends_every_other_session(server, people, open_client, secrets):
     ana, here = people("ana")
     elsewhere = login(server.url, ana)
@@ -186,10 +199,10 @@ def test_a_socket_refresh_needs_a_live_token_of_the_same_user(server, people, op
     secrets.append(fresh["token"])
     assert fresh["expires_in"] == 86400
     assert client.call("refresh", {"token": fresh["token"]}) == {"ok": True, "expires_in": 86400}
-    request(server.url, "POST", "/api/logout", token=token)
-    assert still_served(client)  # it lives by the new token now
-    request(server.url, "POST", "/api/logout", token=fresh["token"])
+    assert still_served(client)
+    request(server.url, "POST", "/api/logout", token=token)  # the refreshed token names the same session
     assert ended(client, "logged_out")
+    assert refused_everywhere(server.url, fresh["token"])
 
 
 def test_a_connection_is_warned_then_ended_at_expiry(short_server, open_client, secrets):
