@@ -6,7 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.sessions import Lifetimes, Session
+from chat.sessions import CACHE_SECONDS, Lifetimes, Session, Sessions
+from chat.store.queries import SessionRow
+from chat.store.recent import RoomCounters
 from tests.conftest import PASSWORD
 
 
@@ -239,3 +241,112 @@ def test_signed_in_callers_get_a_contract_answer_for_any_body(app, papo, user, o
     kept = http.post(f"/api/users/{name}-other/disconnect", json=body, headers=bearer("n" * 20))
     assert kept.status_code == 200 and kept.get_json() == {"disconnected": 0}
     assert http.get("/api/rooms", headers=bearer(token)).status_code == 200
+
+
+class FakeSessionStore:
+    """The session rows Sessions reads, counting the reads; `during_read` runs inside the next one."""
+
+    def __init__(self):
+        self.rows = {}
+        self.reads = 0
+        self.during_read = None
+        self.recent = None  # not a claimed SQLite file: only a fan-out makes Sessions trust memory
+
+    def find_session(self, session_id):
+        self.reads += 1
+        row = self.rows.get(session_id)
+        if self.during_read:
+            self.during_read, during = None, self.during_read
+            during()
+        return row
+
+
+class Listening:
+    def __init__(self):
+        self.now = True
+
+    def listening(self):
+        return self.now
+
+    def publish(self, message):
+        return 0
+
+
+def test_a_process_that_hears_every_revocation_reads_a_session_once_and_forgets_it_when_revoked(monkeypatch):
+    store, clock = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: clock[0])
+    sessions.fanout = Listening()
+    monotonic = [0.0]
+    monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s1") == Session("s1", "ana", 1060.0)
+    monotonic[0] += 100 * CACHE_SECONDS
+    assert sessions.check("s1") is not None and store.reads == 1  # remembered: no read per connect
+    store.rows["s1"] = SessionRow("ana", 1_060_000, 1)  # revoked by another process, which publishes it
+    sessions.heard({"user": "ana", "code": "revoked", "ids": None, "keep": None, "revoked": True})
+    assert sessions.check("s1") is None and store.reads == 2
+    sessions.fanout.now = False  # not listening: what was read lives a second, as without a fan-out
+    store.rows["s2"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s2") is not None
+    store.rows["s2"] = SessionRow("ana", 1_060_000, 1)
+    assert sessions.check("s2") is not None  # within the second
+    monotonic[0] += CACHE_SECONDS
+    assert sessions.check("s2") is None
+
+
+def test_a_read_overtaken_by_a_revocation_is_not_remembered():
+    store = FakeSessionStore()
+    sessions = Sessions(store, 60, clock=lambda: 1000.0)
+    sessions.fanout = Listening()
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+
+    def revoked_meanwhile():
+        store.rows["s1"] = SessionRow("ana", 1_060_000, 1)
+        sessions.forget("ana", ["s1"])
+
+    store.during_read = revoked_meanwhile
+    assert sessions.check("s1") is not None  # the row as it was read
+    assert sessions.check("s1") is None  # not kept: read again
+
+
+def test_a_session_that_seems_expired_is_read_again_a_refresh_may_have_moved_it(monkeypatch):
+    store, clock = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: clock[0])
+    sessions.fanout = Listening()
+    monotonic = [0.0]
+    monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s1") is not None
+    store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # refreshed on another process
+    clock[0], monotonic[0] = 1061.0, 61.0
+    assert sessions.check("s1") == Session("s1", "ana", 1120.0) and store.reads == 2
+
+
+def test_extending_a_session_moves_its_connections_and_their_old_deadlines_do_not_count():
+    now = [1000.0]
+    server = FakeServer()
+    lifetimes = Lifetimes(server, 5, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
+    lifetimes.bind("a", Session("s1", "ana", 1005.0))
+    lifetimes.bind("/monitor a2", Session("s1", "ana", 1005.0))
+    lifetimes.extend(Session("s1", "ana", 1010.0))
+    now[0] = 1005.0
+    lifetimes.tick()
+    assert server.sent == [] and set(lifetimes.bound) == {"a", "/monitor a2"}
+    now[0] = 1010.0
+    lifetimes.tick()
+    assert [event for event, _, _ in server.sent].count("session_ended") == 2 and lifetimes.bound == {}
+
+
+def test_room_counters_keep_the_larger_value_and_refuse_a_read_that_a_clear_overtook():
+    counters = RoomCounters(size=2)
+    generation = counters.generation
+    counters.keep_rev("r", 5)  # the writer's
+    counters.keep_rev("r", 4, generation)  # a read that started before the write
+    assert counters.last_rev("r") == 5
+    counters.keep_read("r", "Ana", 2)
+    assert counters.last_read("r", "ana") == 2
+    stale = counters.generation
+    counters.keep_rev("a", 1)
+    counters.keep_rev("b", 1)  # the table is full: cleared, a new generation
+    counters.keep_rev("c", 7, stale)
+    assert counters.last_rev("c") is None and counters.last_rev("b") == 1
