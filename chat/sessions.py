@@ -395,8 +395,7 @@ class Fanout:
                         continue
                     if item.get("type") == "subscribe":
                         self.sessions.forget(None)
-                    if item.get("type") in ("subscribe", "pong", "message"):
-                        self._answered = time.monotonic()
+                    self._answered = time.monotonic()  # any answer (a pong comes in shapes that vary by version)
                     if item.get("type") == "message":
                         self._hear(item.get("data"))
             except self.redis.RedisError as error:

@@ -1,15 +1,18 @@
 """Sessions through the test clients: 401 for a dead identity, cookie rotation, refresh, the sweeper, bad payloads."""
 import json
 import logging
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.sessions import CACHE_SECONDS, Lifetimes, Session, Sessions
+from chat.sessions import CACHE_SECONDS, TRUST_SECONDS, Fanout, Lifetimes, Session, Sessions
 from chat.store.queries import SessionRow
 from chat.store.recent import RoomCounters
 from tests.conftest import PASSWORD
+from tests.needs import need_program
 
 
 def bearer(token):
@@ -350,3 +353,34 @@ def test_room_counters_keep_the_larger_value_and_refuse_a_read_that_a_clear_over
     counters.keep_rev("b", 1)  # the table is full: cleared, a new generation
     counters.keep_rev("c", 7, stale)
     assert counters.last_rev("c") is None and counters.last_rev("b") == 1
+
+
+def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session_when_it_subscribes_again():
+    need_program("redis-server")
+    from tests.cluster.conftest import RedisServer
+
+    def until(condition, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    redis = RedisServer().start()
+    try:
+        store = FakeSessionStore()
+        sessions = Sessions(store, 60, clock=lambda: 1000.0)
+        sessions.fanout = Fanout(redis.url, sessions)
+        threading.Thread(target=sessions.fanout.listen, args=(time.sleep,), daemon=True).start()
+        assert until(sessions.hears_everything)
+        time.sleep(3 * TRUST_SECONDS)
+        assert sessions.hears_everything()  # the pings' answers keep it trusted
+        store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+        assert sessions.check("s1") is not None and store.reads == 1
+        redis.process.kill()
+        redis.process.wait()
+        assert until(lambda: not sessions.hears_everything(), 2 * TRUST_SECONDS + 1)
+        redis.start()  # subscribed again: what was read before is read again
+        assert until(sessions.hears_everything)
+        assert sessions.check("s1") is not None and store.reads == 2
+    finally:
+        redis.stop()
