@@ -384,3 +384,18 @@ def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session
         assert sessions.check("s1") is not None and store.reads == 2
     finally:
         redis.stop()
+
+
+def test_a_refresh_heard_from_another_process_moves_this_ones_connections_of_that_session():
+    store, now = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: now[0])
+    server = FakeServer()
+    sessions.live = Lifetimes(server, 60, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    sessions.live.bind("/monitor m1", sessions.check("s1"))
+    store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # extended by a refresh on another process
+    assert sessions.heard({"user": "ana", "extended": "s1"}) == 0
+    now[0] = 1060.0
+    sessions.live.tick()
+    assert sessions.live.session_of("/monitor m1") == Session("s1", "ana", 1120.0)
+    assert [event for event, _, _ in server.sent] == []
