@@ -79,12 +79,16 @@ class Sessions:
         The session keeps its id, so that a logout or a revocation of it ends every token refreshed from it.
         """
         extended = session._replace(expires_at=max(session.expires_at, self.clock() + self.ttl))
+        generation = self._generation
         if not self.store.extend_session(session.id, int(extended.expires_at * 1000)):
             self.forget(session.user, [session.id])
             return None
         with self._lock:
+            if generation == self._generation:  # else a revocation may have come in meanwhile: read it again
+                self._cache[session.id] = (time.monotonic(), extended)
+            else:
+                self._cache.pop(session.id, None)
             self._generation += 1
-            self._cache[session.id] = (time.monotonic(), extended)
         if self.live is not None:
             self.live.extend(extended)
         if self.fanout is not None:
