@@ -1,4 +1,5 @@
 """Sessions through the test clients: 401 for a dead identity, cookie rotation, refresh, the sweeper, bad payloads."""
+import contextlib
 import json
 import logging
 import threading
@@ -365,12 +366,28 @@ def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session
             time.sleep(0.02)
         return condition()
 
+    stopping = threading.Event()
+
+    class Stopped(Exception):
+        pass
+
+    def pause(seconds):
+        if stopping.is_set():
+            raise Stopped
+        time.sleep(seconds)
+
+    def listen():
+        with contextlib.suppress(Stopped):
+            sessions.fanout.listen(pause)
+
     redis = RedisServer().start()
+    listener = None
     try:
         store = FakeSessionStore()
         sessions = Sessions(store, 60, clock=lambda: 1000.0)
         sessions.fanout = Fanout(redis.url, sessions)
-        threading.Thread(target=sessions.fanout.listen, args=(time.sleep,), daemon=True).start()
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
         assert until(sessions.hears_everything)
         time.sleep(3 * TRUST_SECONDS)
         assert sessions.hears_everything()  # the pings' answers keep it trusted
@@ -384,6 +401,9 @@ def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session
         assert sessions.check("s1") is not None and store.reads == 2
     finally:
         redis.stop()
+        stopping.set()  # the listener's next pause after losing Redis ends it
+        if listener is not None:
+            listener.join(5)
 
 
 def test_a_refresh_heard_from_another_process_moves_this_ones_connections_of_that_session():
