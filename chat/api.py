@@ -96,12 +96,16 @@ def signed_in_session():
 
 @bp.post("/api/tokens/refresh")
 def refresh_token():
-    """Trade a live identity for a new token with a full lifetime; a cookie session is renewed beside it."""
+    """Extend the caller's session by a full lifetime and answer a new token of it (the cookie, if any, lives on).
+
+    The session keeps its id: logging it out, or out everywhere, ends every token refreshed from it.
+    """
     found = signed_in_session()
-    if session.get("sid") == found.id:
-        session.update(papo().identity.open_cookie(found.user))
-    answer, opened = papo().identity.issue(found.user)
-    audit.record("refresh", found.user, request.remote_addr, opened.id, f"http, from {found.id[:8]}")
+    refreshed = papo().identity.refresh(found)
+    if refreshed is None:
+        raise ChatError("unauthorized", "this session has ended; sign in again")
+    answer, extended = refreshed
+    audit.record("refresh", found.user, request.remote_addr, extended.id, "http")
     return answer
 
 

@@ -77,12 +77,26 @@ class Identity:
         opened = self.sessions.open(username, "token")
         return {"token": self._tokens.dumps({"u": username, "s": opened.id}), "expires_in": self.token_ttl}, opened
 
+    def refresh(self, found: Session) -> tuple[dict, Session] | None:
+        """Extend a live session by TOKEN_TTL and sign a new token for it; None when it ended meanwhile.
+
+        The token names the same session, so that ending it (a logout) ends every token refreshed from it.
+        """
+        extended = self.sessions.extend(found)
+        if extended is None:
+            return None
+        token = self._tokens.dumps({"u": extended.user, "s": extended.id})
+        return {"token": token, "expires_in": extended.expires_in(self.sessions.clock())}, extended
+
     def issue_token(self, username):
         """Open a token session for the user; {"token", "expires_in"}."""
         return self.issue(username)[0]
 
-    def session_for_token(self, token) -> Session | None:
-        """Return the live session a token names, or None when it is forged, malformed, expired or revoked."""
+    def session_for_token(self, token, fresh=False) -> Session | None:
+        """Return the live session a token names, or None when it is forged, malformed, expired or revoked.
+
+        fresh reads the session from the database, not from what this process remembers of it.
+        """
         if not isinstance(token, str) or not token or len(token) > 4096:
             return None
         try:
@@ -91,7 +105,7 @@ class Identity:
             return None
         if not isinstance(claims, dict):
             return None
-        session = self.sessions.check(claims.get("s"))
+        session = self.sessions.check(claims.get("s"), fresh)
         return session if session is not None and session.user == claims.get("u") else None
 
     def user_for_token(self, token):

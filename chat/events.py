@@ -196,7 +196,7 @@ def on_delete_room(service, sid, user, payload):
 
 def on_refresh(identity, service, sid, user, payload):
     """Let the connection live by a new token of the same user; unauthorized leaves it as it was."""
-    session = identity.session_for_token(payload.get("token"))
+    session = identity.session_for_token(payload.get("token"), fresh=True)  # its expiry as the refresh moved it
     if session is None or session.user != user or identity.sessions.live is None:
         audit.record("refresh_refused", user, reason="not a live token of this user")
         raise ChatError("unauthorized", "refresh needs a live token of the same user")

@@ -19,11 +19,13 @@ from flask_socketio import ConnectionRefusedError
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from .auth import is_admin, socket_user
+from .auth import is_admin, socket_session
 from .errors import ChatError
 from . import internals
+from .extension import papo
 from .metrics import Metrics, quantile
 from .ports import Presence
+from .sessions import SocketBinding, namespaced
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,19 @@ class Monitor:
         self.metrics.registry.register(_MonitorCollector(self))
 
     def on_connect(self, auth: Any = None) -> None:
-        """Admit an admin: send the backlog, start the publisher; refuse anyone else."""
-        user = socket_user(auth)
+        """Admit an admin, bound to its session like any connection: send the backlog, start the publisher."""
+        session = socket_session(auth)
+        user = session.user if session is not None else None
         if user is None:
             self.metrics.refused("unauthorized")
             raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
         if not is_admin(user):
             self.metrics.refused("forbidden")
             raise ConnectionRefusedError("forbidden", {"code": "forbidden"})
+        lifetimes = papo().identity.sessions.live
+        if lifetimes is not None and session is not None:
+            lifetimes.bind(namespaced(NAMESPACE, _sid()), session,
+                           SocketBinding(self.socketio.server, _sid(), NAMESPACE))
         with self._lock:
             self.watchers.add(_sid())
             series = {name: list(points) for name, points in self.series.items()}
@@ -91,7 +98,10 @@ class Monitor:
         self._start()
 
     def on_disconnect(self, reason: Any = None) -> None:
-        """Forget a dashboard that went away."""
+        """Forget a dashboard that went away, and its session's hold on it."""
+        lifetimes = papo().identity.sessions.live
+        if lifetimes is not None:
+            lifetimes.unbind(namespaced(NAMESPACE, _sid()))
         with self._lock:
             self.watchers.discard(_sid())
 

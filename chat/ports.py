@@ -114,3 +114,19 @@ class EventHook(Protocol):
 
     def counter(self, event: str) -> Callable[[], None]: ...
     def refused(self, code: str | None) -> None: ...
+
+
+class Binding(Protocol):
+    """A live connection as chat.sessions.Lifetimes holds it: told of its session's expiry, ended with it.
+
+    Socket.IO connections (any namespace) are chat.sessions.SocketBinding; an SSE stream provides its own
+    and registers with `Lifetimes.bind(key, session, binding)`, then `Lifetimes.unbind(key)` when it closes.
+    Both methods are called from the sweeper task or a request's thread, never while a lock is held; they
+    must not block for long.
+    """
+
+    def warn(self, expires_in: int) -> None:
+        """The session expires in expires_in seconds unless refreshed (a socket gets `auth_expiring`)."""
+
+    def end(self, code: str, message: str) -> None:
+        """The session ended (code one of chat.sessions.ENDINGS): say so if the transport can, then close."""

@@ -1,10 +1,14 @@
 """Sessions: identities with an id and an expiry, revocable, and the live connections bound to them.
 
-A token or a cookie session names a stored session; the database is the source of truth and each
-process keeps what it read for at most CACHE_SECONDS, so that a revocation anywhere is refused
-everywhere within a second, at one read per session per second at most. Ending live connections
-is pushed: the process that revokes ends its own connections at once and, when scaled, tells the
-others on a Redis channel. One sweeper task per process warns and ends connections at expiry.
+A token or a cookie session names a stored session; the database is the source of truth. A process
+that hears every revocation (it serves its SQLite file alone, or its Redis subscription answered within
+the last TRUST_SECONDS) keeps what it read of a session until the session ends, and reads the database
+only for a session it has never seen (or one that seems to have expired: a refresh moves the expiry);
+any other process keeps a read for at most CACHE_SECONDS. Either way a revocation anywhere is refused
+everywhere within a second. Ending live connections is pushed: the process that revokes ends its own
+at once and, when scaled, tells the others on a Redis channel. One sweeper task per process warns and
+ends connections at expiry, whatever kind they are (Socket.IO in any namespace, or an SSE stream: see
+Lifetimes.bind and chat.ports.Binding).
 """
 import heapq
 import json
@@ -19,11 +23,14 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 from . import audit
+from .ports import Binding
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
-CACHE_SIZE = 20000
+CACHE_SIZE = 100_000
+TRUST_SECONDS = 1.0  # a subscription silent for longer than this is not trusted to carry every revocation
+PING_SECONDS = 0.3
 TICK_SECONDS = 0.2
 WARN_SECONDS = 60.0
 FORGET_AFTER_SECONDS = 86400  # expired sessions stay a day in the database, for the audit trail
@@ -55,7 +62,8 @@ class Sessions:
         self.clock = clock
         self.live: Lifetimes | None = None
         self.fanout: Fanout | None = None
-        self._cache: dict[str, tuple[float, Session | None]] = {}  # {session id: (monotonic until, session)}
+        self._cache: dict[str, tuple[float, Session | None]] = {}  # {session id: (monotonic read at, session)}
+        self._generation = 0  # bumped by every forget: a read that started before one is not kept
         self._lock = threading.Lock()
 
     def open(self, user: str, kind: str) -> Session:
@@ -65,28 +73,67 @@ class Sessions:
         self.store.add_session(session.id, user, kind, int(now * 1000), int(session.expires_at * 1000))
         return session
 
-    def check(self, session_id: Any) -> Session | None:
-        """Return the session when it is live: stored, not revoked, not expired; None otherwise."""
+    def extend(self, session: Session) -> Session | None:
+        """Let a live session live TOKEN_TTL seconds from now (a refresh), with its connections here; None if it ended.
+
+        The session keeps its id, so that a logout or a revocation of it ends every token refreshed from it.
+        """
+        extended = session._replace(expires_at=max(session.expires_at, self.clock() + self.ttl))
+        generation = self._generation
+        if not self.store.extend_session(session.id, int(extended.expires_at * 1000)):
+            self.forget(session.user, [session.id])
+            return None
+        with self._lock:
+            if generation == self._generation:  # else a revocation may have come in meanwhile: read it again
+                self._cache[session.id] = (time.monotonic(), extended)
+            else:
+                self._cache.pop(session.id, None)
+            self._generation += 1
+        if self.live is not None:
+            self.live.extend(extended)
+        if self.fanout is not None:
+            self.fanout.publish({"user": session.user, "extended": session.id})
+        return extended
+
+    def hears_everything(self) -> bool:
+        """Whether every revocation reaches this process: it serves its store alone, or it is subscribed."""
+        if self.fanout is not None:
+            return self.fanout.listening()
+        return getattr(self.store, "recent", None) is not None  # a claimed SQLite file: the only server
+
+    def check(self, session_id: Any, fresh: bool = False) -> Session | None:
+        """Return the session when it is live: stored, not revoked, not expired; None otherwise.
+
+        fresh reads the database whatever this process remembers (a refresh elsewhere moved the expiry).
+        """
         if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
             return None
-        now = time.monotonic()
-        cached = self._cache.get(session_id)
-        if cached is not None and cached[0] > now:
-            session = cached[1]
-        else:
-            row = self.store.find_session(session_id)
-            session = None if row is None or row.revoked_at is not None else Session(
-                session_id, row.username, row.expires_at / 1000)
-            with self._lock:
+        now, wall = time.monotonic(), self.clock()
+        cached = None if fresh else self._cache.get(session_id)
+        if cached is not None:
+            read_at, session = cached
+            alive = session is not None and session.expires_at > wall
+            if now - read_at < CACHE_SECONDS or ((alive or session is None) and self.hears_everything()):
+                return session if alive else None
+        generation = self._generation
+        row = self.store.find_session(session_id)
+        session = None if row is None or row.revoked_at is not None else Session(
+            session_id, row.username, row.expires_at / 1000)
+        with self._lock:
+            if generation == self._generation:  # no revocation came in while the row was read
                 if len(self._cache) >= CACHE_SIZE:
                     self._cache.clear()
-                self._cache[session_id] = (now + CACHE_SECONDS, session)
-        return session if session is not None and session.expires_at > self.clock() else None
+                self._cache[session_id] = (now, session)
+        return session if session is not None and session.expires_at > wall else None
 
-    def forget(self, user: str, ids: Iterable[str] | None = None) -> None:
-        """Drop what this process remembers of the user's sessions (all, or those in ids)."""
-        key = user.lower()
+    def forget(self, user: str | None, ids: Iterable[str] | None = None) -> None:
+        """Drop what this process remembers of the user's sessions (all, or those in ids; everyone's for None)."""
+        key = user.lower() if user is not None else None
         with self._lock:
+            self._generation += 1
+            if key is None:
+                self._cache.clear()
+                return
             for session_id in list(ids) if ids is not None else list(self._cache):
                 cached = self._cache.get(session_id)
                 if cached is not None and (cached[1] is None or cached[1].user.lower() == key):
@@ -116,6 +163,11 @@ class Sessions:
     def heard(self, message: dict[str, Any]) -> int:
         """Act on another process's revocation or ending; the number of connections ended here."""
         user, ids = message.get("user"), message.get("ids")
+        if isinstance(message.get("extended"), str):  # a refresh elsewhere: move this process's connections too
+            extended = self.check(message["extended"], fresh=True)
+            if extended is not None and self.live is not None:
+                self.live.extend(extended)
+            return 0
         if not isinstance(user, str) or message.get("code") not in ENDINGS:
             return 0
         if message.get("revoked"):
@@ -130,8 +182,16 @@ class Sessions:
 class Lifetimes:
     """The connections of this process bound to their sessions: warned before expiry, ended at the end.
 
-    Shape: bound {sid: Session}; due, a heap of (time, sid, session id, final): a warning
-    (final False) or the end (final True) of a binding, skipped when the binding changed since.
+    A connection of any kind binds itself with `bind(key, session, binding)`: key names it uniquely in
+    this process (a Socket.IO sid of "/" as it is; `namespaced(namespace, sid)` for another namespace;
+    an SSE stream picks its own, say "sse:" + a uuid), binding is how it is warned and ended (a
+    chat.ports.Binding; SocketBinding for Socket.IO). It must `unbind(key)` when it goes away by itself.
+    From then on every way its session ends reaches it, on every process: logout, revocation, a password
+    change, an admin's disconnect (`Sessions.end` and its fan-out), and expiry (this sweeper).
+
+    Shape: bound {key: Session}; bindings {key: Binding}; due, a heap of (time, key, session id, expiry,
+    final): a warning (final False) or the end (final True) of a binding, skipped when the binding's
+    session or expiry changed since.
     """
 
     def __init__(self, server: Any, ttl: int, spawn: Callable[..., Any], sleep: Callable[[float], Any],
@@ -143,75 +203,94 @@ class Lifetimes:
         self.sessions = sessions
         self.clock = clock
         self.bound: dict[str, Session] = {}
-        self.due: list[tuple[float, str, str, bool]] = []
+        self.bindings: dict[str, Binding] = {}
+        self.due: list[tuple[float, str, str, float, bool]] = []
         self._lock = threading.Lock()
         self._running = False
         self._swept = 0.0  # time.monotonic() when long-expired sessions were last deleted
 
-    def bind(self, sid: str, session: Session) -> None:
-        """Let the connection live as long as the session: until its expiry, or a refresh binds another."""
+    def bind(self, key: str, session: Session, binding: Binding | None = None) -> None:
+        """Let the connection live as long as the session: until its expiry, its end, or another bind.
+
+        binding defaults to the Socket.IO connection of sid key in the "/" namespace.
+        """
+        binding = binding or SocketBinding(self.server, key)
         with self._lock:
-            self.bound[sid] = session
-            heapq.heappush(self.due, (session.expires_at - self.warn, sid, session.id, False))
-            heapq.heappush(self.due, (session.expires_at, sid, session.id, True))
+            self.bound[key] = session
+            self.bindings[key] = binding
+            self._schedule(key, session)
             start, self._running = not self._running, True
         if start:
             self.spawn(self.run)
 
-    def unbind(self, sid: str) -> None:
+    def _schedule(self, key: str, session: Session) -> None:
+        heapq.heappush(self.due, (session.expires_at - self.warn, key, session.id, session.expires_at, False))
+        heapq.heappush(self.due, (session.expires_at, key, session.id, session.expires_at, True))
+
+    def extend(self, session: Session) -> None:
+        """Move every connection bound to this session (same id) to its new expiry."""
         with self._lock:
-            self.bound.pop(sid, None)
+            for key, bound in self.bound.items():
+                if bound.id == session.id and bound.expires_at != session.expires_at:
+                    self.bound[key] = session
+                    self._schedule(key, session)
+
+    def unbind(self, key: str) -> None:
+        with self._lock:
+            self.bound.pop(key, None)
+            self.bindings.pop(key, None)
             if len(self.due) > 4 * len(self.bound) + 1000:  # many connections came and went within a TTL
                 self.due = [entry for entry in self.due if entry[1] in self.bound]
                 heapq.heapify(self.due)
 
-    def session_of(self, sid: str) -> Session | None:
-        return self.bound.get(sid)
+    def session_of(self, key: str) -> Session | None:
+        return self.bound.get(key)
 
     def end(self, user: str, code: str, ids: list[str] | None = None, keep: str | None = None) -> int:
         """End this process's connections of the user (of the sessions in ids, never keep's); how many."""
         key = user.lower()
         wanted = set(ids) if ids is not None else None
         with self._lock:
-            sids = [sid for sid, session in self.bound.items() if session.user.lower() == key
+            keys = [bound for bound, session in self.bound.items() if session.user.lower() == key
                     and session.id != keep and (wanted is None or session.id in wanted)]
-        for sid in sids:
-            self.close(sid, code)
-        return len(sids)
+        for bound in keys:
+            self.close(bound, code)
+        return len(keys)
 
-    def close(self, sid: str, code: str) -> None:
-        """Tell the connection why with `session_ended`, then disconnect it."""
+    def close(self, key: str, code: str) -> None:
+        """Tell the connection why (`session_ended` on a socket), then close it."""
         with self._lock:
-            session = self.bound.pop(sid, None)
-        if session is None:
+            session = self.bound.pop(key, None)
+            binding = self.bindings.pop(key, None)
+        if session is None or binding is None:
             return
         audit.record("session_ended", session.user, session=session.id, reason=code)
         try:
-            self.server.emit("session_ended", {"code": code, "message": ENDINGS[code]}, to=sid, namespace="/",
-                             ignore_queue=True)
-            self.server.disconnect(sid, namespace="/", ignore_queue=True)
+            binding.end(code, ENDINGS[code])
         except Exception:  # a connection that went away meanwhile
-            log.debug("ending %s failed", sid, exc_info=True)
+            log.debug("ending %s failed", key, exc_info=True)
 
     def tick(self) -> None:
         """Send the warnings and end the connections that are due."""
         now = self.clock()
-        warn: list[tuple[str, Session]] = []
-        end: list[tuple[str, Session]] = []
+        warn: list[tuple[Binding, Session]] = []
+        end: list[str] = []
         with self._lock:
             while self.due and self.due[0][0] <= now:
-                _, sid, session_id, final = heapq.heappop(self.due)
-                session = self.bound.get(sid)
-                if session is not None and session.id == session_id:
-                    (end if final else warn).append((sid, session))
-        for sid, session in warn:
+                _, key, session_id, expires_at, final = heapq.heappop(self.due)
+                session = self.bound.get(key)
+                if session is not None and session.id == session_id and session.expires_at == expires_at:
+                    if final:
+                        end.append(key)
+                    else:
+                        warn.append((self.bindings[key], session))
+        for binding, session in warn:
             try:
-                self.server.emit("auth_expiring", {"expires_in": session.expires_in(now)}, to=sid, namespace="/",
-                                 ignore_queue=True)
+                binding.warn(session.expires_in(now))
             except Exception:
-                log.debug("warning %s failed", sid, exc_info=True)
-        for sid, _ in end:
-            self.close(sid, "token_expired")
+                log.debug("warning a connection failed", exc_info=True)
+        for key in end:
+            self.close(key, "token_expired")
 
     def run(self) -> None:
         """Tick while any connection is bound (the server's background task, started by the first bind)."""
@@ -234,6 +313,32 @@ class Lifetimes:
             self.sessions.sweep_store()
 
 
+def namespaced(namespace: str, sid: str) -> str:
+    """The Lifetimes key of a Socket.IO connection: its sid in "/", namespace and sid elsewhere."""
+    return sid if namespace == "/" else f"{namespace} {sid}"
+
+
+class SocketBinding:
+    """A Socket.IO connection as Lifetimes binds it: `auth_expiring`, then `session_ended` and a disconnect.
+
+    Only the process holding the connection acts (ignore_queue): each process ends its own.
+    """
+
+    def __init__(self, server: Any, sid: str, namespace: str = "/"):
+        self.server = server
+        self.sid = sid
+        self.namespace = namespace
+
+    def warn(self, expires_in: int) -> None:
+        self.server.emit("auth_expiring", {"expires_in": expires_in}, to=self.sid, namespace=self.namespace,
+                         ignore_queue=True)
+
+    def end(self, code: str, message: str) -> None:
+        self.server.emit("session_ended", {"code": code, "message": message}, to=self.sid,
+                         namespace=self.namespace, ignore_queue=True)
+        self.server.disconnect(self.sid, namespace=self.namespace, ignore_queue=True)
+
+
 class Fanout:
     """Carries revocations and endings between processes on a Redis channel."""
 
@@ -244,6 +349,7 @@ class Fanout:
         self.url = url
         self.sessions = sessions
         self.origin = uuid.uuid4().hex
+        self._answered = 0.0  # time.monotonic() of the subscription's last sign of life
         db = (urlparse(url).path or "/0").strip("/") or "0"
         self.channel = CHANNEL if db == "0" else f"{CHANNEL}:{db}"
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
@@ -266,17 +372,39 @@ class Fanout:
             log.warning("could not tell the other processes of a session's end: %s", error)
         return ended
 
+    def listening(self) -> bool:
+        """Whether the subscription answered within TRUST_SECONDS: then every revocation published reaches here."""
+        return time.monotonic() - self._answered < TRUST_SECONDS
+
     def listen(self, sleep: Callable[[float], Any]) -> None:
-        """Hear the other processes' endings forever, resubscribing a second after Redis goes away."""
+        """Hear the other processes' endings forever, resubscribing a second after Redis goes away.
+
+        The subscription is pinged every PING_SECONDS; its answers (and every message) keep it trusted.
+        Each new subscription starts by forgetting every session read before it: a revocation published
+        while this process was not listening is then read from the database.
+        """
         while True:
             try:
                 listener = self.redis.Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=1.0,
-                                                     socket_keepalive=True)
-                pubsub = listener.pubsub(ignore_subscribe_messages=True)
+                                                     socket_keepalive=True, socket_timeout=PING_SECONDS * 10)
+                pubsub = listener.pubsub()
                 pubsub.subscribe(self.channel)
-                for item in pubsub.listen():
-                    self._hear(item.get("data"))
+                pinged = 0.0
+                while True:
+                    if time.monotonic() - pinged >= PING_SECONDS:
+                        pubsub.ping()
+                        pinged = time.monotonic()
+                    item = pubsub.get_message(timeout=PING_SECONDS)
+                    if item is None:
+                        continue
+                    if item.get("type") == "subscribe":
+                        self.sessions.forget(None)
+                    self._answered = time.monotonic()  # any answer (a pong comes in shapes that vary by version)
+                    if item.get("type") == "message":
+                        self._hear(item.get("data"))
             except self.redis.RedisError as error:
+                self._answered = 0.0
+                self.sessions.forget(None)
                 log.warning("session channel lost (%s); resubscribing", error)
             sleep(1.0)
 

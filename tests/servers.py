@@ -32,6 +32,11 @@ STOP_TIMEOUT = 5.0
 _WITH_NOFILE = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
                 "os.execv(sys.argv[2], sys.argv[2:])")
+# Every password, token and key the helpers here used in this run: none may appear in a server's log.
+# ServerProcess.close() reads its log for them before removing it, and notes what it found in LEAKS;
+# the suites' `no_secret_in_server_logs` fixture fails the run on any (tests/integration/conftest.py).
+SECRETS: set[str] = {TEST_SECRET, PASSWORD}
+LEAKS: list[str] = []
 _running: "set[ServerProcess]" = set()  # {ServerProcess} started and not yet closed, for the atexit safety net
 
 
@@ -197,10 +202,11 @@ class ServerProcess:
         return self.start(timeout)
 
     def close(self):
-        """Kill the process and remove its log."""
+        """Kill the process, read its log for any secret of the run (LEAKS), and remove it."""
         try:
             self.kill()
         finally:
+            LEAKS.extend(self.leaks())
             if self._log:
                 self._log.close()
                 self._log = None
@@ -228,6 +234,20 @@ class ServerProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def leaks(self):
+        """What of SECRETS (and of this server's own secret settings) its log holds: ["<server>: <prefix>"]."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                log = handle.read()
+        except OSError:
+            return []
+        return [f"{self!r}: {secret[:6]}..." for secret in SECRETS | self.secrets() if secret in log]
+
+    def secrets(self):
+        """The values of this server's settings that are secrets (SECRET_KEY, *_TOKEN, *PASSWORD*)."""
+        return {str(value) for name, value in self.extra_env.items() if value is not None and len(str(value)) >= 8
+                and (name == "SECRET_KEY" or name.endswith("_TOKEN") or "PASSWORD" in name)}
+
     def rss(self):
         """The resident memory of the server process, in bytes."""
         with open(f"/proc/{self.pid}/statm") as handle:
@@ -253,6 +273,7 @@ def request(url, method, path, body=None, token=None, timeout=10.0):
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     headers = {"Content-Type": "application/json"}
     if token:
+        SECRETS.add(token)
         headers["Authorization"] = f"Bearer {token}"
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
@@ -288,6 +309,7 @@ def login(url, name, password=PASSWORD):
     status, body = request(url, "POST", "/api/tokens", {"username": name, "password": password})
     if status != 200:
         raise ServerError(f"token for {name}: {status} {body}")
+    SECRETS.update((password, body["token"]))
     return body["token"]
 
 
@@ -306,3 +328,9 @@ def read_messages(url, token, room, after=0, limit=500):
     if status != 200:
         raise ServerError(f"reading {room}: {status} {body}")
     return body["messages"]
+
+
+def check_no_secret_logged():
+    """Raise AssertionError naming every server log of this run that held a secret (those still running too)."""
+    leaks = LEAKS + [leak for server in list(_running) for leak in server.leaks()]
+    assert not leaks, f"secrets in server logs: {leaks}"

@@ -1,13 +1,19 @@
 """Sessions through the test clients: 401 for a dead identity, cookie rotation, refresh, the sweeper, bad payloads."""
+import contextlib
 import json
 import logging
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.sessions import Lifetimes, Session
+from chat.sessions import CACHE_SECONDS, TRUST_SECONDS, Fanout, Lifetimes, Session, Sessions
+from chat.store.queries import SessionRow
+from chat.store.recent import RoomCounters
 from tests.conftest import PASSWORD
+from tests.needs import need_program
 
 
 def bearer(token):
@@ -82,7 +88,11 @@ def test_a_refresh_rebinds_the_connection_to_the_new_token(app, papo, user, conn
     fresh = app.test_client().post("/api/tokens/refresh", headers=bearer(token)).get_json()
     assert set(fresh) == {"token", "expires_in"}
     assert socket.emit("refresh", {"token": fresh["token"]}, callback=True) == {"ok": True, "expires_in": 86400}
-    assert papo.identity.sessions.live.session_of(_sid(papo, name)).id != papo.identity.session_for_token(token).id
+    # the refreshed token names the same session, moved on: ending it ends both tokens and the connection
+    assert papo.identity.sessions.live.session_of(_sid(papo, name)) == papo.identity.session_for_token(token)
+    assert app.test_client().post("/api/logout", headers=bearer(fresh["token"])).status_code == 204
+    assert not socket.is_connected()
+    assert app.test_client().get("/api/rooms", headers=bearer(token)).status_code == 401
 
 
 def _sid(papo, name):
@@ -235,3 +245,177 @@ def test_signed_in_callers_get_a_contract_answer_for_any_body(app, papo, user, o
     kept = http.post(f"/api/users/{name}-other/disconnect", json=body, headers=bearer("n" * 20))
     assert kept.status_code == 200 and kept.get_json() == {"disconnected": 0}
     assert http.get("/api/rooms", headers=bearer(token)).status_code == 200
+
+
+class FakeSessionStore:
+    """The session rows Sessions reads, counting the reads; `during_read` runs inside the next one."""
+
+    def __init__(self):
+        self.rows = {}
+        self.reads = 0
+        self.during_read = None
+        self.recent = None  # not a claimed SQLite file: only a fan-out makes Sessions trust memory
+
+    def find_session(self, session_id):
+        self.reads += 1
+        row = self.rows.get(session_id)
+        if self.during_read:
+            self.during_read, during = None, self.during_read
+            during()
+        return row
+
+
+class Listening:
+    def __init__(self):
+        self.now = True
+
+    def listening(self):
+        return self.now
+
+    def publish(self, message):
+        return 0
+
+
+def test_a_process_that_hears_every_revocation_reads_a_session_once_and_forgets_it_when_revoked(monkeypatch):
+    store, clock = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: clock[0])
+    sessions.fanout = Listening()
+    monotonic = [0.0]
+    monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s1") == Session("s1", "ana", 1060.0)
+    monotonic[0] += 100 * CACHE_SECONDS
+    assert sessions.check("s1") is not None and store.reads == 1  # remembered: no read per connect
+    store.rows["s1"] = SessionRow("ana", 1_060_000, 1)  # revoked by another process, which publishes it
+    sessions.heard({"user": "ana", "code": "revoked", "ids": None, "keep": None, "revoked": True})
+    assert sessions.check("s1") is None and store.reads == 2
+    sessions.fanout.now = False  # not listening: what was read lives a second, as without a fan-out
+    store.rows["s2"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s2") is not None
+    store.rows["s2"] = SessionRow("ana", 1_060_000, 1)
+    assert sessions.check("s2") is not None  # within the second
+    monotonic[0] += CACHE_SECONDS
+    assert sessions.check("s2") is None
+
+
+def test_a_read_overtaken_by_a_revocation_is_not_remembered():
+    store = FakeSessionStore()
+    sessions = Sessions(store, 60, clock=lambda: 1000.0)
+    sessions.fanout = Listening()
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+
+    def revoked_meanwhile():
+        store.rows["s1"] = SessionRow("ana", 1_060_000, 1)
+        sessions.forget("ana", ["s1"])
+
+    store.during_read = revoked_meanwhile
+    assert sessions.check("s1") is not None  # the row as it was read
+    assert sessions.check("s1") is None  # not kept: read again
+
+
+def test_a_session_that_seems_expired_is_read_again_a_refresh_may_have_moved_it(monkeypatch):
+    store, clock = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: clock[0])
+    sessions.fanout = Listening()
+    monotonic = [0.0]
+    monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    assert sessions.check("s1") is not None
+    store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # refreshed on another process
+    clock[0], monotonic[0] = 1061.0, 61.0
+    assert sessions.check("s1") == Session("s1", "ana", 1120.0) and store.reads == 2
+
+
+def test_extending_a_session_moves_its_connections_and_their_old_deadlines_do_not_count():
+    now = [1000.0]
+    server = FakeServer()
+    lifetimes = Lifetimes(server, 5, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
+    lifetimes.bind("a", Session("s1", "ana", 1005.0))
+    lifetimes.bind("/monitor a2", Session("s1", "ana", 1005.0))
+    lifetimes.extend(Session("s1", "ana", 1010.0))
+    now[0] = 1005.0
+    lifetimes.tick()
+    assert server.sent == [] and set(lifetimes.bound) == {"a", "/monitor a2"}
+    now[0] = 1010.0
+    lifetimes.tick()
+    assert [event for event, _, _ in server.sent].count("session_ended") == 2 and lifetimes.bound == {}
+
+
+def test_room_counters_keep_the_larger_value_and_refuse_a_read_that_a_clear_overtook():
+    counters = RoomCounters(size=2)
+    generation = counters.generation
+    counters.keep_rev("r", 5)  # the writer's
+    counters.keep_rev("r", 4, generation)  # a read that started before the write
+    assert counters.last_rev("r") == 5
+    counters.keep_read("r", "Ana", 2)
+    assert counters.last_read("r", "ana") == 2
+    stale = counters.generation
+    counters.keep_rev("a", 1)
+    counters.keep_rev("b", 1)  # the table is full: cleared, a new generation
+    counters.keep_rev("c", 7, stale)
+    assert counters.last_rev("c") is None and counters.last_rev("b") == 1
+
+
+def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session_when_it_subscribes_again():
+    need_program("redis-server")
+    from tests.cluster.conftest import RedisServer
+
+    def until(condition, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    stopping = threading.Event()
+
+    class Stopped(Exception):
+        pass
+
+    def pause(seconds):
+        if stopping.is_set():
+            raise Stopped
+        time.sleep(seconds)
+
+    def listen():
+        with contextlib.suppress(Stopped):
+            sessions.fanout.listen(pause)
+
+    redis = RedisServer().start()
+    listener = None
+    try:
+        store = FakeSessionStore()
+        sessions = Sessions(store, 60, clock=lambda: 1000.0)
+        sessions.fanout = Fanout(redis.url, sessions)
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        assert until(sessions.hears_everything)
+        time.sleep(3 * TRUST_SECONDS)
+        assert sessions.hears_everything()  # the pings' answers keep it trusted
+        store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+        assert sessions.check("s1") is not None and store.reads == 1
+        redis.process.kill()
+        redis.process.wait()
+        assert until(lambda: not sessions.hears_everything(), 2 * TRUST_SECONDS + 1)
+        redis.start()  # subscribed again: what was read before is read again
+        assert until(sessions.hears_everything)
+        assert sessions.check("s1") is not None and store.reads == 2
+    finally:
+        redis.stop()
+        stopping.set()  # the listener's next pause after losing Redis ends it
+        if listener is not None:
+            listener.join(5)
+
+
+def test_a_refresh_heard_from_another_process_moves_this_ones_connections_of_that_session():
+    store, now = FakeSessionStore(), [1000.0]
+    sessions = Sessions(store, 60, clock=lambda: now[0])
+    server = FakeServer()
+    sessions.live = Lifetimes(server, 60, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
+    store.rows["s1"] = SessionRow("ana", 1_060_000, None)
+    sessions.live.bind("/monitor m1", sessions.check("s1"))
+    store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # extended by a refresh on another process
+    assert sessions.heard({"user": "ana", "extended": "s1"}) == 0
+    now[0] = 1060.0
+    sessions.live.tick()
+    assert sessions.live.session_of("/monitor m1") == Session("s1", "ana", 1120.0)
+    assert [event for event, _, _ in server.sent] == []

@@ -532,6 +532,11 @@ def find_session(tx: Tx, session_id: str) -> SessionRow | None:
     return SessionRow(*found) if found else None
 
 
+def extend_session(tx: Tx, session_id: str, expires_at: int) -> int:
+    """Move a live session's expiry (a refresh); how many rows (0 when it was revoked meanwhile)."""
+    return tx.run("UPDATE sessions SET expires_at = ? WHERE id = ? AND revoked_at IS NULL", (expires_at, session_id))
+
+
 def revoke_sessions(tx: Tx, username: str, ids: list[str] | None, keep: str | None, now: int) -> list[str]:
     """Revoke the user's live sessions (only those in ids, when given; never keep); the ids revoked."""
     sql = "SELECT id FROM sessions WHERE username_key = ? AND expires_at > ? AND revoked_at IS NULL"

@@ -106,3 +106,42 @@ class RecentMessages:
         if window is not None:
             self._rooms.move_to_end(room)
         return window
+
+
+class RoomCounters:
+    """Each room's last_rev and each user's read mark per room, as the exclusive store last wrote them.
+
+    Both only ever grow, so a value read from the database is kept as the larger of it and what the
+    writer set meanwhile; a read that started before the table was cleared is not kept at all.
+    Shape: revs {room: last_rev}; marks {(room, username key): last_read}; generation, bumped by clear.
+    """
+
+    def __init__(self, lock: Any = None, size: int = TOTAL):
+        self._lock = lock or threading.Lock()
+        self.revs: dict[str, int] = {}
+        self.marks: dict[tuple[str, str], int] = {}
+        self.size = size
+        self.generation = 0
+
+    def last_rev(self, room: str) -> int | None:
+        return self.revs.get(room)
+
+    def last_read(self, room: str, user: str) -> int | None:
+        return self.marks.get((room, user.lower()))
+
+    def keep_rev(self, room: str, rev: int, generation: int | None = None) -> None:
+        """Keep a room's last_rev (the writer's, or one read when generation is still the one given)."""
+        self._keep(self.revs, room, rev, generation)
+
+    def keep_read(self, room: str, user: str, last_read: int, generation: int | None = None) -> None:
+        """Keep a user's read mark in a room (the writer's, or one read when generation still holds)."""
+        self._keep(self.marks, (room, user.lower()), last_read, generation)
+
+    def _keep(self, table: dict[Any, int], key: Any, value: int, generation: int | None) -> None:
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return
+            if len(table) >= self.size:
+                table.clear()
+                self.generation += 1
+            table[key] = max(value, table.get(key, value))

@@ -7,7 +7,7 @@ from . import queries
 from .commit import GroupCommit
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
-from .recent import RecentMessages
+from .recent import RecentMessages, RoomCounters
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
@@ -39,6 +39,7 @@ class Store:
             self._writer = lanes.green_lane() if lanes.green else lanes.thread_lane(1)
             self._readers = None
         self.recent: RecentMessages | None = None
+        self.counters: RoomCounters | None = None  # last_rev and read marks, kept by the exclusive store
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
         self._known_rooms: set[str] = set()
         self._public_rooms: set[str] = set()  # public rooms never turn private
@@ -67,6 +68,7 @@ class Store:
         self.connector.claim()
         if isinstance(self.connector, SqliteConnector) and self.recent is None:
             self.recent = RecentMessages(lock=self.lanes.os_lock())
+            self.counters = RoomCounters(lock=self.lanes.os_lock())
 
     def close(self) -> None:
         self._writer.close()
@@ -113,6 +115,10 @@ class Store:
     def find_session(self, session_id: str) -> queries.SessionRow | None:
         """(username, expires_at, revoked_at) of a session, or None."""
         return self._read(queries.find_session, session_id)
+
+    def extend_session(self, session_id: str, expires_at: int) -> bool:
+        """Move a live session's expiry (ms); False when there is no such live session."""
+        return self._write(queries.extend_session, session_id, expires_at) > 0
 
     def revoke_sessions(self, username: str, ids: list[str] | None = None, keep: str | None = None,
                         now: int | None = None) -> list[str]:
@@ -178,10 +184,21 @@ class Store:
         outcome = self.connector.write(queries.change_message, room, seq, change)
         if outcome is not None and outcome[1] and self.recent is not None:
             self.recent.replace(outcome[0])
+        if outcome is not None and outcome[1] and self.counters is not None:
+            self.counters.keep_rev(room, outcome[0]["rev"])
         return outcome
 
     def last_rev(self, room: str) -> int:
-        return self._read(queries.last_rev, room)
+        """The room's last rev: from memory in the exclusive store once read, else from the database."""
+        counters = self.counters
+        rev = counters.last_rev(room) if counters is not None else None
+        if rev is not None:
+            return rev
+        generation = counters.generation if counters is not None else 0
+        rev = self._read(queries.last_rev, room)
+        if counters is not None:
+            counters.keep_rev(room, rev, generation)
+        return rev
 
     def changed_since(self, room: str, since: int, revs_since: int, limit: int) -> list[dict]:
         """The room's messages with seq <= since whose rev > revs_since, in rev order, at most limit."""
@@ -189,10 +206,27 @@ class Store:
 
     def mark_room_read(self, room: str, user: str, seq: int) -> tuple[int, int] | None:
         """Raise the user's read mark in the room to seq (never lower it); (last_read, last_seq), None: no room."""
-        return self._write(queries.mark_room_read, room, user, seq)
+        if self.counters is None:
+            return self._write(queries.mark_room_read, room, user, seq)
+        return self.lanes.call(self._writer, self._mark_read, self.counters, room, user, seq)
+
+    def _mark_read(self, counters, room, user, seq):
+        outcome = self.connector.write(queries.mark_room_read, room, user, seq)
+        if outcome is not None:
+            counters.keep_read(room, user, outcome[0])
+        return outcome
 
     def last_read(self, room: str, user: str) -> int:
-        return self._read(queries.last_read, room, user)
+        """The user's read mark in the room: from memory in the exclusive store once read, else from the database."""
+        counters = self.counters
+        mark = counters.last_read(room, user) if counters is not None else None
+        if mark is not None:
+            return mark
+        generation = counters.generation if counters is not None else 0
+        mark = self._read(queries.last_read, room, user)
+        if counters is not None:
+            counters.keep_read(room, user, mark, generation)
+        return mark
 
     def read_marks(self, user: str) -> dict[str, int]:
         """{room: last_read} of every room the user has marked read."""

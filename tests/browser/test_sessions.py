@@ -1,13 +1,17 @@
 """Sessions in real Chromium: the page refreshes its identity by itself, and shows why it was signed out."""
 import json
+import os
 import re
 import urllib.request
 
 import pytest
 
+from tests.cluster.conftest import RedisServer, need_services
 from tests.servers import ServerProcess
 
-from .conftest import NOTIFY_TOKEN, Person, expect
+from .conftest import NOTIFY_TOKEN, PASSWORD, Person, expect
+
+PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 
 pytestmark = pytest.mark.browser
 
@@ -53,4 +57,69 @@ def test_the_page_refreshes_its_identity_before_it_expires(chromium, tmp_path):
             page.reload()  # the cookie was renewed beside the token
             bo.wait_online()
         finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two eventlet processes sharing a Redis of their own and a fresh PostgreSQL database."""
+    need_services()
+    import psycopg
+
+    name = f"papo_browser_sessions_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    redis = RedisServer().start()
+    env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN}
+    servers = [ServerProcess("eventlet", f"postgresql://127.0.0.1:5432/{name}", env=env) for _ in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
+        redis.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def log_in(someone):
+    page = someone.page
+    page.goto(f"{someone.base_url}/login")
+    page.fill("#username", someone.name)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{someone.base_url}/")
+    return someone
+
+
+def test_log_out_everywhere_on_one_process_signs_out_the_browser_on_the_other(chromium, pair):
+    first, second = pair
+    contexts = [chromium.new_context(), chromium.new_context()]
+    try:
+        here = Person(contexts[0], first.url, f"carla{os.getpid()}").register()
+        there = log_in(Person(contexts[1], second.url, here.name))
+        page_here, page_there = here.open_room("general"), there.open_room("general")
+        sockets = []
+        page_there.on("websocket", lambda socket: sockets.append(socket.url))
+        page_there.on("request", lambda request: sockets.append(request.url))
+        asking = here.new_page()  # a page of no socket of its own, which the revocation does not navigate away
+        asking.goto(f"{first.url}/api/rooms")
+        answer = asking.evaluate("""async () => {
+            const response = await fetch("/api/sessions/revoke", {method: "POST", body: "{}",
+                                                                  headers: {"Content-Type": "application/json"}});
+            return [response.status, await response.json()];
+        }""")
+        assert answer == [200, {"revoked": 2}]
+        for page in (page_there, page_here):
+            page.wait_for_url(re.compile(r"/login\?ended=revoked"))
+            expect(page.locator("#signed-out")).to_contain_text("You were signed out: this session was ended")
+        page_there.wait_for_timeout(1500)  # the client's first retry would come after 500 ms
+        assert [url for url in sockets if "/socket.io/" in url] == []
+        page_there.goto(f"{second.url}/room/general")  # the revoked cookie is refused on this process too
+        page_there.wait_for_url(re.compile(r"/login"))
+    finally:
+        for context in contexts:
             context.close()

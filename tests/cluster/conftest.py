@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.conftest import clients  # noqa: F401 (a fixture the cluster tests use)
+from tests.integration.conftest import no_secret_in_server_logs  # noqa: F401 (autouse: the run's logs hold no secret)
 from tests.needs import listening, need, need_program
 from tests.servers import ServerProcess, free_port, health, register, request
 from tools.cluster import Nginx

@@ -5,11 +5,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import MODES, ServerProcess, register
+from tests.servers import MODES, ServerProcess, check_no_secret_logged, register
 
 from .client import ChatClient
 
 _names = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_server_logs():
+    """After the run, no server log holds a password, token or key the tests used (tests/servers.SECRETS)."""
+    yield
+    check_no_secret_logged()
 
 
 def start_server(mode, tmp_path_factory, **env):

@@ -1,22 +1,28 @@
 """Each way a session ends, on real servers and clients: exactly the right connections end, with the right code."""
+import functools
 import itertools
+import threading
+import time
 
 import pytest
 import socketio
 
+from chat.sessions import ENDINGS
 from tests.servers import MODES, PASSWORD, ServerProcess, login, register, request
 
 from .client import ChatClient
 
 NOTIFY = "sessions-test-notify-token"
 ADMIN = "boss"
+WATCHER = "watcher"  # an admin of its own for the /monitor tests
 TRANSPORTS = (("websocket",), ("polling",))
 _names = itertools.count(1)
 
 
 def start(tmp_path_factory, mode="eventlet", **env):
     db = tmp_path_factory.mktemp("db-sessions") / "papo.db"
-    server = ServerProcess(mode, f"sqlite:///{db}", env={"NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": ADMIN, **env})
+    env = {"NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": f"{ADMIN},{WATCHER}", **env}
+    server = ServerProcess(mode, f"sqlite:///{db}", env=env)
     try:
         return server.start()
     except BaseException:
@@ -86,6 +92,52 @@ def _message(client):
     return None
 
 
+class MonitorClient:
+    """An admin's /monitor connection (the dashboard's): records its session events."""
+
+    def __init__(self, url, token):
+        self.sio = socketio.Client(reconnection=False)
+        self.events = []
+        for name in ("session_ended", "auth_expiring", "backlog"):
+            self.sio.on(name, functools.partial(self._record, name), namespace="/monitor")
+        self.sio.connect(url, auth={"token": token}, namespaces=["/monitor"], transports=["websocket"],
+                         wait_timeout=10)
+
+    def _record(self, name, payload):
+        self.events.append((name, payload))
+
+    def watching(self):
+        return self.sio.connected and "/monitor" in self.sio.namespaces
+
+    def ended(self, code, timeout=5):
+        """Wait until the server ended the dashboard with session_ended code; tell whether it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ("session_ended", {"code": code, "message": ENDINGS[code]}) in self.events and not self.watching():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        closing = threading.Thread(target=self.sio.disconnect, daemon=True)
+        closing.start()
+        closing.join(0.5)
+
+
+@pytest.fixture
+def open_monitor():
+    """Open MonitorClients for (url, token); each is closed at the end."""
+    opened = []
+
+    def make(url, token):
+        opened.append(MonitorClient(url, token))
+        return opened[-1]
+
+    yield make
+    for monitor in opened:
+        monitor.close()
+
+
 def still_served(client):
     return client.sio.connected and client.call("join", {"room": "lobby"})["ok"]
 
@@ -134,6 +186,19 @@ def test_log_out_everywhere_ends_every_session_of_the_user(server, people, open_
     assert ended(phone, "revoked") and ended(laptop, "revoked")
     assert still_served(other_user)
     assert refused_everywhere(server.url, first) and refused_everywhere(server.url, second)
+
+
+def test_log_out_everywhere_ends_the_tokens_obtained_by_refresh(server, people, open_client, secrets):
+    ana, first = people("ana")
+    refreshed = request(server.url, "POST", "/api/tokens/refresh", token=first)[1]["token"]
+    again = request(server.url, "POST", "/api/tokens/refresh", token=refreshed)[1]["token"]
+    second = login(server.url, ana)
+    secrets.extend([refreshed, again, second])
+    by_refresh = open_client(server.url, again)
+    status, body = request(server.url, "POST", "/api/sessions/revoke", token=second)
+    assert status == 200 and body == {"revoked": 2}  # a refresh extends its session: two sessions, not four
+    assert ended(by_refresh, "revoked")
+    assert all(refused_everywhere(server.url, token) for token in (first, refreshed, again, second))
 
 
 def test_a_password_change_ends_every_other_session(server, people, open_client, secrets):
@@ -186,10 +251,10 @@ def test_a_socket_refresh_needs_a_live_token_of_the_same_user(server, people, op
     secrets.append(fresh["token"])
     assert fresh["expires_in"] == 86400
     assert client.call("refresh", {"token": fresh["token"]}) == {"ok": True, "expires_in": 86400}
-    request(server.url, "POST", "/api/logout", token=token)
-    assert still_served(client)  # it lives by the new token now
-    request(server.url, "POST", "/api/logout", token=fresh["token"])
+    assert still_served(client)
+    request(server.url, "POST", "/api/logout", token=token)  # the refreshed token names the same session
     assert ended(client, "logged_out")
+    assert refused_everywhere(server.url, fresh["token"])
 
 
 def test_a_connection_is_warned_then_ended_at_expiry(short_server, open_client, secrets):
@@ -225,3 +290,32 @@ def test_refresh_keeps_a_connection_past_its_first_expiry_with_nothing_missed(sh
         assert status == 201
     assert client.sio.connected and not any(name == "session_ended" for name, _ in client.events)
     assert client.wait_until(lambda c: [m["text"] for m in c.received.get(room, [])] == ["m0", "m1"], 5)
+
+
+@pytest.fixture(scope="module")
+def watcher(server, secrets):
+    """The /monitor tests' admin, registered once; each test signs it in anew (login) for sessions of its own."""
+    secrets.append(register(server.url, WATCHER))
+    return WATCHER
+
+
+def test_a_monitor_connection_ends_with_its_session(server, watcher, open_client, open_monitor, secrets):
+    first, second = login(server.url, watcher), login(server.url, watcher)
+    secrets.extend([first, second])
+    dashboard, chat = open_monitor(server.url, first), open_client(server.url, first)
+    other_dashboard = open_monitor(server.url, second)
+    assert dashboard.watching() and other_dashboard.watching()
+    assert request(server.url, "POST", "/api/logout", token=first)[0] == 204
+    assert dashboard.ended("logged_out") and ended(chat, "logged_out")
+    assert other_dashboard.watching()
+    status, body = request(server.url, "POST", f"/api/users/{watcher}/disconnect", token=NOTIFY)
+    assert status == 200 and body == {"disconnected": 1}
+    assert other_dashboard.ended("disconnected_by_admin")
+
+
+def test_a_monitor_connection_is_warned_then_ended_at_expiry(short_server, open_monitor, secrets):
+    token = register(short_server.url, WATCHER)
+    secrets.append(token)
+    dashboard = open_monitor(short_server.url, token)
+    assert dashboard.ended("token_expired", 10)
+    assert [name for name, _ in dashboard.events if name != "backlog"] == ["auth_expiring", "session_ended"]

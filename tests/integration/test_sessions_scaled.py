@@ -8,9 +8,10 @@ import pytest
 from tests.cluster.conftest import RedisServer, need_services
 from tests.servers import PASSWORD, ServerProcess, login, register, request
 
-from .test_sessions import NOTIFY, assert_no_secret_logged, ended, refused_everywhere, still_served
+from .test_sessions import NOTIFY, MonitorClient, assert_no_secret_logged, ended, refused_everywhere, still_served
 
 PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
+WATCHER = f"watcher{os.getpid()}"
 _names = itertools.count(1)
 
 
@@ -37,7 +38,7 @@ def secrets():
 def pair(database, secrets):
     """Two eventlet processes on one Redis of their own and one PostgreSQL database."""
     redis = RedisServer().start()
-    env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY}
+    env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": WATCHER}
     servers = [ServerProcess("eventlet", database, env=env) for _ in range(2)]
     try:
         for server in servers:
@@ -104,3 +105,19 @@ def test_an_admin_disconnect_counts_and_ends_connections_on_every_process(pair, 
     assert all(ended(client, "disconnected_by_admin") for client in connections)
     assert still_served(bystander)
     assert refused_soon(first.url, token)
+
+
+def test_a_revocation_on_one_process_ends_a_monitor_connection_on_the_other(pair, secrets, open_client):
+    first, second = pair
+    token = register(second.url, WATCHER)
+    secrets.append(token)
+    dashboard = MonitorClient(first.url, token)
+    try:
+        chat = open_client(first.url, token)
+        assert dashboard.watching()
+        status, body = request(second.url, "POST", "/api/sessions/revoke", token=token)
+        assert status == 200 and body == {"revoked": 1}
+        assert dashboard.ended("revoked") and ended(chat, "revoked")
+        assert refused_soon(first.url, token)
+    finally:
+        dashboard.close()
