@@ -6,7 +6,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, audit, cli, config, events, pages, scaleout, security, transport
+from . import api, audit, cli, config, events, pages, scaleout, security, sse, transport
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -77,6 +77,7 @@ def create_app(test_config=None, async_mode="threading"):
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     security.install(app, settings, api.bp)
+    sse.install(app, socketio, websockets, settings)  # GET /api/stream: Server-Sent Events
     transport.guard(app, websockets, settings)  # last: in front of every other layer
     app.cli.add_command(cli.notify)
     if scaled:

@@ -231,6 +231,49 @@ def forget_connection(manager, sid, namespace):
                 del pending[namespace]
 
 
+def hear_emits(manager, hear):
+    """Call hear(event, data, to, namespace) after each emit python-socketio delivers to this process's clients.
+
+    Manager.emit is the delivery; a PubSubManager (the Redis queue) reaches it through _handle_emit,
+    for its own emits and the other processes', and straight from emit(ignore_queue=True). A failing
+    hear is logged and never stops the emit.
+    """
+    from socketio.pubsub_manager import PubSubManager
+
+    def heard(event, data, to, namespace):
+        try:
+            hear(event, data, to, namespace or "/")
+        except Exception:
+            log.exception("a listener of emits failed")
+
+    emit = manager.emit
+    if isinstance(manager, PubSubManager):
+        handle_emit = manager._handle_emit
+
+        def _handle_emit(message):
+            handle_emit(message)
+            data = message.get("data")
+            if isinstance(data, list) and len(data) == 1 and not message.get("binary"):
+                data = data[0]
+            heard(message.get("event"), data, message.get("room"), message.get("namespace"))
+
+        def queued_emit(event, data, namespace=None, *args, **kwargs):
+            result = emit(event, data, namespace, *args, **kwargs)
+            if kwargs.get("ignore_queue"):
+                heard(event, data, kwargs.get("to") or kwargs.get("room"), namespace)
+            return result
+
+        manager._handle_emit = _handle_emit
+        manager.emit = queued_emit
+    else:
+        def local_emit(event, data, namespace=None, *args, **kwargs):
+            result = emit(event, data, namespace, *args, **kwargs)
+            heard(event, data, kwargs.get("to") or kwargs.get("room"), namespace)
+            return result
+
+        manager.emit = local_emit
+
+
 def room_sizes(manager, namespace: str = "/") -> dict:
     """{room: connections in it} of a namespace, the connections' own rooms and None excluded."""
     rooms = getattr(manager, "rooms", None)

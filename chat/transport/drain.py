@@ -14,6 +14,7 @@ from chat import internals
 
 from .connection import Connection
 from .protocol import CloseCode
+from .stream import Stream
 
 DRAIN_WINDOW = 3.0  # seconds over which the connections are closed
 TICK = 0.05  # seconds between two batches
@@ -21,11 +22,12 @@ ANSWER_WAIT = 1.0  # seconds the last batch gets to answer its close frames
 
 
 def closers(eio) -> list:
-    """A callable per open connection that starts closing it: WebSockets with 1001, long-polling sessions."""
+    """A callable per open connection that starts closing it: WebSockets with 1001, long-polling sessions, streams."""
     found = [lambda c=connection: c.hang_up(CloseCode.GOING_AWAY) for connection in list(Connection.open)
              if not connection.closed]
     found += [lambda s=session: internals.close_polling_session(s) for session in internals.sessions(eio)
               if internals.is_polling(session) and not internals.session_ended(session)]
+    found += [stream.finish for stream in list(Stream.open) if not stream.closed]  # Server-Sent Events
     return found
 
 
@@ -51,7 +53,8 @@ def drain(hub, close_calls: list, done, window: float = DRAIN_WINDOW, shuffle=ra
     last = (math.ceil(len(close_calls) / size) - 1) * TICK if close_calls else 0.0
 
     def check():
-        if not any(not connection.closed for connection in list(Connection.open)):
+        if all(connection.closed for connection in list(Connection.open)) and \
+                all(stream.closed for stream in list(Stream.open)):
             finish()
         else:
             hub.later(TICK, check)
