@@ -577,23 +577,31 @@ def sse_lines(res):
                      f"{fmt(idle_memory(sizes[('ws', max(mem_at))]))})")
     out = [f"- **SSE or WebSocket.** At {at:,} clients, the largest size both kept up at, SSE had "
            + ", ".join(facts) + f". SSE's limit: {limit_text(sse)}; WebSocket's: {limit_text(ws)}."]
-    cheap = (cpu is None or cpu <= 1.25) and (mem is None or mem <= 1.25)
+    costly = (cpu is not None and cpu > 1.25) or (mem is not None and mem > 1.25)
+    cost = ("it cost the server about what WebSocket did" if cpu is not None and not costly else
+            "its server CPU per message could not be set against WebSocket's in this run (too few clock ticks)")
     far = reach(sse) >= reach(ws)
     why = ("it needs nothing but HTTP: any proxy passes it, the browser's EventSource needs no client library "
            "and resumes by itself with Last-Event-ID")
-    if far and cheap:
-        verdict = (f"  So SSE is the better choice than WebSocket where clients mostly receive (a dashboard, a "
-                   f"backend or a shell following rooms, notifications), up to the {fmt(sse['held'])} clients "
-                   f"measured: it cost the server about what WebSocket did, and {why}.")
-    elif far:
-        verdict = (f"  SSE went as far as WebSocket but at {ratio_text(cpu)} its server CPU per message"
-                   + (f" and {ratio_text(mem)} its memory per client" if mem and mem > 1.25 else "")
-                   + f": the better choice only where WebSocket cannot pass, since {why}.")
-    else:
+    if not far:
         verdict = (f"  SSE fell behind at {limit_text(sse)} clients where WebSocket held {fmt(ws['held'])}: "
                    f"SSE is the better choice below {limit_text(sse)} clients where clients mostly receive, "
                    f"since {why}; beyond that, WebSocket.")
+    elif costly:
+        verdict = ("  SSE went as far as WebSocket but at "
+                   + " and ".join(x for x in (f"{ratio_text(cpu)} its server CPU per message" if cpu else "",
+                                              f"{ratio_text(mem)} its memory per client" if mem and mem > 1.25
+                                              else "") if x)
+                   + f": the better choice only where WebSocket cannot pass, since {why}.")
+    else:
+        verdict = (f"  So SSE is the better choice than WebSocket where clients mostly receive (a dashboard, a "
+                   f"backend or a shell following rooms, notifications), up to the {fmt(sse['held'])} clients "
+                   f"measured: {cost}, and {why}.")
     out.append(verdict)
+    p99s, p99w = get(s, "latency_ms.p99"), get(w, "latency_ms.p99")
+    if p99s is not None and p99w is not None and p99s > max(2 * p99w, p99w + 20):
+        out.append(f"  Where every message must arrive fastest, WebSocket: SSE's p99 was "
+                   f"{ratio_text(safe_ratio(p99s, p99w))} WebSocket's at {at:,} clients.")
     if up and up >= 1.5:
         out.append(f"  Where clients send about as often as they receive, WebSocket: each message sent beside an SSE "
                    f"stream is a whole HTTP request ({fmt(get(s, 'wire.bytes_up_per_delivery'))} bytes up per "

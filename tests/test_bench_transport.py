@@ -188,3 +188,11 @@ def test_the_readme_block_is_replaced_between_its_markers_only(tmp_path):
 @pytest.mark.parametrize("p99, kept", [(900.0, True), (1100.0, False)])
 def test_the_keep_up_rule_holds_p99_to_its_limit(p99, kept):
     assert figures.kept_up(transport_run("sse", 100, p99=p99)["result"]) is kept
+
+
+def test_an_unmeasurable_cpu_is_not_called_cheap_and_a_slow_p99_sends_latency_to_websocket():
+    runs = [transport_run("ws", 100, p99=10.0), transport_run("sse", 100, p99=80.0)]
+    runs[0]["result"]["server_cpu_us_per_delivery"] = None
+    text = "\n".join(report.sse_lines(transport_results(*runs)))
+    assert "about what WebSocket did" not in text and "could not be set against WebSocket's" in text
+    assert "Where every message must arrive fastest, WebSocket: SSE's p99 was 8.00x WebSocket's at 100" in text
