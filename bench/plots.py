@@ -102,9 +102,9 @@ def transport_scale(plt, sizes, ways, clients_list, colors, img_dir):
         runs = [(c, r) for c, r in runs if r]
         color = colors.get(way)
         for ax, value in ((axes[0], cpu_per_delivery), (axes[1], lambda r: get(r, "latency_ms.p99"))):
-            kept = [(c, value(r)) for c, r in runs if kept_up(r) and value(r)]
-            if kept:
-                ax.plot([p[0] for p in kept], [p[1] for p in kept], marker="o", label=way, color=color)
+            pts = [(c, value(r)) for c, r in runs if value(r)]  # the limit's point too: the line runs into it
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=way, color=color)
             for c, r in runs:
                 if not kept_up(r) and value(r):
                     ax.plot([c], [value(r)], marker="X", fillstyle="none", ls="none", ms=9, color=color)
