@@ -281,6 +281,9 @@ def behind_why(result):
     target = result.get("send_target_per_s") or 0
     if target and (result.get("sent_per_s") or 0) < 0.97 * target:
         why.append(f"sent {100 * result['sent_per_s'] / target:.0f}% of the schedule")
+    ack = get(result, "ack_ms.p50")
+    if ack is not None and ack > 100:
+        why.append(f"sends answered after {ack:,.0f} ms (p50)")
     if (get(result, "errors.clients") or 0) > 0:
         why.append(f"{result['errors']['clients']} clients could not connect")
     return ", ".join(why) or "behind"

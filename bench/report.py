@@ -584,8 +584,9 @@ def sse_lines(res):
     why = ("it needs nothing but HTTP: any proxy passes it, the browser's EventSource needs no client library "
            "and resumes by itself with Last-Event-ID")
     if not far:
-        verdict = (f"  SSE fell behind at {limit_text(sse)} clients where WebSocket held {fmt(ws['held'])}: "
-                   f"SSE is the better choice below {limit_text(sse)} clients where clients mostly receive, "
+        verdict = (f"  SSE fell behind at {limit_text(sse)} clients where WebSocket held {fmt(ws['held'])}"
+                   + sends_behind(sizes.get(("sse", sse["limit"])))
+                   + f": SSE is the better choice below {limit_text(sse)} clients where clients mostly receive, "
                    f"since {why}; beyond that, WebSocket.")
     elif costly:
         verdict = ("  SSE went as far as WebSocket but at "
@@ -607,6 +608,15 @@ def sse_lines(res):
                    f"stream is a whole HTTP request ({fmt(get(s, 'wire.bytes_up_per_delivery'))} bytes up per "
                    f"delivered message against {fmt(get(w, 'wire.bytes_up_per_delivery'))}, {ratio_text(up)}).")
     return out
+
+
+def sends_behind(run):
+    """', its sends ... were what fell behind' when a run's HTTP sends waited most of its latency."""
+    ack, lat = get(run, "result.ack_ms.p50"), get(run, "result.latency_ms.p50")
+    if ack is None or lat is None or ack < 100 or ack < 0.5 * lat:
+        return ""
+    return (f" (its sends, HTTP POSTs, were what fell behind: answered after {fmt(ack)} ms at the median, "
+            "the stream delivering them at once after)")
 
 
 def polling_lines(res):

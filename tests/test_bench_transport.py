@@ -196,3 +196,13 @@ def test_an_unmeasurable_cpu_is_not_called_cheap_and_a_slow_p99_sends_latency_to
     text = "\n".join(report.sse_lines(transport_results(*runs)))
     assert "about what WebSocket did" not in text and "could not be set against WebSocket's" in text
     assert "Where every message must arrive fastest, WebSocket: SSE's p99 was 8.00x WebSocket's at 100" in text
+
+
+def test_an_sse_limit_from_slow_sends_says_so():
+    runs = both_ways(sse_limit_at=1000)
+    runs[-1]["result"]["ack_ms"] = {"p50": 1500.0}
+    runs[-1]["result"]["latency_ms"]["p50"] = 1600.0
+    text = "\n".join(report.sse_lines(transport_results(*runs)))
+    assert "SSE fell behind at 1,000 clients where WebSocket held 10,000 (its sends, HTTP POSTs, were what fell " \
+           "behind: answered after 1,500 ms at the median" in text
+    assert figures.behind_why(runs[-1]["result"]).endswith("sends answered after 1,500 ms (p50)")
