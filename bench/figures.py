@@ -275,7 +275,7 @@ def behind_why(result):
     limit = float(match.group(1)) if match else 1000.0
     why = []
     if (result.get("delivered_ratio") or 0) < 0.99:
-        why.append(f"delivered {100 * (result.get('delivered_ratio') or 0):.0f}% of the window's messages")
+        why.append(f"delivered {100 * (result.get('delivered_ratio') or 0):.3g}% of the window's messages")
     if lat.get("count") and lat.get("p99", 0) > limit:
         why.append(f"p99 {lat['p99']:,.0f} ms > {limit:,.0f}")
     target = result.get("send_target_per_s") or 0
