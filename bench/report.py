@@ -526,15 +526,26 @@ def scale_table(res):
     sizes, _ = transport_figures(res)
     lines = ["### How far each way scales", "",
              "Each way ran at growing sizes until the first it did not keep up at: that size is its *limit*. "
-             "*Held* is the largest size it kept up at; the figures beside it are at that size.", "",
+             "*Held* is the largest size it kept up at; p99 and CPU beside it are at that size, memory per idle "
+             "client at the largest size run on a fresh server.", "",
              *columns("way", "held", "limit", "why it stopped", "p99 ms", "server µs / msg", "KB / idle client")]
     for way, info in limits.items():
         held = info["held"]
         run = sizes.get((way, held)) if held else None
         r = run["result"] if run else {}
         lines.append(f"| {way} | {fmt(held) if held else 'none'} | {limit_text(info)} | {info['why'] or '–'} | "
-                     f"{fmt(get(r, 'latency_ms.p99'))} | {cpu_cell(r) if run else '–'} | {fmt(idle_memory(run))} |")
+                     f"{fmt(get(r, 'latency_ms.p99'))} | {cpu_cell(r) if run else '–'} | {memory_cell(info)} |")
     return lines + [""]
+
+
+def memory_cell(info):
+    """Memory per idle client at the largest size measured on a fresh server (before any message: a size the
+    way then fell behind at counts too), with that size."""
+    found = [(c, idle_memory(run)) for c, _, run in info["sizes"] if idle_memory(run) is not None]
+    if not found:
+        return "–"
+    clients, kb = max(found)
+    return f"{fmt(kb)} (at {clients:,})"
 
 
 def kept_at(info, clients):

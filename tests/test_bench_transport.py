@@ -180,7 +180,7 @@ def test_the_readme_block_is_replaced_between_its_markers_only(tmp_path):
     assert report.update_readme(figures.Results(data), readme)
     text = readme.read_text()
     assert "old" not in text and text.startswith("# x\n\n## Benchmark\nintro\n") and text.endswith("\n## Next\n")
-    assert "| sse | 10,000 | not reached (the largest size run) | – |" in text
+    assert "| sse | 10,000 | not reached (the largest size run) | – | 12 | 55 | 14 (at 10,000) |" in text
     assert "How far each way scaled in the full run of today" in text
     readme.write_text("no markers\n")
     assert not report.update_readme(figures.Results(data), readme)
