@@ -587,6 +587,13 @@ def sse_lines(res):
         facts.append(f"{ratio_text(mem)} its memory per idle client at {max(mem_at):,} clients "
                      f"({fmt(idle_memory(sizes[('sse', max(mem_at))]))} KB against "
                      f"{fmt(idle_memory(sizes[('ws', max(mem_at))]))})")
+    if mem_at:
+        big = max(mem_at)
+        cs = get(sizes[("sse", big)], "result.server_rss_kb.cpu_us_per_connect")
+        cw = get(sizes[("ws", big)], "result.server_rss_kb.cpu_us_per_connect")
+        if cs and cw:
+            facts.append(f"{ratio_text(safe_ratio(cs, cw))} its server CPU per connection at {big:,} clients "
+                         f"({fmt(cs)} µs against {fmt(cw)})")
     out = [f"- **SSE or WebSocket.** At {at:,} clients, the largest size both kept up at, SSE had "
            + ", ".join(facts) + f". SSE's limit: {limit_text(sse)}; WebSocket's: {limit_text(ws)}."]
     costly = (cpu is not None and cpu > 1.25) or (mem is not None and mem > 1.25)

@@ -77,7 +77,10 @@ async function runChat(ctx, o) {
   const counted = clients.slice(first).filter((c) => !c.failed).length;
   const idleRss = rss0 && rss1 && rss0.rss_kb != null && rss1.rss_kb != null && counted > 0
     ? { first_clients: first, before_kb: rss0.rss_kb, idle_kb: rss1.rss_kb, clients_counted: counted,
-      per_client_kb: round((rss1.rss_kb - rss0.rss_kb) / counted, 2) } : null;
+      per_client_kb: round((rss1.rss_kb - rss0.rss_kb) / counted, 2),
+      // server CPU per client over the same span: its connect, auth and subscription (and the settle)
+      cpu_us_per_connect: rss0.cpu_s != null && rss1.cpu_s != null ? round(((rss1.cpu_s - rss0.cpu_s) * 1e6) / counted, 1) : null,
+    } : null;
 
   // sending schedule: client i sends at start + phase_i + k/rate
   const period = 1000 / o.rate;
