@@ -137,7 +137,7 @@ def test_sse_is_the_better_choice_when_it_goes_as_far_as_websocket_for_about_its
     assert "At 10,000 clients, the largest size both kept up at" in text
     assert "1.10x WebSocket's server CPU per delivered message" in text
     assert "So SSE is the better choice than WebSocket where clients mostly receive" in text
-    assert "0.60x its server CPU per connection at 10,000 clients (600 µs against 1,000)" in text
+    assert "0.6x its server CPU per connection at 10,000 clients (600 µs against 1,000)" in text
     assert "2.00x" in text and "each message sent beside an SSE stream is a whole HTTP request" in text
 
 
