@@ -557,6 +557,30 @@ def reach(info):
     return ((info["held"] or 0), 1 if info["limit"] is None else 0)
 
 
+def sse_facts(sse, sizes, s, w, cpu, down):
+    """The SSE-against-WebSocket figures as phrases, and the memory ratio (None when not measured)."""
+    # memory per idle client is measured before any message: every size both ran at counts
+    mem_at = [c for c, _, run in sse["sizes"] if idle_memory(run) and idle_memory(sizes.get(("ws", c)))]
+    mem = (safe_ratio(idle_memory(sizes[("sse", max(mem_at))]), idle_memory(sizes[("ws", max(mem_at))]))
+           if mem_at else None)
+    facts = [f"p99 {fmt(get(s, 'latency_ms.p99'))} ms against {fmt(get(w, 'latency_ms.p99'))}"]
+    if cpu:
+        facts.append(f"{ratio_text(cpu)} WebSocket's server CPU per delivered message "
+                     f"({fmt(cpu_per_delivery(s))} µs against {fmt(cpu_per_delivery(w))})")
+    if down:
+        facts.append(f"{ratio_text(down)} its bytes down per delivered message")
+    if mem_at:
+        big = max(mem_at)
+        facts.append(f"{ratio_text(mem)} its memory per idle client at {big:,} clients "
+                     f"({fmt(idle_memory(sizes[('sse', big)]))} KB against {fmt(idle_memory(sizes[('ws', big)]))})")
+        cs = get(sizes[("sse", big)], "result.server_rss_kb.cpu_us_per_connect")
+        cw = get(sizes[("ws", big)], "result.server_rss_kb.cpu_us_per_connect")
+        if cs and cw:
+            facts.append(f"{ratio_text(safe_ratio(cs, cw))} its server CPU per connection at {big:,} clients "
+                         f"({fmt(cs)} µs against {fmt(cw)})")
+    return facts, mem
+
+
 def sse_lines(res):
     """When SSE is the better choice than WebSocket, from the two ways' figures."""
     limits = scale_limits(res)
@@ -573,33 +597,13 @@ def sse_lines(res):
     cpu = safe_ratio(cpu_per_delivery(s), cpu_per_delivery(w))
     down = safe_ratio(get(s, "wire.bytes_down_per_delivery"), get(w, "wire.bytes_down_per_delivery"))
     up = safe_ratio(get(s, "wire.bytes_up_per_delivery"), get(w, "wire.bytes_up_per_delivery"))
-    # memory per idle client is measured before any message: every size both ran at counts
-    mem_at = [c for c, _, run in sse["sizes"] if idle_memory(run) and idle_memory(sizes.get(("ws", c)))]
-    mem = (safe_ratio(idle_memory(sizes[("sse", max(mem_at))]), idle_memory(sizes[("ws", max(mem_at))]))
-           if mem_at else None)
-    facts = [f"p99 {fmt(get(s, 'latency_ms.p99'))} ms against {fmt(get(w, 'latency_ms.p99'))}"]
-    if cpu:
-        facts.append(f"{ratio_text(cpu)} WebSocket's server CPU per delivered message "
-                     f"({fmt(cpu_per_delivery(s))} µs against {fmt(cpu_per_delivery(w))})")
-    if down:
-        facts.append(f"{ratio_text(down)} its bytes down per delivered message")
-    if mem:
-        facts.append(f"{ratio_text(mem)} its memory per idle client at {max(mem_at):,} clients "
-                     f"({fmt(idle_memory(sizes[('sse', max(mem_at))]))} KB against "
-                     f"{fmt(idle_memory(sizes[('ws', max(mem_at))]))})")
-    if mem_at:
-        big = max(mem_at)
-        cs = get(sizes[("sse", big)], "result.server_rss_kb.cpu_us_per_connect")
-        cw = get(sizes[("ws", big)], "result.server_rss_kb.cpu_us_per_connect")
-        if cs and cw:
-            facts.append(f"{ratio_text(safe_ratio(cs, cw))} its server CPU per connection at {big:,} clients "
-                         f"({fmt(cs)} µs against {fmt(cw)})")
+    facts, mem = sse_facts(sse, sizes, s, w, cpu, down)
     out = [f"- **SSE or WebSocket.** At {at:,} clients, the largest size both kept up at, SSE had "
            + ", ".join(facts) + f". SSE's limit: {limit_text(sse)}; WebSocket's: {limit_text(ws)}."]
     costly = (cpu is not None and cpu > 1.25) or (mem is not None and mem > 1.25)
     cost = ("it cost the server about what WebSocket did" if cpu is not None and not costly else
             "its server CPU per message could not be set against WebSocket's in this run (too few clock ticks)")
-    far = reach(sse) >= reach(ws)
+    far = sse["limit"] is None or reach(sse) >= reach(ws)  # a size not run (time, open files) is no limit
     why = ("it needs nothing but HTTP: any proxy passes it, the browser's EventSource needs no client library "
            "and resumes by itself with Last-Event-ID")
     if not far:
@@ -617,6 +621,8 @@ def sse_lines(res):
         verdict = (f"  So SSE is the better choice than WebSocket where clients mostly receive (a dashboard, a "
                    f"backend or a shell following rooms, notifications), up to the {fmt(sse['held'])} clients "
                    f"measured: {cost}, and {why}.")
+        if reach(sse) < reach(ws):
+            verdict += f" (WebSocket was measured further: {fmt(ws['held'])} clients.)"
     out.append(verdict)
     p99s, p99w = get(s, "latency_ms.p99"), get(w, "latency_ms.p99")
     if p99s is not None and p99w is not None and p99s > max(2 * p99w, p99w + 20):
@@ -654,8 +660,8 @@ def polling_lines(res):
         parts.append(f"from {none_at:,} clients on (at this load): none of them kept up there (held: {best})")
     sweep = sweep_limits(res)
     sc = res.data.get("plan", {}).get("transport", {}).get("sweep_clients")
-    fails = [sweep[w]["fail"] for w in polling if w in sweep]
-    if fails and all(f is not None for f in fails) and sc:
+    fails = [sweep[w]["fail"] for w in polling if w in sweep and sweep[w]["fail"] is not None]
+    if fails and len(fails) == len(polling) and sc:  # every polling way fell behind in the sweep
         top = max(sweep[w]["ok"] or 0 for w in polling if w in sweep)
         parts.append(f"above {top * sc:,g} messages/s in at {sc} clients (the rate sweep: every polling way "
                      f"fell behind by {max(fails) * sc:,g})" if top else

@@ -118,7 +118,7 @@ QUICK = {
     "name": "quick",
     "budget": 240,
     "user_pool": 20,
-    "shares": {"transport": 30, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
+    "shares": {"transport": 40, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
                "latency-disk": 24, "storm": 25, "scaling": 40, "profile": 12},
     "rounds": 1,
     "servers": ["reference", "eventlet", "gevent"],

@@ -208,3 +208,18 @@ def test_an_sse_limit_from_slow_sends_says_so():
     assert "SSE fell behind at 1,000 clients where WebSocket held 10,000 (its sends, HTTP POSTs, were what fell " \
            "behind: answered after 1,500 ms at the median" in text
     assert figures.behind_why(runs[-1]["result"]).endswith("sends answered after 1,500 ms (p50)")
+
+
+def test_a_size_skipped_for_time_is_not_a_limit_and_a_sweep_with_ways_missing_says_nothing_of_all():
+    runs = [transport_run("ws", 10), transport_run("ws", 100), transport_run("sse", 10),
+            transport_run("long-poll", 10), dict(transport_run("long-poll", 100, delivered=0.5), section="sweep",
+                                                 rate=5)]
+    skipped = [{"what": "transport sse at 100 clients", "why": "time budget"},
+               {"what": "transport long-poll at 100 clients", "why": "time budget"}]
+    res = transport_results(*runs, skipped=skipped)
+    res.data["plan"]["transport"]["sweep_clients"] = 10
+    text = "\n".join(report.sse_lines(res))
+    assert "fell behind" not in text and "up to the 10 clients measured" in text
+    assert "WebSocket was measured further: 100 clients" in text
+    runs.append(transport_run("short-poll 1s", 10))  # in the study, not in the sweep: "every polling way" is false
+    assert "rate sweep" not in "\n".join(report.polling_lines(transport_results(*runs, skipped=skipped)))
