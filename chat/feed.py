@@ -194,7 +194,7 @@ def parse_flag(name: str, value: Any) -> bool:
 def open_feed(service: ChatService, user: str, rooms: list[str], notifications: bool) -> Feed:
     """A feed of the rooms the user may read; forbidden for a private room the user is not in."""
     for room in rooms:
-        service._admit(user, room)
+        service.readable(user, room)
     if not rooms and not notifications:
         raise ChatError("invalid_payload", "follow at least one room (rooms=a,b) or notifications=1")
     return Feed(user, rooms, notifications)

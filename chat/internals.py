@@ -318,6 +318,17 @@ def eventlet_response_written():
     eventlet.wsgi.WSGI_LOCAL.already_handled = True
 
 
+def request_version(environ) -> str:
+    """The HTTP version of the request line ("HTTP/1.1"), from the server's handler behind `papo.detach`.
+
+    eventlet.wsgi puts "HTTP/1.0" in SERVER_PROTOCOL whatever the client sent; its handler (http.server's)
+    and gevent.pywsgi's both keep the request's own as request_version.
+    """
+    handler = getattr(environ.get("papo.detach"), "__self__", None)
+    version = getattr(handler, "request_version", None)
+    return version if isinstance(version, str) else environ.get("SERVER_PROTOCOL", "HTTP/1.0")
+
+
 def eventlet_keep_socket(protocol, stand_in):
     """Make eventlet.wsgi close `stand_in` instead of the connection's socket when its green thread ends."""
     protocol.conn_state[1] = stand_in

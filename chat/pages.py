@@ -79,6 +79,15 @@ def room(name):
     return render_template("room.html", user=current_user(), page="room", room=name)
 
 
+@bp.get("/room/<name>/live")
+@login_required
+def stream(name):
+    """Follow one room with the browser's EventSource (Server-Sent Events), without Socket.IO."""
+    if not ROOM_NAME.fullmatch(name):
+        abort(404)
+    return render_template("stream.html", user=current_user(), page="stream", room=name)
+
+
 @bp.get("/dm/<peer>")
 @login_required
 def direct(peer):

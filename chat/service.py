@@ -305,6 +305,10 @@ class ChatService:
         self._admit(user, room)
         return room
 
+    def readable(self, user: str, room: Any) -> str:
+        """Return the room's name when the user may read it; invalid_room or forbidden otherwise (streams)."""
+        return self._readable(user, room)
+
     def _change(self, room: str, seq: int, change: Callable[[Message], dict[str, Any] | None]) -> Message:
         outcome = self.store.change_message(room, seq, change)
         if outcome is None:

@@ -9,6 +9,7 @@ Under the threading development server a stream is a generator on its request's 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from .auth import current_session
 from .errors import ChatError
 from .extension import papo
 from .transport.connection import Connection
-from .transport.stream import DetachedResponses, Keepalive, Stream
+from .transport.stream import DetachedResponses, Keepalive, Stream, chunk
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sse", __name__)
@@ -38,7 +39,7 @@ GAP_SECONDS = 1.0  # how long an event that came ahead of a missing one waits be
 KEEPALIVE = b":\n\n"
 HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
            b"Cache-Control: no-cache, no-store\r\nX-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\n"
-           b"Connection: close\r\n\r\n")
+           b"Connection: close\r\n")
 
 
 # the wire, without I/O
@@ -62,6 +63,7 @@ def preamble(cursor: str, retry_ms: int = RETRY_MS) -> bytes:
 
 
 def ended(code: str, message: str) -> bytes:
+    """The `session_ended` event, the last a stream gets when its identity ends."""
     return event("session_ended", encode({"code": code, "message": message}))
 
 
@@ -75,10 +77,12 @@ class Subscription:
         self.feed = feed
         self.pending: list[tuple[str, Any]] | None = []
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
+        """Take one event; payload is its data already encoded, shared by every stream it goes to."""
         raise NotImplementedError
 
     def end(self, last: bytes = b"") -> None:
+        """Send `last`, then close the stream."""
         raise NotImplementedError
 
 
@@ -101,18 +105,18 @@ class HubSubscription(Subscription):
         if self.ending:
             stream.finish(self.ending)
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
         if self.pending is not None:
             self.pending.append((name, data))
             return
-        self.write(self.feed.accept(name, data))
+        self.write(self.feed.accept(name, data), data, payload)
 
-    def write(self, events: list[feeds.Event]) -> None:
+    def write(self, events: list[feeds.Event], known: Any = None, payload: bytes | None = None) -> None:
         stream = self.stream
         if stream is None or stream.closed:
             return
         for name, data, cursor in events:
-            stream.write(event(name, encode(data), cursor))
+            stream.write(event(name, payload if data is known and payload is not None else encode(data), cursor))
         if self.feed.holding() and self.gap_timer is None:
             self.gap_timer = stream.hub.later(GAP_SECONDS, self._gap)
 
@@ -140,9 +144,9 @@ class QueueSubscription(Subscription):
 
     def __init__(self, sid: str, feed: feeds.Feed):
         super().__init__(sid, feed)
-        self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # not SimpleQueue: C, never green
 
-    def hear(self, name: str, data: Any) -> None:
+    def hear(self, name: str, data: Any, payload: bytes | None = None) -> None:
         self.queue.put((name, data))
 
     def end(self, last: bytes = b"") -> None:
@@ -178,19 +182,21 @@ class Streams:
         """Hand one delivered emit to the streams it is for (chat.internals.hear_emits calls this)."""
         if namespace != "/" or name not in ("message", "message_updated", "notification", "session_ended"):
             return
-        if to is None:
-            found = list(self.everyone) if name == "notification" else []
-        elif isinstance(to, str):
-            found = list(self.channels.get(to, ()))
-        else:
+        if to is not None and not isinstance(to, str):
             return
+        with self._lock:  # the threading server's emits come from any thread
+            if to is None:
+                found = list(self.everyone) if name == "notification" else []
+            else:
+                found = list(self.channels.get(to, ()))
         if name == "session_ended":
             for subscription in found:
                 if subscription.sid == to and isinstance(data, dict):
                     subscription.end(ended(str(data.get("code")), str(data.get("message"))))
             return
+        payload = encode(data) if found else None  # once, however many streams it goes to
         for subscription in found:
-            subscription.hear(name, data)
+            subscription.hear(name, data, payload)
 
 
 class SSE:
@@ -239,6 +245,8 @@ def stream() -> Any:
     rooms = feeds.parse_rooms(request.args.get("rooms"), parts.settings.MAX_ROOMS_PER_CONNECTION)
     notifications = feeds.parse_flag("notifications", request.args.get("notifications"))
     cursor = request.args.get("last_event_id") or request.headers.get("Last-Event-ID") or None
+    if len(request.query_string) + len(cursor or "") > parts.settings.MAX_FRAME_BYTES:
+        raise ChatError("too_large", "the query and Last-Event-ID are over the server's size limit")
     if cursor is not None:
         feeds.parse_cursor(cursor)
     feed = feeds.open_feed(parts.service, found.user, rooms, notifications)
@@ -284,16 +292,23 @@ def _detach(sse: SSE, subscription: HubSubscription, environ: dict[str, Any], de
             missed: list[feeds.Event], release: Any) -> Response:
     """Write the head and the replay from this green thread, then give the socket to the hub."""
     conn = environ["papo.socket"]
+    chunked = internals.request_version(environ) == "HTTP/1.1"  # else the body ends with the connection
+    head = HEADERS + (b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+    body = preamble(initial) + b"".join(event(name, encode(data), cursor) for name, data, cursor in missed)
     try:
-        conn.sendall(HEADERS + preamble(initial) + b"".join(event(name, encode(data), cursor)
-                                                            for name, data, cursor in missed))
+        conn.sendall(head + (chunk(body) if chunked else body))
     except OSError:
         release()
         raise ChatError("unavailable", "the client went away") from None
+    # The stream gets a descriptor of its own: gevent closes the request's socket once nothing
+    # references the request's input any more, whatever the handler was told.
+    own = conn.dup()
     detach()
+    with contextlib.suppress(OSError):
+        conn.close()
     environ["papo.detached"].append(True)
     assert sse.transport is not None and sse.keepalive is not None
-    subscription.live(Stream(conn, sse.transport.flusher, on_closed=release))
+    subscription.live(Stream(own, sse.transport.flusher, on_closed=release, chunked=chunked))
     sse.keepalive.ensure()
     return Response(status=200)  # never sent: the middleware tells the server the view answered
 

@@ -181,7 +181,7 @@ def test_an_event_is_its_type_its_id_and_one_line_of_json():
 
 @pytest.fixture
 def settings():
-    return {"SSE_KEEPALIVE": "0.05"}
+    return {"SSE_KEEPALIVE": "0.05", "MAX_FRAME_BYTES": 2048}
 
 
 def test_the_view_refuses_with_the_contract(client, user, papo):
@@ -198,6 +198,8 @@ def test_the_view_refuses_with_the_contract(client, user, papo):
     assert refused.status_code == 400 and refused.json["error"]["code"] == "invalid_room"
     refused = client.get("/api/stream?rooms=lobby", headers={**auth, "Last-Event-ID": "nonsense"})
     assert refused.status_code == 400 and refused.json["error"]["code"] == "invalid_payload"
+    refused = client.get("/api/stream?rooms=lobby", headers={**auth, "Last-Event-ID": "lobby.1.1" * 300})
+    assert refused.status_code == 413 and refused.json["error"]["code"] == "too_large"
 
 
 def test_the_view_streams_the_replay_then_comments(client, user, papo):
@@ -232,7 +234,56 @@ def test_no_query_string_crashes_the_view(client, signed_in, rooms, cursor, flag
                           headers={"Authorization": f"Bearer {token}"}, buffered=False)
     try:
         if response.status_code != 200:
-            assert response.status_code in (400, 403) and response.json["error"]["code"] in (
-                "invalid_room", "invalid_payload", "forbidden")
+            assert response.status_code in (400, 403, 413) and response.json["error"]["code"] in (
+                "invalid_room", "invalid_payload", "forbidden", "too_large")
     finally:
         response.close()
+
+
+# the hub's side, on a FakeHub and a socket pair: no green thread, timers and callbacks by hand
+
+def read_all(sock):
+    sock.setblocking(False)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data + b"<EOF>"
+        data += chunk
+
+
+def test_a_stream_on_the_hub_orders_fills_gaps_from_the_store_keeps_alive_and_finishes():
+    import socket
+
+    from chat.transport.connection import Flusher
+    from chat.transport.hubs import FakeHub
+    from chat.transport.stream import Keepalive, Stream
+
+    hub = FakeHub()
+    server_end, client_end = socket.socketpair()
+    server_end.setblocking(False)
+    store = FakeStore([message("a", 1), message("a", 2), message("a", 3)])
+    feed = placed()
+    subscription = sse.HubSubscription("sse-1", feed, store)
+    subscription.hear("message", message("a", 1))  # before live(): it waits
+    closed = []
+    stream = Stream(server_end, Flusher(hub), on_closed=lambda: closed.append(True))
+    subscription.live(stream)
+    subscription.hear("message", message("a", 3), sse.encode(message("a", 3)))  # 2 is missing: 3 waits
+    hub.run()
+    assert read_all(client_end).count(b"event: message") == 1
+    hub.run(sse.GAP_SECONDS)  # the gap outlived its wait: the store is read
+    assert read_all(client_end).count(b"id: a.") == 2
+    assert feed.cursor() == "a.3.0" and not feed.holding()
+    Keepalive(hub, 1.0).ensure()
+    hub.run(1.0)
+    assert read_all(client_end) == b"3\r\n:\n\n\r\n"
+    subscription.end(sse.ended("logged_out", "you signed out"))
+    hub.run()
+    tail = read_all(client_end)
+    assert b"event: session_ended" in tail and tail.endswith(b"0\r\n\r\n<EOF>") and closed == [True]
+    assert stream not in Stream.open
+    client_end.close()

@@ -23,7 +23,9 @@ class Stream:
 
     open: weakref.WeakSet[Stream] = weakref.WeakSet()  # every Stream not yet closed: what a drain finishes
 
-    def __init__(self, conn: Any, flusher: Flusher, on_closed: Callable[[], None] | None = None):
+    def __init__(self, conn: Any, flusher: Flusher, on_closed: Callable[[], None] | None = None,
+                 chunked: bool = True):
+        self.chunked = chunked  # HTTP/1.1's chunked body: clients hand each write over as it comes
         self.conn = conn  # the green socket: holds the OS socket open
         self.hub = hub = flusher.hub
         self.sock = hub.os_socket(conn)
@@ -35,13 +37,16 @@ class Stream:
         Stream.open.add(self)
 
     def write(self, data: bytes) -> None:
-        self.outbox.write(data)
+        if data:
+            self.outbox.write(chunk(data) if self.chunked else data)
 
     def finish(self, last: bytes = b"") -> None:
         """Send `last` after what is queued, then close; a client that stops reading is cut after a grace."""
         if self.closed or self.outbox.finishing:
             return
         self.outbox.on_finished = self.close
+        if self.chunked:
+            last = (chunk(last) if last else b"") + b"0\r\n\r\n"
         self.outbox.finish(last)
         if not self.closed and self.grace is None:
             self.grace = self.hub.later(CLOSE_GRACE, self.close)
@@ -82,6 +87,11 @@ class Stream:
         self.close()
 
 
+def chunk(data: bytes) -> bytes:
+    """One chunk of an HTTP/1.1 chunked body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
 class Keepalive:
     """One hub timer per process that writes a comment to every open Stream every `seconds`."""
 
@@ -118,7 +128,10 @@ class DetachedResponses:
         self.hub = hub
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") not in self.paths or "papo.detach" not in environ:
+        if environ.get("PATH_INFO") not in self.paths:
+            return self.wsgi_app(environ, start_response)
+        if "papo.detach" not in environ:  # another server: the view streams through WSGI
+            environ["eventlet.minimum_write_chunk_size"] = 0  # eventlet.wsgi would hold back writes under 4 KB
             return self.wsgi_app(environ, start_response)
         marker: list[bool] = []
         environ["papo.detached"] = marker
