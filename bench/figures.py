@@ -349,10 +349,12 @@ def summarize(data):
                                              f.get(f"broadcast@{size}", (None,))[0], "ms", "lower")
     sizes, _ = transport_figures(res)
     for (way, clients), run in sizes.items():
-        out[f"tr-cpu/{way}/{clients}"] = (f"{way} x{clients}: server CPU per delivered message",
-                                          cpu_per_delivery(run["result"]), "µs", "lower")
-        out[f"tr-p99/{way}/{clients}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
-                                          "ms", "lower")
+        # only runs under the same load compare: messages/s in (before the scale study, every client sent)
+        load = f"{(run.get('senders') or clients) * (run.get('rate') or 0):g}"
+        out[f"tr-cpu/{way}/{clients}/{load}"] = (f"{way} x{clients}: server CPU per delivered message",
+                                                 cpu_per_delivery(run["result"]), "µs", "lower")
+        out[f"tr-p99/{way}/{clients}/{load}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
+                                                 "ms", "lower")
     return out
 
 

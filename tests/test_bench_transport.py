@@ -223,3 +223,14 @@ def test_a_size_skipped_for_time_is_not_a_limit_and_a_sweep_with_ways_missing_sa
     assert "WebSocket was measured further: 100 clients" in text
     runs.append(transport_run("short-poll 1s", 10))  # in the study, not in the sweep: "every polling way" is false
     assert "rate sweep" not in "\n".join(report.polling_lines(transport_results(*runs, skipped=skipped)))
+
+
+def test_before_and_after_compares_transport_runs_only_under_the_same_load():
+    old = dict(transport_run("ws", 1000), rate=0.5)  # the study before: every client sent
+    new = dict(transport_run("ws", 1000), rate=0.5, senders=200)
+    small_old = dict(transport_run("ws", 100), rate=0.5)
+    small_new = dict(transport_run("ws", 100), rate=0.5, senders=100)
+    before = figures.summarize({"runs": [old, small_old], "plan": {}})
+    after = figures.summarize({"runs": [new, small_new], "plan": {}})
+    shared = {k for k in before if k.startswith("tr-")} & set(after)
+    assert shared == {"tr-cpu/ws/100/50", "tr-p99/ws/100/50"}
