@@ -548,6 +548,23 @@ def memory_cell(info):
     return f"{fmt(kb)} (at {clients:,})"
 
 
+def limits_line(res):
+    """One sentence quoting every way's limit."""
+    limits = scale_limits(res)
+    if not limits:
+        return []
+    parts = []
+    for way, info in limits.items():
+        if info["limit"] is not None:
+            parts.append(f"{way} fell behind at {info['limit']:,}"
+                         + (f" (held {info['held']:,})" if info["held"] else " (its smallest size)"))
+        else:
+            parts.append(f"{way} held every size run, up to {fmt(info['held'])}"
+                         + (f" ({sorted(info['not_run'])[0][0]:,}: {sorted(info['not_run'])[0][1]})"
+                            if info["not_run"] else ""))
+    return ["- **Scale limits** (clients): " + "; ".join(parts) + "."]
+
+
 def kept_at(info, clients):
     return any(c == clients and kept for c, kept, _ in info["sizes"])
 
@@ -710,7 +727,7 @@ def transport_conclusion(res):
     cpu = {w: cpu_per_delivery(r) for w, r in at.items() if cpu_per_delivery(r)}
     out = latency_lines(at, big, p50) + bytes_lines(at, big, down, up) + crosscheck_lines(sizes)
     out += cpu_lines(sizes, ways, clients_list, big, cpu) + keeping_lines(res, sizes, ways, clients_list)
-    out += sse_lines(res) + polling_lines(res)
+    out += limits_line(res) + sse_lines(res) + polling_lines(res)
     if down and p50:
         wins = {"latency": min(p50, key=lambda w: p50[w]), "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0))}
         if cpu and len(cpu) == len(at):  # a way whose CPU was too coarse to tell might have been the cheapest
@@ -934,7 +951,7 @@ def readme_block(res):
     lines = [line.replace("### How far each way scales", f"How far each way scaled in the {res.data.get('mode')} "
                           f"run of {started} ([docs/benchmarks.md](docs/benchmarks.md#how-far-each-way-scales)):")
              for line in lines]
-    return lines + sse_lines(res) + polling_lines(res)
+    return lines + sse_lines(res) + polling_lines(res) + limits_line(res)
 
 
 def update_readme(res, readme=README):

@@ -234,3 +234,11 @@ def test_before_and_after_compares_transport_runs_only_under_the_same_load():
     after = figures.summarize({"runs": [new, small_new], "plan": {}})
     shared = {k for k in before if k.startswith("tr-")} & set(after)
     assert shared == {"tr-cpu/ws/100/50", "tr-p99/ws/100/50"}
+
+
+def test_the_closing_line_quotes_every_way_s_limit():
+    res = transport_results(*both_ways(sse_limit_at=1000), transport_run("long-poll", 10, delivered=0.2),
+                            skipped=[{"what": "transport ws at 30000 clients", "why": "time budget"}])
+    assert report.limits_line(res) == [
+        "- **Scale limits** (clients): ws held every size run, up to 10,000 (30,000: time budget); "
+        "long-poll fell behind at 10 (its smallest size); sse fell behind at 1,000 (held 100)."]
