@@ -575,12 +575,14 @@ def reach(info):
 
 
 def sse_facts(sse, sizes, s, w, cpu, down):
-    """The SSE-against-WebSocket figures as phrases, and the memory ratio (None when not measured)."""
+    """The SSE-against-WebSocket figures as phrases, and the ratios of memory per idle client and of server CPU
+    per connection (None when not measured)."""
     # memory per idle client is measured before any message: every size both ran at counts
     mem_at = [c for c, _, run in sse["sizes"] if idle_memory(run) and idle_memory(sizes.get(("ws", c)))]
     mem = (safe_ratio(idle_memory(sizes[("sse", max(mem_at))]), idle_memory(sizes[("ws", max(mem_at))]))
            if mem_at else None)
     facts = [f"p99 {fmt(get(s, 'latency_ms.p99'))} ms against {fmt(get(w, 'latency_ms.p99'))}"]
+    conn = None
     if cpu:
         facts.append(f"{ratio_text(cpu)} WebSocket's server CPU per delivered message "
                      f"({fmt(cpu_per_delivery(s))} µs against {fmt(cpu_per_delivery(w))})")
@@ -593,9 +595,10 @@ def sse_facts(sse, sizes, s, w, cpu, down):
         cs = get(sizes[("sse", big)], "result.server_rss_kb.cpu_us_per_connect")
         cw = get(sizes[("ws", big)], "result.server_rss_kb.cpu_us_per_connect")
         if cs and cw:
-            facts.append(f"{ratio_text(safe_ratio(cs, cw))} its server CPU per connection at {big:,} clients "
+            conn = safe_ratio(cs, cw)
+            facts.append(f"{ratio_text(conn)} its server CPU per connection at {big:,} clients "
                          f"({fmt(cs)} µs against {fmt(cw)})")
-    return facts, mem
+    return facts, mem, conn
 
 
 def sse_lines(res):
@@ -614,7 +617,7 @@ def sse_lines(res):
     cpu = safe_ratio(cpu_per_delivery(s), cpu_per_delivery(w))
     down = safe_ratio(get(s, "wire.bytes_down_per_delivery"), get(w, "wire.bytes_down_per_delivery"))
     up = safe_ratio(get(s, "wire.bytes_up_per_delivery"), get(w, "wire.bytes_up_per_delivery"))
-    facts, mem = sse_facts(sse, sizes, s, w, cpu, down)
+    facts, mem, conn = sse_facts(sse, sizes, s, w, cpu, down)
     out = [f"- **SSE or WebSocket.** At {at:,} clients, the largest size both kept up at, SSE had "
            + ", ".join(facts) + f". SSE's limit: {limit_text(sse)}; WebSocket's: {limit_text(ws)}."]
     costly = (cpu is not None and cpu > 1.25) or (mem is not None and mem > 1.25)
@@ -628,6 +631,12 @@ def sse_lines(res):
                    + sends_behind(sizes.get(("sse", sse["limit"])))
                    + f": SSE is the better choice below {limit_text(sse)} clients where clients mostly receive, "
                    f"since {why}; beyond that, WebSocket.")
+    elif costly and mem is not None and mem <= 1.25 and conn is not None and conn <= 1.25:
+        verdict = (f"  SSE went as far as WebSocket at {ratio_text(cpu)} its server CPU per delivered message in this "
+                   "load, where every message is also sent over HTTP; an idle stream cost about what an idle "
+                   f"WebSocket did ({ratio_text(mem)} the memory, {ratio_text(conn)} the CPU to connect). So SSE is "
+                   "the better choice where clients mostly receive (a dashboard, a backend or a shell following "
+                   f"rooms, notifications) or WebSocket cannot pass, since {why}.")
     elif costly:
         verdict = ("  SSE went as far as WebSocket but at "
                    + " and ".join(x for x in (f"{ratio_text(cpu)} its server CPU per message" if cpu else "",

@@ -149,8 +149,9 @@ def test_sse_that_falls_behind_first_is_the_better_choice_only_below_its_limit()
 
 
 def test_sse_that_costs_more_is_the_choice_only_where_websocket_cannot_pass():
-    text = "\n".join(report.sse_lines(transport_results(*both_ways(sse_cpu=100.0, sse_up=14.0))))
-    assert "at 2.00x its server CPU per message: the better choice only where WebSocket cannot pass" in text
+    text = "\n".join(report.sse_lines(transport_results(*both_ways(sse_cpu=100.0, sse_up=14.0, sse_mem=30.0))))
+    assert "at 2.00x its server CPU per message and 2.00x its memory per client: the better choice only where " \
+           "WebSocket cannot pass" in text
     assert "whole HTTP request" not in text  # bytes up within 1.5x: no sending caveat
 
 
@@ -242,3 +243,10 @@ def test_the_closing_line_quotes_every_way_s_limit():
     assert report.limits_line(res) == [
         "- **Scale limits** (clients): ws held every size run, up to 10,000 (30,000: time budget); "
         "long-poll fell behind at 10 (its smallest size); sse fell behind at 1,000 (held 100)."]
+
+
+def test_sse_dearer_per_message_but_cheap_when_idle_is_the_choice_for_clients_that_mostly_receive():
+    text = "\n".join(report.sse_lines(transport_results(*both_ways(sse_cpu=100.0))))
+    assert "SSE went as far as WebSocket at 2.00x its server CPU per delivered message in this load" in text
+    assert "an idle stream cost about what an idle WebSocket did (0.93x the memory, 0.6x the CPU to connect)" in text
+    assert "the better choice where clients mostly receive" in text
