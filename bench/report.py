@@ -455,7 +455,8 @@ def transport_section(res):
         "Bytes are everything written and read on the clients' sockets during the window (HTTP headers, "
         "WebSocket and Engine.IO framing, pings, requests that found nothing), per message delivered in the "
         "window; *kernel* gives the kernel's count (`ss -ti` bytes_acked / bytes_received, over the sockets "
-        "open at both ends of the window) as a share of the socket count. *Kept up*: the generator sent 97% of "
+        "open at both ends of the window) as a share of the socket counters read right after each `ss`. "
+        "*Kept up*: the generator sent 97% of "
         "its schedule, 99% of the window's messages were delivered, and p99 stayed within 1 s (short polling: "
         "two intervals + 1 s). *KB / idle client*: the server's VmRSS once every client is connected and idle, "
         "less its VmRSS after the first 2% of them, per client (fresh servers only).",
@@ -472,8 +473,7 @@ def transport_section(res):
             r = run["result"]
             wire = r.get("wire", {})
             k = wire.get("kernel") or {}
-            kd = safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
-            ku = safe_ratio(k.get("bytes_up"), wire.get("bytes_up"))
+            kd, ku = kernel_shares(wire)
             kernel = (f"{kd * 100:.0f}%, {ku * 100:.0f}%" if kd is not None and ku is not None else "–")
             if k.get("sockets_changed"):
                 kernel += f" ({k['sockets_changed']} sockets changed)"
@@ -796,12 +796,21 @@ def bytes_lines(at, big, down, up):
     return out
 
 
+def kernel_shares(wire):
+    """The kernel's byte counts as shares of the generator's socket counters (down, up), over the kernel's
+    own window where the run has the counters for it, else over the measurement window."""
+    k = wire.get("kernel") or {}
+    down = k.get("counters_down", wire.get("bytes_down"))
+    up = k.get("counters_up", wire.get("bytes_up"))
+    return safe_ratio(k.get("bytes_down"), down), safe_ratio(k.get("bytes_up"), up)
+
+
 def crosscheck_lines(sizes):
     checks = []
     for run in sizes.values():
         wire = get(run, "result.wire") or {}
         k = wire.get("kernel") or {}
-        r = None if k.get("sockets_changed") else safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
+        r = None if k.get("sockets_changed") else kernel_shares(wire)[0]
         if r:
             checks.append(r)
     if not checks:

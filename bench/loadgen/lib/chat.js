@@ -51,6 +51,10 @@ async function runChat(ctx, o) {
     }
   };
   for (const c of clients) c.onText = onText;
+  // every client receives; the first `senders` of them send (client i is in room i mod rooms, so
+  // that they spread over the rooms)
+  const nSenders = o.senders > 0 ? Math.min(o.senders, n) : n;
+  clients.forEach((c, i) => { c.sender = i < nSenders; });
 
   const tConn = now();
   const startAll = (list) => pool(list, o.connectConcurrency, async (c) => {
@@ -124,9 +128,6 @@ async function runChat(ctx, o) {
     };
     setTimeout(tick, Math.max(0, start + phase - now()));
   };
-  // every client receives; the first `senders` of them send (client i is in room i mod rooms, so
-  // that they spread over the rooms)
-  const nSenders = o.senders > 0 ? Math.min(o.senders, n) : n;
   for (let i = 0; i < nSenders; i++) schedule(i);
 
   await sleep(50 + o.warmup * 1000);
@@ -137,6 +138,9 @@ async function runChat(ctx, o) {
   await sleep(o.duration * 1000);
   const s1 = ctx.server.snapshot(); const b1 = meter.bytes();
   const kb1 = o.kernelCheck ? await kernelBytes(base.port) : null;
+  // the socket counters over the kernel's own window: `ss` reads the kernel as it ends, so each
+  // snapshot of the counters is taken right after one
+  const bk = meter.bytes();
   const gen = cpu.read(); const lagR = lag.read();
   stopping = true;
   const tStop = now();
@@ -178,7 +182,7 @@ async function runChat(ctx, o) {
       bytes_up_per_delivery: delivered ? round(bytesUp / delivered, 1) : null,
       bytes_down_per_delivery: delivered ? round(bytesDown / delivered, 1) : null,
       requests_per_delivery: delivered ? round(requests / delivered, 4) : null,
-      kernel: kernelDelta(kb0, kb1),
+      kernel: kb0 && kb1 ? Object.assign(kernelDelta(kb0, kb1), { counters_down: bk.read - b0.read, counters_up: bk.written - b0.written }) : null,
     },
     server_cpu_us_per_delivery: server && delivered ? round((server.cpu_s * 1e6) / delivered, 2) : null,
     server,
