@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from rig import CHILDREN, HOST, ROOT, Server, ServerError, free_port, log, python
+from rig import CHILDREN, HOST, ROOT, SECRET_KEY, Server, ServerError, free_port, log, python
 
 PG: dict[str, Any] = {"host": HOST, "port": 5432, "user": "postgres"}
 REDIS_DB = 7  # the database number the benchmark's own redis-server gives its clients; flushed at the end
@@ -103,7 +103,8 @@ def migrate(database_url):
         return
     code = "import sys; from chat.cli import main; sys.argv[0] = 'papo'; main()"
     done = subprocess.run([str(python()), "-c", code, "migrate"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={"DATABASE_URL": database_url, "PATH": str(ROOT / ".venv" / "bin")})
+                          timeout=120, env={"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY,
+                                            "PATH": str(ROOT / ".venv" / "bin")})
     if done.returncode:
         log(f"papo migrate: exit {done.returncode}: {done.stderr.strip()[-200:]}")
 
