@@ -75,7 +75,7 @@ FULL = {
     "budget": 1500,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
-    "shares": {"transport": 230, "sweep": 60, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
+    "shares": {"transport": 270, "sweep": 60, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
                "threading": 30, "latency-disk": 150, "storm": 75, "scaling": 110, "profile": 70},
     "rounds": 3,
     "servers": ["reference", "eventlet", "gevent"],
