@@ -42,6 +42,8 @@ def test_sse_lines_split_anywhere_across_chunks_and_crlf_split_between_two():
     events, last, _, _ = parse_sse("id: 7\r", "\nda", "ta: x\r\n", "\r", "\n")
     assert events == [{"type": "message", "data": "x", "id": "7"}]
     assert last == "7"
+    events, _, _, _ = parse_sse("data: a\r", "\ndata: b\n\n")  # the LF completes the CR: no empty line
+    assert [e["data"] for e in events] == ["a\nb"]
 
 
 def test_sse_bare_cr_ends_lines_and_multi_line_data_joins_with_newlines():
@@ -250,3 +252,8 @@ def test_sse_dearer_per_message_but_cheap_when_idle_is_the_choice_for_clients_th
     assert "SSE went as far as WebSocket at 2.00x its server CPU per delivered message in this load" in text
     assert "an idle stream cost about what an idle WebSocket did (0.93x the memory, 0.6x the CPU to connect)" in text
     assert "the better choice where clients mostly receive" in text
+
+
+def test_sse_crlf_inside_a_chunk_is_one_line_end_not_two():
+    events, _, _, _ = parse_sse("data: a\r\ndata: b\r\n\r\n")
+    assert [e["data"] for e in events] == ["a\nb"]
