@@ -250,6 +250,82 @@ def sweep_limits(res):
     return out
 
 
+def descriptors(way, clients, senders):
+    """Open files the generator needs for a transport run (the server about as many): a socket per client,
+    one more per sending client of the HTTP ways, two per Engine.IO polling client; 200 to spare.
+    The generator's own check (bench/loadgen/loadgen.js, socketsPerClient) counts the same."""
+    if way == "ws":
+        per_sender, per_receiver = 1, 1
+    elif way == "sio-polling":
+        per_sender, per_receiver = 2, 2
+    else:
+        per_sender, per_receiver = 2, 1
+    senders = min(senders, clients) if senders else clients
+    return senders * per_sender + (clients - senders) * per_receiver + 200
+
+
+def behind_why(result):
+    """Why a transport run did not keep up, in a few words (None when it did)."""
+    if result is None:
+        return "the run failed"
+    if kept_up(result):
+        return None
+    lat = result.get("latency_ms") or {}
+    match = re.search(r"p99<=(\d+)", result.get("kept_up_rule", ""))
+    limit = float(match.group(1)) if match else 1000.0
+    why = []
+    if (result.get("delivered_ratio") or 0) < 0.99:
+        why.append(f"delivered {100 * (result.get('delivered_ratio') or 0):.3g}% of the window's messages")
+    if lat.get("count") and lat.get("p99", 0) > limit:
+        why.append(f"p99 {lat['p99']:,.0f} ms > {limit:,.0f}")
+    target = result.get("send_target_per_s") or 0
+    if target and (result.get("sent_per_s") or 0) < 0.97 * target:
+        why.append(f"sent {100 * result['sent_per_s'] / target:.0f}% of the schedule")
+    ack = get(result, "ack_ms.p50")
+    if ack is not None and ack > 100:
+        why.append(f"sends answered after {ack:,.0f} ms (p50)")
+    if (get(result, "errors.clients") or 0) > 0:
+        why.append(f"{result['errors']['clients']} clients could not connect")
+    return ", ".join(why) or "behind"
+
+
+def scale_limits(res):
+    """{way: {"sizes": [(clients, kept, run)], "held": the largest size kept up at before the first that was
+    not, "limit": that first size (None: held at every size run), "why": its reason, "not_run": [(clients,
+    why)] sizes the run skipped (open files, time)}}, the ways in the results' order."""
+    out: dict[str, dict] = {}
+    order = res.data.get("ways", [])
+    for run in sorted(res.select(section="transport", ok=False), key=lambda r: r.get("clients") or 0):
+        way = run.get("way")
+        info = out.setdefault(way, {"sizes": [], "held": None, "limit": None, "why": None, "not_run": []})
+        result = None if run.get("error") else run.get("result")
+        kept = kept_up(result)
+        info["sizes"].append((run.get("clients"), kept, run))
+        if info["limit"] is not None:
+            continue
+        if kept:
+            info["held"] = run.get("clients")
+        else:
+            info["limit"] = run.get("clients")
+            info["why"] = behind_why(result) if result else f"failed: {str(run.get('error'))[:90]}"
+    for skip in res.data.get("skipped", []):
+        match = re.match(r"transport (.+) at (\d+) clients$", skip.get("what", ""))
+        if match and match.group(1) in out:
+            out[match.group(1)]["not_run"].append((int(match.group(2)), skip.get("why")))
+        elif match:
+            out[match.group(1)] = {"sizes": [], "held": None, "limit": None, "why": None,
+                                   "not_run": [(int(match.group(2)), skip.get("why"))]}
+    return {w: out[w] for w in sorted(out, key=lambda w: order.index(w) if w in order else 99)}
+
+
+def idle_memory(run):
+    """Server KB per idle client of a transport run on a fresh server, else None (a server that served
+    other runs before reuses memory they freed)."""
+    if not run or not run.get("fresh"):
+        return None
+    return get(run, "result.server_rss_kb.per_client_kb")
+
+
 def summarize(data):
     """The figures the "before and after" table compares: {key: (label, value, unit, better)}."""
     res = Results(data)
@@ -273,10 +349,12 @@ def summarize(data):
                                              f.get(f"broadcast@{size}", (None,))[0], "ms", "lower")
     sizes, _ = transport_figures(res)
     for (way, clients), run in sizes.items():
-        out[f"tr-cpu/{way}/{clients}"] = (f"{way} x{clients}: server CPU per delivered message",
-                                          cpu_per_delivery(run["result"]), "µs", "lower")
-        out[f"tr-p99/{way}/{clients}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
-                                          "ms", "lower")
+        # only runs under the same load compare: messages/s in (before the scale study, every client sent)
+        load = f"{(run.get('senders') or clients) * (run.get('rate') or 0):g}"
+        out[f"tr-cpu/{way}/{clients}/{load}"] = (f"{way} x{clients}: server CPU per delivered message",
+                                                 cpu_per_delivery(run["result"]), "µs", "lower")
+        out[f"tr-p99/{way}/{clients}/{load}"] = (f"{way} x{clients}: latency p99", get(run, "result.latency_ms.p99"),
+                                                 "ms", "lower")
     return out
 
 

@@ -6,6 +6,7 @@ from figures import (
     cpu_upper_bound,
     get,
     goals,
+    kept_up,
     transport_figures,
 )
 
@@ -27,7 +28,7 @@ def plots(res, figs, img_dir, extra=()):
         colors = dict(zip(res.data.get("ways", []), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
         made["cdf"] = transport_cdf(plt, sizes, ways, clients_list, colors, img_dir)
         made["bytes"] = transport_bytes(plt, sizes, ways, clients_list, img_dir)
-        made["cpu"] = transport_cpu(plt, sizes, ways, clients_list, colors, img_dir)
+        made["scale"] = transport_scale(plt, sizes, ways, clients_list, colors, img_dir)
     table, size = goals(res, figs)
     if table:
         made["ratios"] = goal_ratios(plt, table, size, img_dir)
@@ -51,7 +52,7 @@ def save(fig, path, plt):
 
 def transport_cdf(plt, sizes, ways, clients_list, colors, img_dir):
     """Latency CDF per way, one panel per client count."""
-    fig, axes = plt.subplots(1, len(clients_list), figsize=(4.2 * len(clients_list), 3.6), squeeze=False,
+    fig, axes = plt.subplots(1, len(clients_list), figsize=(3.4 * len(clients_list) + 0.8, 3.6), squeeze=False,
                              sharey=True)
     for ax, clients in zip(axes[0], clients_list, strict=True):
         for way in ways:
@@ -91,32 +92,47 @@ def transport_bytes(plt, sizes, ways, clients_list, img_dir):
     return save(fig, img_dir / "bench_transport_bytes.png", plt)
 
 
-def transport_cpu(plt, sizes, ways, clients_list, colors, img_dir):
-    """Server CPU per delivered message against clients; an upper bound as an open triangle."""
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    bounded = False
+def transport_scale(plt, sizes, ways, clients_list, colors, img_dir):
+    """Server CPU per delivered message and p99 against clients, one line per way (log-log); the size a way
+    stopped keeping up at as an open marker, a CPU figure known only as an upper bound as a triangle."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    bounded = behind = False
     for way in ways:
-        results = [(c, get(sizes.get((way, c)), "result")) for c in clients_list]
-        pts = [(c, cpu_per_delivery(r)) for c, r in results if r]
-        pts = [(c, v) for c, v in pts if v]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=way, color=colors.get(way))
-        for c, r in results:
-            bound = cpu_upper_bound(r) if r and cpu_per_delivery(r) is None else None
+        runs = [(c, get(sizes.get((way, c)), "result")) for c in clients_list]
+        runs = [(c, r) for c, r in runs if r]
+        color = colors.get(way)
+        for ax, value in ((axes[0], cpu_per_delivery), (axes[1], lambda r: get(r, "latency_ms.p99"))):
+            pts = [(c, value(r)) for c, r in runs if value(r)]  # the limit's point too: the line runs into it
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=way, color=color)
+            for c, r in runs:
+                if not kept_up(r) and value(r):
+                    ax.plot([c], [value(r)], marker="X", fillstyle="none", ls="none", ms=9, color=color)
+                    behind = True
+        for c, r in runs:
+            bound = cpu_upper_bound(r) if cpu_per_delivery(r) is None else None
             if bound is not None:
-                ax.plot([c], [bound], marker="v", fillstyle="none", ls="none", color=colors.get(way))
+                axes[0].plot([c], [bound], marker="v", fillstyle="none", ls="none", color=color)
                 bounded = True
+    if behind:
+        axes[1].plot([], [], marker="X", fillstyle="none", ls="none", ms=9, color="gray",
+                     label="fell behind (the way's limit)")
     if bounded:
-        ax.plot([], [], marker="v", fillstyle="none", ls="none", color="gray", label="upper bound (< 10 ticks)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("clients (log)")
-    ax.set_ylabel("server CPU µs per delivered message (log)")
-    ax.set_title("Transport study: server CPU per delivered message")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        axes[1].plot([], [], marker="v", fillstyle="none", ls="none", color="gray", label="CPU: upper bound")
+    axes[0].set_ylabel("server CPU µs per delivered message (log)")
+    axes[0].set_title("server CPU per delivered message")
+    axes[1].set_ylabel("p99 end-to-end latency, ms (log)")
+    axes[1].set_title("p99 latency")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients (log)")
+        ax.grid(True, which="both", alpha=0.3)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
+    fig.suptitle("Transport study: each way against clients")
     fig.tight_layout()
-    return save(fig, img_dir / "bench_transport_cpu.png", plt)
+    return save(fig, img_dir / "bench_transport_scale.png", plt)
 
 
 def goal_ratios(plt, table, size, img_dir):

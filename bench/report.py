@@ -34,6 +34,8 @@ from figures import (
     scaling_figures,
     server_figures,
     summarize,
+    idle_memory,
+    scale_limits,
     sweep_limits,
     transport_figures,
 )
@@ -45,7 +47,11 @@ DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
 WAY_NAMES = {"ws": "Socket.IO over WebSocket", "sio-polling": "Socket.IO over long-polling only",
              "short-poll 1s": "HTTP short polling every 1 s", "short-poll 250ms": "HTTP short polling every 250 ms",
-             "long-poll": "HTTP long polling"}
+             "long-poll": "HTTP long polling",
+             "sse": "Server-Sent Events (`GET /api/stream`, read as EventSource does; sends over HTTP POST)"}
+README = ROOT / "README.md"
+README_START, README_END = "<!-- bench:transport:start -->", "<!-- bench:transport:end -->"
+POLLING = ("sio-polling", "short-poll 1s", "short-poll 250ms", "long-poll")
 GEN_MARK = "‡"
 
 
@@ -419,29 +425,45 @@ def bottlenecks(res, figs):
 
 def transport_section(res):
     sizes, sweep = transport_figures(res)
-    lines = ["## (a) Transport study: one chat workload, four ways", ""]
+    lines = ["## (a) Transport study: one chat workload, each way, growing clients", ""]
     if not sizes:
         return lines + ["Not measured in this run.", ""]
     tp = res.data.get("plan", {}).get("transport", {})
     ways = [w for w in res.data.get("ways", []) if any(k[0] == w for k in sizes)]
     clients_list = sorted({k[1] for k in sizes})
     server = next(iter(sizes.values())).get("server")
+    senders = tp.get("max_senders")
     lines += [
-        f"Papo ({server}), clients in rooms of 10, each sending {tp.get('rate')} messages/s on a fixed schedule "
-        f"(open loop); the window is {tp.get('duration')} s after {tp.get('warmup')} s of warm-up. The ways: "
+        f"Papo ({server}), clients in rooms of 10; every client receives, "
+        + (f"the first {senders:,} of them (all of them up to {senders:,} clients) each send " if senders else
+           "each sends ")
+        + f"{tp.get('rate')} messages/s on a fixed schedule (open loop). The window is {tp.get('duration')} s after "
+        f"{tp.get('warmup')} s of warm-up"
+        + (f"; from {tp['big_from']:,} clients {tp.get('big_duration')} s after {tp.get('big_warmup')} s, "
+           "one repeat: connecting the clients takes most of the time"
+           if tp.get("big_from") and max(clients_list) >= tp["big_from"] else "")
+        + (f". From {tp['fresh_from']:,} clients each way and size runs on a fresh server (its memory per idle "
+           "client is then its own, and no way inherits another's backlog)"
+           if tp.get("fresh_from") and max(clients_list) >= tp["fresh_from"] else "")
+        + ". Sizes: " + ", ".join(f"{c:,}" for c in tp.get("sizes", clients_list))
+        + "; a way stops at the first size it does not keep up at (its limit, below). The ways: "
         + "; ".join(f"**{w}**: {WAY_NAMES.get(w, w)}" for w in ways) + ". The HTTP ways send with "
         "`POST /api/rooms/<r>/messages` on keep-alive connections; short polling asks "
-        "`GET /api/rooms/<r>/messages?after=N`, long polling `GET /api/rooms/<r>/poll?after=N&timeout=25`.",
+        "`GET /api/rooms/<r>/messages?after=N`, long polling `GET /api/rooms/<r>/poll?after=N&timeout=25`; "
+        "sse holds `GET /api/stream?rooms=<r>` open and parses its events as a browser's EventSource does.",
         "",
         "Bytes are everything written and read on the clients' sockets during the window (HTTP headers, "
         "WebSocket and Engine.IO framing, pings, requests that found nothing), per message delivered in the "
         "window; *kernel* gives the kernel's count (`ss -ti` bytes_acked / bytes_received, over the sockets "
-        "open at both ends of the window) as a share of the socket count. *Kept up*: the generator sent 97% of "
+        "open at both ends of the window) as a share of the socket counters read right after each `ss`. "
+        "*Kept up*: the generator sent 97% of "
         "its schedule, 99% of the window's messages were delivered, and p99 stayed within 1 s (short polling: "
-        "two intervals + 1 s).",
+        "two intervals + 1 s). *KB / idle client*: the server's VmRSS once every client is connected and idle, "
+        "less its VmRSS after the first 2% of them, per client (fresh servers only).",
         "",
         *columns("clients", "way", "p50 ms", "p99 ms", "kept up", "bytes down / msg", "bytes up / msg",
-                 "kernel down, up", "requests / msg", "server µs / msg", "server CPU", "generator", "load / others"),
+                 "kernel down, up", "requests / msg", "server µs / msg", "KB / idle client", "server CPU",
+                 "generator", "load / others"),
     ]
     for clients in clients_list:
         for way in ways:
@@ -451,8 +473,7 @@ def transport_section(res):
             r = run["result"]
             wire = r.get("wire", {})
             k = wire.get("kernel") or {}
-            kd = safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
-            ku = safe_ratio(k.get("bytes_up"), wire.get("bytes_up"))
+            kd, ku = kernel_shares(wire)
             kernel = (f"{kd * 100:.0f}%, {ku * 100:.0f}%" if kd is not None and ku is not None else "–")
             if k.get("sockets_changed"):
                 kernel += f" ({k['sockets_changed']} sockets changed)"
@@ -460,11 +481,12 @@ def transport_section(res):
                 f"| {clients:,} | {way} | {fmt(get(r, 'latency_ms.p50'))} | {fmt(get(r, 'latency_ms.p99'))} | "
                 f"{'yes' if kept_up(r) else '**no**'} | {fmt(wire.get('bytes_down_per_delivery'))} | "
                 f"{fmt(wire.get('bytes_up_per_delivery'))} | {kernel} | {fmt(wire.get('requests_per_delivery'))} | "
-                f"{cpu_cell(r)} | {fmt(get(r, 'server.cpu_pct'), 2, '%')} | "
+                f"{cpu_cell(r)} | {fmt(idle_memory(run))} | {fmt(get(r, 'server.cpu_pct'), 2, '%')} | "
                 f"{gen_text([run])} | {load_text([run])} |")
     lines += ["", "![latency CDF per way](img/bench_transport_latency_cdf.png)", "",
               "![bytes per delivered message](img/bench_transport_bytes.png)", "",
-              "![server CPU per delivered message](img/bench_transport_cpu.png)", ""]
+              "![server CPU per delivered message and p99 against clients](img/bench_transport_scale.png)", ""]
+    lines += scale_table(res)
     # the rate sweep
     sc = tp.get("sweep_clients")
     lines += [f"### Where each way stops keeping up ({sc} clients, rate raised per client)", "",
@@ -486,6 +508,218 @@ def transport_section(res):
 
 
 
+def limit_text(info):
+    """A way's limit in words: the first size it fell behind at, or how far it was measured."""
+    if info["limit"] is not None:
+        return f"{info['limit']:,}"
+    cut = sorted(info["not_run"])
+    if cut:
+        return f"not reached; {cut[0][0]:,} not run ({cut[0][1]})"
+    return "not reached (the largest size run)"
+
+
+def scale_table(res):
+    """One row per way: how far it kept up, where it stopped and why, its figures at the largest size held."""
+    limits = scale_limits(res)
+    if not limits:
+        return []
+    sizes, _ = transport_figures(res)
+    lines = ["### How far each way scales", "",
+             "Each way ran at growing sizes until the first it did not keep up at: that size is its *limit*. "
+             "*Held* is the largest size it kept up at; p99 and CPU beside it are at that size, memory per idle "
+             "client at the largest size run on a fresh server.", "",
+             *columns("way", "held", "limit", "why it stopped", "p99 ms", "server µs / msg", "KB / idle client")]
+    for way, info in limits.items():
+        held = info["held"]
+        run = sizes.get((way, held)) if held else None
+        r = run["result"] if run else {}
+        lines.append(f"| {way} | {fmt(held) if held else 'none'} | {limit_text(info)} | {info['why'] or '–'} | "
+                     f"{fmt(get(r, 'latency_ms.p99'))} | {cpu_cell(r) if run else '–'} | {memory_cell(info)} |")
+    return lines + [""]
+
+
+def memory_cell(info):
+    """Memory per idle client at the largest size measured on a fresh server (before any message: a size the
+    way then fell behind at counts too), with that size."""
+    found = [(c, idle_memory(run)) for c, _, run in info["sizes"] if idle_memory(run) is not None]
+    if not found:
+        return "–"
+    clients, kb = max(found)
+    return f"{fmt(kb)} (at {clients:,})"
+
+
+def limits_line(res):
+    """One sentence quoting every way's limit."""
+    limits = scale_limits(res)
+    if not limits:
+        return []
+    parts = []
+    for way, info in limits.items():
+        if info["limit"] is not None:
+            parts.append(f"{way} fell behind at {info['limit']:,}"
+                         + (f" (held {info['held']:,})" if info["held"] else " (its smallest size)"))
+        else:
+            parts.append(f"{way} held every size run, up to {fmt(info['held'])}"
+                         + (f" ({sorted(info['not_run'])[0][0]:,}: {sorted(info['not_run'])[0][1]})"
+                            if info["not_run"] else ""))
+    return ["- **Scale limits** (clients): " + "; ".join(parts) + "."]
+
+
+def kept_at(info, clients):
+    return any(c == clients and kept for c, kept, _ in info["sizes"])
+
+
+def reach(info):
+    """How far a way got, for comparing two: (largest size held, +1 when it never fell behind)."""
+    return ((info["held"] or 0), 1 if info["limit"] is None else 0)
+
+
+def sse_facts(sse, sizes, s, w, cpu, down):
+    """The SSE-against-WebSocket figures as phrases, and the ratios of memory per idle client and of server CPU
+    per connection (None when not measured)."""
+    # memory per idle client is measured before any message: every size both ran at counts
+    mem_at = [c for c, _, run in sse["sizes"] if idle_memory(run) and idle_memory(sizes.get(("ws", c)))]
+    mem = (safe_ratio(idle_memory(sizes[("sse", max(mem_at))]), idle_memory(sizes[("ws", max(mem_at))]))
+           if mem_at else None)
+    facts = [f"p99 {fmt(get(s, 'latency_ms.p99'))} ms against {fmt(get(w, 'latency_ms.p99'))}"]
+    conn = None
+    if cpu:
+        facts.append(f"{ratio_text(cpu)} WebSocket's server CPU per delivered message "
+                     f"({fmt(cpu_per_delivery(s))} µs against {fmt(cpu_per_delivery(w))})")
+    if down:
+        facts.append(f"{ratio_text(down)} its bytes down per delivered message")
+    if mem_at:
+        big = max(mem_at)
+        facts.append(f"{ratio_text(mem)} its memory per idle client at {big:,} clients "
+                     f"({fmt(idle_memory(sizes[('sse', big)]))} KB against {fmt(idle_memory(sizes[('ws', big)]))})")
+        cs = get(sizes[("sse", big)], "result.server_rss_kb.cpu_us_per_connect")
+        cw = get(sizes[("ws", big)], "result.server_rss_kb.cpu_us_per_connect")
+        if cs and cw:
+            conn = safe_ratio(cs, cw)
+            facts.append(f"{ratio_text(conn)} its server CPU per connection at {big:,} clients "
+                         f"({fmt(cs)} µs against {fmt(cw)})")
+    return facts, mem, conn
+
+
+def sse_lines(res):
+    """When SSE is the better choice than WebSocket, from the two ways' figures."""
+    limits = scale_limits(res)
+    if "sse" not in limits or "ws" not in limits:
+        return []
+    sse, ws = limits["sse"], limits["ws"]
+    sizes, _ = transport_figures(res)
+    both = [c for c, kept, _ in sse["sizes"] if kept and kept_at(ws, c)]
+    if not both:
+        return [f"- **SSE or WebSocket.** Not comparable in this run: SSE kept up at no size WebSocket kept up at "
+                f"(SSE's limit {limit_text(sse)}, WebSocket's {limit_text(ws)})."]
+    at = max(both)
+    s, w = sizes[("sse", at)]["result"], sizes[("ws", at)]["result"]
+    cpu = safe_ratio(cpu_per_delivery(s), cpu_per_delivery(w))
+    down = safe_ratio(get(s, "wire.bytes_down_per_delivery"), get(w, "wire.bytes_down_per_delivery"))
+    up = safe_ratio(get(s, "wire.bytes_up_per_delivery"), get(w, "wire.bytes_up_per_delivery"))
+    facts, mem, conn = sse_facts(sse, sizes, s, w, cpu, down)
+    out = [f"- **SSE or WebSocket.** At {at:,} clients, the largest size both kept up at, SSE had "
+           + ", ".join(facts) + f". SSE's limit: {limit_text(sse)}; WebSocket's: {limit_text(ws)}."]
+    costly = (cpu is not None and cpu > 1.25) or (mem is not None and mem > 1.25)
+    cost = ("it cost the server about what WebSocket did" if cpu is not None and not costly else
+            "its server CPU per message could not be set against WebSocket's in this run (too few clock ticks)")
+    far = sse["limit"] is None or reach(sse) >= reach(ws)  # a size not run (time, open files) is no limit
+    why = ("it needs nothing but HTTP: any proxy passes it, the browser's EventSource needs no client library "
+           "and resumes by itself with Last-Event-ID")
+    if not far:
+        verdict = (f"  SSE fell behind at {limit_text(sse)} clients where WebSocket held {fmt(ws['held'])}"
+                   + sends_behind(sizes.get(("sse", sse["limit"])))
+                   + f": SSE is the better choice below {limit_text(sse)} clients where clients mostly receive, "
+                   f"since {why}; beyond that, WebSocket.")
+    elif costly and mem is not None and mem <= 1.25 and conn is not None and conn <= 1.25:
+        verdict = (f"  SSE went as far as WebSocket at {ratio_text(cpu)} its server CPU per delivered message in this "
+                   "load, where every message is also sent over HTTP; an idle stream cost about what an idle "
+                   f"WebSocket did ({ratio_text(mem)} the memory, {ratio_text(conn)} the CPU to connect). So SSE is "
+                   "the better choice where clients mostly receive (a dashboard, a backend or a shell following "
+                   f"rooms, notifications) or WebSocket cannot pass, since {why}.")
+    elif costly:
+        verdict = ("  SSE went as far as WebSocket but at "
+                   + " and ".join(x for x in (f"{ratio_text(cpu)} its server CPU per message" if cpu else "",
+                                              f"{ratio_text(mem)} its memory per client" if mem and mem > 1.25
+                                              else "") if x)
+                   + f": the better choice only where WebSocket cannot pass, since {why}.")
+    else:
+        verdict = (f"  So SSE is the better choice than WebSocket where clients mostly receive (a dashboard, a "
+                   f"backend or a shell following rooms, notifications), up to the {fmt(sse['held'])} clients "
+                   f"measured: {cost}, and {why}.")
+        if reach(sse) < reach(ws):
+            verdict += f" (WebSocket was measured further: {fmt(ws['held'])} clients.)"
+    out.append(verdict)
+    p99s, p99w = get(s, "latency_ms.p99"), get(w, "latency_ms.p99")
+    if p99s is not None and p99w is not None and p99s > max(2 * p99w, p99w + 20):
+        out.append(f"  Where every message must arrive fastest, WebSocket: SSE's p99 was "
+                   f"{ratio_text(safe_ratio(p99s, p99w))} WebSocket's at {at:,} clients.")
+    if up and up >= 1.5:
+        out.append(f"  Where clients send about as often as they receive, WebSocket: each message sent beside an SSE "
+                   f"stream is a whole HTTP request ({fmt(get(s, 'wire.bytes_up_per_delivery'))} bytes up per "
+                   f"delivered message against {fmt(get(w, 'wire.bytes_up_per_delivery'))}, {ratio_text(up)}).")
+    return out
+
+
+def sends_behind(run):
+    """', its sends ... were what fell behind' when a run's HTTP sends waited most of its latency."""
+    ack, lat = get(run, "result.ack_ms.p50"), get(run, "result.latency_ms.p50")
+    if ack is None or lat is None or ack < 100 or ack < 0.5 * lat:
+        return ""
+    return (f" (its sends, HTTP POSTs, were what fell behind: answered after {fmt(ack)} ms at the median, "
+            "the stream delivering them at once after)")
+
+
+def polling_lines(res):
+    """When no polling way is acceptable: the size and the rate past which none kept up, and their latency."""
+    limits = scale_limits(res)
+    polling = [w for w in limits if w in POLLING]
+    if not polling:
+        return []
+    sizes, _ = transport_figures(res)
+    tried = sorted({c for w in polling for c, _, _ in limits[w]["sizes"]})
+    none_at = next((c for c in tried if not any(kept_at(limits[w], c) for w in polling)), None)
+    held = {w: limits[w]["held"] for w in polling if limits[w]["held"]}
+    parts = []
+    if none_at is not None:
+        best = ", ".join(f"{w} up to {held[w]:,}" for w in sorted(held, key=lambda x: held[x], reverse=True)) or "none"
+        parts.append(f"from {none_at:,} clients on (at this load): none of them kept up there (held: {best})")
+    sweep = sweep_limits(res)
+    sc = res.data.get("plan", {}).get("transport", {}).get("sweep_clients")
+    fails = [sweep[w]["fail"] for w in polling if w in sweep and sweep[w]["fail"] is not None]
+    if fails and len(fails) == len(polling) and sc:  # every polling way fell behind in the sweep
+        top = max(sweep[w]["ok"] or 0 for w in polling if w in sweep)
+        parts.append(f"above {top * sc:,g} messages/s in at {sc} clients (the rate sweep: every polling way "
+                     f"fell behind by {max(fails) * sc:,g})" if top else
+                     f"at {min(fails) * sc:,g} messages/s in at {sc} clients (the rate sweep)")
+    p99 = {}
+    for w in polling:
+        if held.get(w):
+            p99[w] = get(sizes.get((w, held[w])), "result.latency_ms.p99")
+    fastest = min((w for w in p99 if p99[w] is not None), key=lambda w: p99[w], default=None)
+    if fastest:
+        ref = [x for x in ("ws", "sse") if x in limits and kept_at(limits[x], held[fastest])]
+        refs = ", ".join(f"{x} {fmt(get(sizes[(x, held[fastest])], 'result.latency_ms.p99'))} ms" for x in ref)
+        parts.append(f"where 99% of messages must arrive sooner than {fmt(p99[fastest])} ms, the best p99 any "
+                     f"polling way reached ({fastest}, at {held[fastest]:,} clients" + (f"; {refs}" if refs else "")
+                     + ")")
+    if not parts:
+        return ["- **Polling.** Every polling way kept up at every size and rate run."]
+    return ["- **When no polling way is acceptable:** " + "; ".join(parts) + ". Short polling waits half its "
+            "interval on average by construction; long polling pays a whole HTTP request per delivery."]
+
+
+def compare_size(sizes, ways):
+    """The largest client count every way ran at (the ways stop at their limit), else the one most ran at."""
+    counts: dict[int, int] = {}
+    for (_, clients) in sizes:
+        counts[clients] = counts.get(clients, 0) + 1
+    if not counts:
+        return None
+    full = [c for c, n in counts.items() if n >= len(ways)]
+    return max(full) if full else max(counts, key=lambda c: (counts[c], c))
+
+
 def transport_conclusion(res):
     """Plain-words conclusions, each computed from the measured figures."""
     sizes, _ = transport_figures(res)
@@ -493,7 +727,7 @@ def transport_conclusion(res):
     clients_list = sorted({k[1] for k in sizes})
     if not clients_list:
         return []
-    big = max(clients_list)
+    big = compare_size(sizes, ways)
     at = {w: sizes[(w, big)]["result"] for w in ways if (w, big) in sizes}
     p50 = {w: get(r, "latency_ms.p50") for w, r in at.items() if get(r, "latency_ms.p50") is not None}
     down = {w: get(r, "wire.bytes_down_per_delivery") for w, r in at.items() if get(r, "wire.bytes_down_per_delivery")}
@@ -502,10 +736,12 @@ def transport_conclusion(res):
     cpu = {w: cpu_per_delivery(r) for w, r in at.items() if cpu_per_delivery(r)}
     out = latency_lines(at, big, p50) + bytes_lines(at, big, down, up) + crosscheck_lines(sizes)
     out += cpu_lines(sizes, ways, clients_list, big, cpu) + keeping_lines(res, sizes, ways, clients_list)
-    if cpu and down and p50:
-        out.append(verdict_line(big, {"latency": min(p50, key=lambda w: p50[w]),
-                                      "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0)),
-                                      "server CPU": min(cpu, key=lambda w: cpu[w])}))
+    out += limits_line(res) + sse_lines(res) + polling_lines(res)
+    if down and p50:
+        wins = {"latency": min(p50, key=lambda w: p50[w]), "bytes": min(down, key=lambda w: down[w] + (up.get(w) or 0))}
+        if cpu and len(cpu) == len(at):  # a way whose CPU was too coarse to tell might have been the cheapest
+            wins["server CPU"] = min(cpu, key=lambda w: cpu[w])
+        out.append(verdict_line(big, wins))
     return out
 
 
@@ -560,12 +796,21 @@ def bytes_lines(at, big, down, up):
     return out
 
 
+def kernel_shares(wire):
+    """The kernel's byte counts as shares of the generator's socket counters (down, up), over the kernel's
+    own window where the run has the counters for it, else over the measurement window."""
+    k = wire.get("kernel") or {}
+    down = k.get("counters_down", wire.get("bytes_down"))
+    up = k.get("counters_up", wire.get("bytes_up"))
+    return safe_ratio(k.get("bytes_down"), down), safe_ratio(k.get("bytes_up"), up)
+
+
 def crosscheck_lines(sizes):
     checks = []
     for run in sizes.values():
         wire = get(run, "result.wire") or {}
         k = wire.get("kernel") or {}
-        r = None if k.get("sockets_changed") else safe_ratio(k.get("bytes_down"), wire.get("bytes_down"))
+        r = None if k.get("sockets_changed") else kernel_shares(wire)[0]
         if r:
             checks.append(r)
     if not checks:
@@ -626,8 +871,11 @@ def verdict_line(big, wins):
     winners = set(wins.values())
     if len(winners) == 1:
         w = winners.pop()
-        return (f"- **In short:** on this machine {WAY_NAMES.get(w, w)} was the cheapest and fastest way at "
-                f"{big:,} clients on every measure: latency, bytes on the wire and server CPU per message.")
+        measures = {"latency": "latency", "bytes": "bytes on the wire", "server CPU": "server CPU per message"}
+        named = [measures[k] for k in wins]
+        return (f"- **In short:** on this machine {WAY_NAMES.get(w, w)} was the "
+                + ("cheapest and fastest" if "server CPU" in wins else "fastest and leanest") + f" way at "
+                f"{big:,} clients on every measure compared: {', '.join(named[:-1])} and {named[-1]}.")
     return ("- **In short:** at " + f"{big:,} clients the best way differed by measure: "
             + ", ".join(f"{k}: {v}" for k, v in wins.items()) + ".")
 
@@ -712,10 +960,38 @@ def render(data, baseline=None, img_dir=IMG, doc=DOC):
     return text
 
 
+def readme_block(res):
+    """README.md's part of the report: each way's scale limit and the plain-words conclusion on SSE and polling."""
+    lines = scale_table(res)
+    if not lines:
+        return []
+    started = res.data.get("started_local") or res.data.get("started")
+    lines = [line.replace("### How far each way scales", f"How far each way scaled in the {res.data.get('mode')} "
+                          f"run of {started} ([docs/benchmarks.md](docs/benchmarks.md#how-far-each-way-scales)):")
+             for line in lines]
+    return lines + sse_lines(res) + polling_lines(res) + limits_line(res)
+
+
+def update_readme(res, readme=README):
+    """Replace what stands between README.md's markers with readme_block; nothing when they are missing."""
+    try:
+        text = readme.read_text()
+    except OSError:
+        return False
+    start, end = text.find(README_START), text.find(README_END)
+    block = readme_block(res)
+    if start < 0 or end < start or not block:
+        return False
+    readme.write_text(text[:start + len(README_START)] + "\n" + "\n".join(block).rstrip() + "\n" + text[end:])
+    return True
+
+
 def write(data, baseline=None, doc=DOC, img_dir=IMG):
     text = render(data, baseline, img_dir, doc)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+    if doc.resolve() == DOC.resolve():  # the committed report: README.md's benchmark section follows it
+        update_readme(Results(data))
     return doc
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Papo's benchmark driver: `make bench` (at most 25 minutes) and `make bench-quick` (at most 4).
 
-    python bench/run.py [--quick] [--only SUITES] [--budget S] [--no-report] [--save-baseline] [-v]
+    python bench/run.py [--quick] [--only SUITES] [--sizes N,..] [--ways W,..] [--budget S] [--no-report]
+                        [--save-baseline] [-v]
     python bench/run.py --profile MODE WORKLOAD [--seconds N]
 
 The suites (--only, comma-separated; default all): transport, servers, threading (this module),
@@ -20,7 +21,7 @@ it); every process started is stopped by its PID, also on Ctrl-C and on errors.
 
 --profile MODE WORKLOAD records a py-spy flame graph (SVG, --nonblocking) of a Papo server in
 MODE (eventlet, gevent, threading) under WORKLOAD (fanout, latency, persist, idle, capacity,
-or a transport way: ws, sio-polling, short-poll, long-poll) into bench/results/.
+or a transport way: ws, sio-polling, short-poll, long-poll, sse) into bench/results/.
 
 Standard library only: it runs under the project's venv so that the report can use matplotlib.
 """
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import rig
 import suites
-from figures import kept_up
+from figures import descriptors, kept_up
 from rig import (
     BASELINE,
     BENCH,
@@ -74,13 +75,20 @@ FULL = {
     "budget": 1500,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
-    "shares": {"transport": 80, "sweep": 50, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
+    "shares": {"transport": 270, "sweep": 60, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
                "threading": 30, "latency-disk": 150, "storm": 75, "scaling": 110, "profile": 70},
     "rounds": 3,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": None,
-    "transport": {"sizes": [10, 100, 1000], "rate": 0.5, "duration": 3, "warmup": 0.8,
+    # the scale study: every way at each size until the first it does not keep up at; every client
+    # receives, the first `max_senders` send `rate` messages/s each: from 200 clients on 100 messages/s in,
+    # 1,000 deliveries/s, within every way's sending rate (the sweep finds where that ends; Papo answers
+    # HTTP POSTs far slower than Socket.IO messages), so that what grows with each size is the clients;
+    # from `fresh_from` clients on a fresh server per way and size (memory per idle client, no backlog
+    # left by the way before); from `big_from` on, shorter windows (one repeat: the time goes to connecting)
+    "transport": {"sizes": [10, 100, 1000, 3000, 10000], "rate": 0.5, "max_senders": 200, "duration": 3,
+                  "warmup": 0.8, "fresh_from": 1000, "big_from": 3000, "big_duration": 2, "big_warmup": 0.5,
                   "sweep_clients": 100, "sweep_rates": [3, 10, 30], "sweep_duration": 2},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
@@ -110,13 +118,14 @@ QUICK = {
     "name": "quick",
     "budget": 240,
     "user_pool": 20,
-    "shares": {"transport": 26, "sweep": 12, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
+    "shares": {"transport": 40, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
                "latency-disk": 24, "storm": 25, "scaling": 40, "profile": 12},
     "rounds": 1,
     "servers": ["reference", "eventlet", "gevent"],
     "threading": True,
     "threading_workloads": ["fanout", "latency"],
-    "transport": {"sizes": [10, 100], "rate": 0.5, "duration": 1.5, "warmup": 0.5,
+    "transport": {"sizes": [10, 100], "rate": 0.5, "max_senders": 200, "duration": 1.5, "warmup": 0.5,
+                  "fresh_from": 1000, "big_from": 3000, "big_duration": 1.5, "big_warmup": 0.5,
                   "sweep_clients": 100, "sweep_rates": [5], "sweep_duration": 1.5},
     "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 1.5, "warmup": 0.5},
     "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 1.5, "warmup": 0.5, "drain": 1.5},
@@ -145,6 +154,7 @@ WAYS = [  # (name in the report, loadgen --way, extra arguments)
     ("short-poll 1s", "short-poll", ["--interval", "1000"]),
     ("short-poll 250ms", "short-poll", ["--interval", "250"]),
     ("long-poll", "long-poll", ["--poll-timeout", "25"]),
+    ("sse", "sse", []),
 ]
 
 # ------------------------------------------------------------------------------ the steps
@@ -228,10 +238,12 @@ def drain(way_args):
 
 
 class Bench:
-    def __init__(self, plan, runner, budget):
+    def __init__(self, plan, runner, budget, *, sizes=None, ways=None):
         self.plan = plan
         self.runner = runner
         self.budget = budget
+        self.sizes = sizes  # the transport study's sizes and ways to run (--sizes, --ways); None: all
+        self.ways = ways
 
     def phase(self, name, t):
         self.runner.phases[name] = round(self.runner.phases.get(name, 0) + time.monotonic() - t, 1)
@@ -256,20 +268,68 @@ class Bench:
 
     # (a) ----------------------------------------------------------------------------------------
     def transport(self, server):
+        """The ways at growing sizes, every way at a size before the next size; a way leaves at the first
+        size it does not keep up at (its limit), or that does not fit the open files or the time.
+
+        The sizes from `fresh_from` run on fresh servers: Papo serves one SQLite file from one process, so
+        `server` is stopped first, and the server returned (for the sweep) is a new one then."""
         tp = self.plan["transport"]
         t = time.monotonic()
+        alive = [w for w in WAYS if self.ways is None or w[0] in self.ways]
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         for clients in tp["sizes"]:
-            for name, way, extra in WAYS:
-                est = tp["duration"] + tp["warmup"] + 1 + clients / 300 + (drain(extra) if clients >= 1000 else 0)
+            if self.sizes is not None and clients not in self.sizes:
+                continue
+            big = clients >= tp["big_from"]
+            duration, warmup = (tp["big_duration"], tp["big_warmup"]) if big else (tp["duration"], tp["warmup"])
+            senders = min(clients, tp["max_senders"])
+            fresh = clients >= tp["fresh_from"]
+            if fresh and alive and server.alive():
+                server.stop()
+            for name, way, extra in list(alive):
+                need = descriptors(way, clients, senders)
+                if need > nofile:
+                    self.runner.skip(f"transport {name} at {clients} clients",
+                                     f"{need:,} open files needed, the limit is {nofile:,}")
+                    alive.remove((name, way, extra))
+                    continue
+                rate = self.runner.connect_rate.get(f"transport {way}", 400)
+                est = (duration + warmup + 2 + clients / rate + (drain(extra) if clients >= 1000 else 0)
+                       + (4 if fresh else 0))
                 if not self.budget.fits(est):
                     self.runner.skip(f"transport {name} at {clients} clients", "time budget")
+                    alive.remove((name, way, extra))
                     continue
-                self.runner.loadgen(server, "transport", ["--way", way, "--clients", clients, "--rate", tp["rate"],
-                                                          "--duration", tp["duration"], "--warmup", tp["warmup"],
-                                                          "--drain", drain(extra)] + extra,
-                                    section="transport", label=f"{name} x{clients}", max_seconds=90,
-                                    extra={"way": name, "clients": clients, "rate": tp["rate"]})
+                args = ["--way", way, "--clients", clients, "--senders", senders, "--rate", tp["rate"],
+                        "--duration", duration, "--warmup", warmup, "--drain", drain(extra)] + extra
+                extra_fields = {"way": name, "clients": clients, "rate": tp["rate"], "senders": senders,
+                                "fresh": fresh}
+                run = self.transport_run(server if not fresh else None, args, f"{name} x{clients}",
+                                         extra_fields, max_seconds=int(60 + 3 * clients / rate),
+                                         what=f"transport {name} at {clients} clients")
+                result = run.get("result") or {}
+                if result.get("connect_s") and clients >= 1000:
+                    self.runner.connect_rate[f"transport {way}"] = clients / max(result["connect_s"], 0.1)
+                if not kept_up(result if not run.get("error") else None):
+                    alive.remove((name, way, extra))
         self.phase("transport_sizes_s", t)
+        return server if server.alive() else self.server("eventlet")
+
+    def transport_run(self, server, args, label, extra, max_seconds, what):
+        """One transport invocation, on `server` or, when None, on a fresh Papo eventlet stopped after it."""
+        own = None
+        if server is None:
+            try:
+                own = server = self.server("eventlet")
+            except ServerError as error:
+                self.runner.skip(what, str(error))
+                return {"error": str(error)}
+        try:
+            return self.runner.loadgen(server, "transport", args, section="transport", label=label,
+                                       max_seconds=max_seconds, extra=extra)
+        finally:
+            if own is not None:
+                own.stop(grace=1.5)  # thousands of connections make a graceful exit slow; nothing in flight
 
     def sweep(self, server):
         """Raise the per-client rate step by step, every way at a step before the next step, so that a
@@ -279,9 +339,11 @@ class Bench:
         clients = tp["sweep_clients"]
         alive = []
         for name, way, extra in WAYS:
+            if self.ways is not None and name not in self.ways:
+                continue
             base = [r for r in self.runner.runs if r["section"] == "transport" and r.get("way") == name
-                    and r.get("clients") == clients]
-            if not base or kept_up(base[-1].get("result")):
+                    and (r.get("clients") or 0) <= clients]
+            if all(kept_up(r.get("result") if not r.get("error") else None) for r in base):
                 alive.append((name, way, extra))  # fell behind at the base rate already: nothing to raise
         for rate in tp["sweep_rates"]:
             for name, way, extra in list(alive):
@@ -411,7 +473,7 @@ def measure(bench, only):
             bench.register(server)
             if "transport" in only:
                 bench.budget.enter("transport")
-                bench.transport(server)
+                server = bench.transport(server)
                 bench.budget.enter("sweep")
                 bench.sweep(server)
         finally:
@@ -441,11 +503,30 @@ def parse_only(text):
     return only
 
 
+def parse_ints(text):
+    return None if not text else {int(x) for x in text.split(",") if x.strip()}
+
+
+def parse_ways(text):
+    if not text:
+        return None
+    ways = {w.strip() for w in text.split(",") if w.strip()}
+    unknown = ways - {w[0] for w in WAYS}
+    if unknown:
+        raise SystemExit(f"bench: --ways takes {', '.join(w[0] for w in WAYS)}; not {', '.join(sorted(unknown))}")
+    return ways
+
+
 def run_bench(args):
     plan = dict(QUICK if args.quick else FULL)
     if args.budget:
         plan["budget"] = args.budget
     only = parse_only(args.only)
+    sizes = parse_ints(args.sizes)
+    if sizes:  # the plan records the sizes this run was asked for
+        transport: dict = dict(plan["transport"])  # type: ignore[call-overload]
+        transport["sizes"] = sorted(sizes)
+        plan["transport"] = transport
     plan["suites"] = [name for name in SUITES if name in only]
     npm_check()
     limits = raise_open_files()
@@ -467,7 +548,8 @@ def run_bench(args):
         f"open files {limits[0]}; load average {machine['loadavg_start']}")
     runner = Runner(record, workdir, meta)
     runner.notes.extend(settings_check())
-    bench = Bench(plan, runner, Budget(plan["budget"], shares(plan, only)))
+    bench = Bench(plan, runner, Budget(plan["budget"], shares(plan, only)), sizes=parse_ints(args.sizes),
+                  ways=parse_ways(args.ways))
     failed = None
     try:
         t = time.monotonic()
@@ -588,6 +670,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats, at most 2 minutes")
     parser.add_argument("--budget", type=float, help="seconds for the measurements (default: full 1500, quick 240)")
     parser.add_argument("--only", help=f"comma-separated suites, of: {', '.join(SUITES)} (default: all)")
+    parser.add_argument("--sizes", help="the transport study's client counts to run, comma-separated (default: "
+                        "the plan's)")
+    parser.add_argument("--ways", help=f"the transport study's ways to run, of: {', '.join(w[0] for w in WAYS)}")
     parser.add_argument("--out", help="results file (default bench/results/bench-<date>-<mode>.json)")
     parser.add_argument("--no-report", action="store_true", help="measure only; bench/report.py writes it later")
     parser.add_argument("--save-baseline", action="store_true", help="keep this full run as bench/baseline.json")

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from rig import CHILDREN, HOST, ROOT, Server, ServerError, free_port, log
+from rig import CHILDREN, HOST, ROOT, SECRET_KEY, Server, ServerError, free_port, log, python
 
 PG: dict[str, Any] = {"host": HOST, "port": 5432, "user": "postgres"}
 REDIS_DB = 7  # the database number the benchmark's own redis-server gives its clients; flushed at the end
@@ -95,12 +95,16 @@ class Database:
 
 
 def migrate(database_url):
-    """`papo migrate` where the project has it; else the first process's start-up migrates."""
-    papo = ROOT / ".venv" / "bin" / "papo"
-    if not papo.exists():
+    """`papo migrate` where the project has it; else the first process's start-up migrates.
+
+    Run as this checkout's chat.cli (cwd first on sys.path), as app.py runs: a venv's `papo` script may be
+    another checkout's editable install, whose migrations this checkout's server would not know."""
+    if not (ROOT / "chat" / "cli.py").exists():
         return
-    done = subprocess.run([str(papo), "migrate"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"DATABASE_URL": database_url, "PATH": str(ROOT / ".venv" / "bin")})
+    code = "import sys; from chat.cli import main; sys.argv[0] = 'papo'; main()"
+    done = subprocess.run([str(python()), "-c", code, "migrate"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY,
+                                            "PATH": str(ROOT / ".venv" / "bin")})
     if done.returncode:
         log(f"papo migrate: exit {done.returncode}: {done.stderr.strip()[-200:]}")
 

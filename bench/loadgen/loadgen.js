@@ -16,7 +16,7 @@ const { parseArgs, checkLoopback, log, emit, ServerProc } = require('./lib/commo
 const users = require('./lib/users');
 const workloads = require('./lib/workloads');
 const { storm } = require('./lib/storm');
-const { WAYS } = require('./lib/clients');
+const { WAYS, socketsPerClient } = require('./lib/clients');
 
 const COMMON = {
   url: 'http://127.0.0.1:5000',
@@ -40,13 +40,15 @@ const SPECS = {
   },
   latency: {
     help: 'clients in rooms sending `rate` msg/s each, open loop: end-to-end latency from a timestamp in the text',
-    defaults: { clients: 100, rooms: 10, roomSize: 10, rate: 20, duration: 10, warmup: 2, drain: 0, cdf: false,
-      maxOutstanding: 1000, keepupP99Ms: 0, kernelCheck: false, roomPrefix: 'lat', interval: 1000, pollTimeout: 25 },
+    defaults: { clients: 100, senders: 0, rooms: 10, roomSize: 10, rate: 20, duration: 10, warmup: 2, drain: 0, cdf: false,
+      maxOutstanding: 1000, keepupP99Ms: 0, kernelCheck: false, roomPrefix: 'lat', interval: 1000, pollTimeout: 25,
+      settle: 0 },
   },
   transport: {
     help: `the latency load over one way (--way ${WAYS.join('|')}): latency, bytes and requests per delivery`,
-    defaults: { way: 'ws', clients: 100, rooms: 0, roomSize: 10, rate: 1, duration: 10, warmup: 2, drain: 0, cdf: true,
-      maxOutstanding: 1000, keepupP99Ms: 0, kernelCheck: true, roomPrefix: 'tr', interval: 1000, pollTimeout: 25 },
+    defaults: { way: 'ws', clients: 100, senders: 0, rooms: 0, roomSize: 10, rate: 1, duration: 10, warmup: 2, drain: 0,
+      cdf: true, maxOutstanding: 1000, keepupP99Ms: 0, kernelCheck: true, roomPrefix: 'tr', interval: 1000, pollTimeout: 25,
+      settle: 0.5 },
   },
   idle: {
     help: 'N connections joined to one room and held; then single broadcasts timed until all have them',
@@ -101,8 +103,11 @@ async function main() {
   const base = checkLoopback(opts.url);
   if (name === 'transport' && !WAYS.includes(opts.way)) throw new Error(`--way: one of ${WAYS.join(', ')}`);
 
-  const need = Math.max(opts.clients || 0, opts.maxClients || 0, opts.senders || 0)
-    * (['sio-polling', 'short-poll', 'long-poll'].includes(opts.way) ? 2 : 1) + 200;
+  let need = Math.max(opts.clients || 0, opts.maxClients || 0, opts.senders || 0) + 200;
+  if (name === 'transport') {
+    const senders = opts.senders > 0 ? Math.min(opts.senders, opts.clients) : opts.clients;
+    need = senders * socketsPerClient(opts.way, true) + (opts.clients - senders) * socketsPerClient(opts.way, false) + 200;
+  }
   const have = openFilesLimit();
   if (have && have < need) {
     throw new Error(`${need} open files needed, the limit is ${have}: raise it (ulimit -n) before starting the generator`);

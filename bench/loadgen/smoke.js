@@ -22,7 +22,7 @@ const CASES = [
     (r) => r.connected === 200 && r.errors.missed_broadcasts === 0],
   ['capacity', ['--step', '100', '--max-clients', '200', '--samples', '8'], (r) => r.capacity_clients >= 100],
   ['storm', ['--clients', '100', '--rooms', '5', '--before', '0.5'], (r) => r.connected === 100 && r.sent_before > 0],
-  ...['ws', 'sio-polling', 'short-poll', 'long-poll'].map((way) => ['transport',
+  ...['ws', 'sio-polling', 'short-poll', 'long-poll', 'sse'].map((way) => ['transport',
     ['--way', way, '--clients', '20', '--rate', '2', '--duration', '2', '--warmup', '1.2', '--interval', '250'],
     (r) => r.delivered_ratio >= 0.99 && r.wire.bytes_down > 0 && r.latency_ms.count > 0]),
 ];

@@ -36,7 +36,7 @@ const rooms = new Map();
 function room(name) {
   let r = rooms.get(name);
   if (!r) {
-    r = { lastSeq: 0, log: [], keys: [], dedup: new Map(), members: new Map(), waiters: new Set() };
+    r = { lastSeq: 0, log: [], keys: [], dedup: new Map(), members: new Map(), waiters: new Set(), streams: new Set() };
     rooms.set(name, r);
   }
   return r;
@@ -75,6 +75,10 @@ function post(roomName, user, text, clientId) {
     for (const k of r.keys.splice(0, drop)) if (k !== null) r.dedup.delete(k);
   }
   io.to(roomName).emit('message', message);
+  if (r.streams.size) {
+    const event = `id: ${roomName}:${message.seq}\nevent: message\ndata: ${JSON.stringify(message)}\n\n`;
+    for (const res of r.streams) res.write(event);
+  }
   if (r.waiters.size) {
     const waiters = [...r.waiters];
     r.waiters.clear();
@@ -140,6 +144,7 @@ const server = http.createServer((req, res) => {
     const list = [...rooms].map(([name, r]) => ({ name, members: r.members.size, last_seq: r.lastSeq }));
     return send(res, 200, { rooms: list });
   }
+  if (req.method === 'GET' && path === '/api/stream') return stream(req, res, url);
   const m = /^\/api\/rooms\/([^/]+)\/(messages|poll)$/.exec(path);
   if (m) {
     const user = bearerUser(req);
@@ -178,6 +183,22 @@ const server = http.createServer((req, res) => {
   }
   return send(res, 404, { error: { code: 'not_found', message: 'no such route' } });
 });
+
+// Server-Sent Events, for the transport study's sse way: GET /api/stream?rooms=a,b, `message` events
+// of this process's posts (no resume: the generator's streams do not drop), a comment every 15 s.
+function stream(req, res, url) {
+  if (!bearerUser(req)) return send(res, 401, { error: { code: 'unauthorized', message: 'token required' } });
+  const names = (url.searchParams.get('rooms') || '').split(',').filter(Boolean);
+  if (!names.length || !names.every((n) => ROOM_RE.test(n))) {
+    return send(res, 400, { error: { code: 'invalid_room', message: 'bad room' } });
+  }
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+  res.write('retry: 2000\n\n');
+  for (const n of names) room(n).streams.add(res);
+  const keepalive = setInterval(() => res.write(':\n\n'), 15000);
+  req.on('close', () => { clearInterval(keepalive); for (const n of names) room(n).streams.delete(res); });
+  return undefined;
+}
 
 // ---------------------------------------------------------------- Socket.IO
 const io = new Server(server, { serveClient: false, cors: undefined });

@@ -2,7 +2,7 @@
 // Open-loop chat load: clients in rooms, each sending `rate` messages/s on a fixed
 // schedule whether or not the server keeps up; every delivery's end-to-end latency
 // from the send time written into the text. Serves `latency` (Socket.IO over WebSocket)
-// and `transport` (any of the four ways).
+// and `transport` (any of the five ways).
 
 const { now, log, Samples, round, CpuMeter, ServerProc, loopDelay, generatorFields, sleep, pool, textOf } = require('./common');
 const { Meter } = require('./http');
@@ -51,9 +51,13 @@ async function runChat(ctx, o) {
     }
   };
   for (const c of clients) c.onText = onText;
+  // every client receives; the first `senders` of them send (client i is in room i mod rooms, so
+  // that they spread over the rooms)
+  const nSenders = o.senders > 0 ? Math.min(o.senders, n) : n;
+  clients.forEach((c, i) => { c.sender = i < nSenders; });
 
   const tConn = now();
-  await pool(clients, o.connectConcurrency, async (c) => {
+  const startAll = (list) => pool(list, o.connectConcurrency, async (c) => {
     try {
       await c.start();
     } catch (e) {
@@ -62,10 +66,25 @@ async function runChat(ctx, o) {
       c.failed = true;
     }
   });
+  // memory per idle client: the server's VmRSS after the first few clients (the server's first
+  // requests load code and caches whatever their number) and once all of them are connected, idle
+  const first = Math.min(n - 1, Math.max(1, Math.floor(n / 50)));
+  await startAll(clients.slice(0, first));
+  const rss0 = ctx.server.snapshot();
+  await startAll(clients.slice(first));
   const connectS = (now() - tConn) / 1000;
   const live = clients.filter((c) => !c.failed);
   log(`${way}: ${live.length}/${n} clients in ${nRooms} rooms ready in ${connectS.toFixed(1)}s`);
   if (live.length === 0) throw new Error(`no client could start: ${clientErrorSamples.join('; ')}`);
+  await sleep(o.settle * 1000);
+  const rss1 = ctx.server.snapshot();
+  const counted = clients.slice(first).filter((c) => !c.failed).length;
+  const idleRss = rss0 && rss1 && rss0.rss_kb != null && rss1.rss_kb != null && counted > 0
+    ? { first_clients: first, before_kb: rss0.rss_kb, idle_kb: rss1.rss_kb, clients_counted: counted,
+      per_client_kb: round((rss1.rss_kb - rss0.rss_kb) / counted, 2),
+      // server CPU per client over the same span: its connect, auth and subscription (and the settle)
+      cpu_us_per_connect: rss0.cpu_s != null && rss1.cpu_s != null ? round(((rss1.cpu_s - rss0.cpu_s) * 1e6) / counted, 1) : null,
+    } : null;
 
   // sending schedule: client i sends at start + phase_i + k/rate
   const period = 1000 / o.rate;
@@ -109,7 +128,7 @@ async function runChat(ctx, o) {
     };
     setTimeout(tick, Math.max(0, start + phase - now()));
   };
-  for (let i = 0; i < n; i++) schedule(i);
+  for (let i = 0; i < nSenders; i++) schedule(i);
 
   await sleep(50 + o.warmup * 1000);
   const cpu = new CpuMeter(); const lag = loopDelay();
@@ -119,6 +138,9 @@ async function runChat(ctx, o) {
   await sleep(o.duration * 1000);
   const s1 = ctx.server.snapshot(); const b1 = meter.bytes();
   const kb1 = o.kernelCheck ? await kernelBytes(base.port) : null;
+  // the socket counters over the kernel's own window: `ss` reads the kernel as it ends, so each
+  // snapshot of the counters is taken right after one
+  const bk = meter.bytes();
   const gen = cpu.read(); const lagR = lag.read();
   stopping = true;
   const tStop = now();
@@ -131,7 +153,7 @@ async function runChat(ctx, o) {
   const requests = b1.requests - b0.requests;
   const server = ServerProc.delta(s0, s1);
   const summary = lat.summary(o.cdf);
-  const sendTarget = live.length * o.rate;
+  const sendTarget = clients.slice(0, nSenders).filter((c) => !c.failed).length * o.rate;
   const sendRate = sentInWindow / o.duration;
   const deliveredRatio = expectedOfWindow > 0 ? deliveredOfWindow / expectedOfWindow : 0;
   const p99Limit = o.keepupP99Ms > 0 ? o.keepupP99Ms : (way === 'short-poll' ? 2 * o.interval + 1000 : 1000);
@@ -140,8 +162,10 @@ async function runChat(ctx, o) {
   const sampleHttp = clients.map((c) => c.errorSample).filter(Boolean).slice(0, 2);
   return {
     way,
-    clients: n, clients_live: live.length, rooms: nRooms, rate_per_client: o.rate,
+    clients: n, clients_live: live.length, rooms: nRooms, senders: nSenders, rate_per_client: o.rate,
     connect_s: round(connectS),
+    // the server's memory per client, connected and idle (polling ways: polling meanwhile)
+    server_rss_kb: idleRss,
     send_target_per_s: sendTarget, sent_per_s: round(sendRate, 1), skipped_over_outstanding: skipped,
     deliveries_per_s: round(delivered / o.duration, 1),
     expected_deliveries: expectedOfWindow, delivered_of_window: deliveredOfWindow,
@@ -158,7 +182,7 @@ async function runChat(ctx, o) {
       bytes_up_per_delivery: delivered ? round(bytesUp / delivered, 1) : null,
       bytes_down_per_delivery: delivered ? round(bytesDown / delivered, 1) : null,
       requests_per_delivery: delivered ? round(requests / delivered, 4) : null,
-      kernel: kernelDelta(kb0, kb1),
+      kernel: kb0 && kb1 ? Object.assign(kernelDelta(kb0, kb1), { counters_down: bk.read - b0.read, counters_up: bk.written - b0.written }) : null,
     },
     server_cpu_us_per_delivery: server && delivered ? round((server.cpu_s * 1e6) / delivered, 2) : null,
     server,
