@@ -86,6 +86,19 @@ class Subscription:
         raise NotImplementedError
 
 
+class StreamBinding:
+    """A stream as chat.sessions.Lifetimes binds it (chat.ports.Binding): ended with its session."""
+
+    def __init__(self, subscription: Subscription):
+        self.subscription = subscription
+
+    def warn(self, expires_in: int) -> None:
+        """Say nothing: the stream has no `refresh`; a client reconnects with a fresh token when it ends."""
+
+    def end(self, code: str, message: str) -> None:
+        self.subscription.end(ended(code, message))
+
+
 class HubSubscription(Subscription):
     """A stream on the hub (eventlet, gevent): what it hears is ordered by the feed and written at once."""
 
@@ -180,7 +193,7 @@ class Streams:
 
     def hear(self, name: str, data: Any, to: Any, namespace: str) -> None:
         """Hand one delivered emit to the streams it is for (chat.internals.hear_emits calls this)."""
-        if namespace != "/" or name not in ("message", "message_updated", "notification", "session_ended"):
+        if namespace != "/" or name not in ("message", "message_updated", "notification"):
             return
         if to is not None and not isinstance(to, str):
             return
@@ -189,11 +202,6 @@ class Streams:
                 found = list(self.everyone) if name == "notification" else []
             else:
                 found = list(self.channels.get(to, ()))
-        if name == "session_ended":
-            for subscription in found:
-                if subscription.sid == to and isinstance(data, dict):
-                    subscription.end(ended(str(data.get("code")), str(data.get("message"))))
-            return
         payload = encode(data) if found else None  # once, however many streams it goes to
         for subscription in found:
             subscription.hear(name, data, payload)
@@ -268,7 +276,7 @@ def stream() -> Any:
 
     sse.streams.add(subscription)  # subscribed first: what happens during the replay waits
     if lifetimes is not None:
-        lifetimes.bind(sid, found)
+        lifetimes.bind(sid, found, StreamBinding(subscription))
     try:
         initial, missed = feeds.start(feed, parts.store, cursor)
     except BaseException:

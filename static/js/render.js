@@ -124,11 +124,13 @@ export function createRenderer({ state, view, me, onNearTop = () => {} }) {
     node.querySelector(".connection-text").textContent = text;
   }
 
-  function sideLink(href, label, shown, count, current, attributes = {}) {
-    return el("li", {}, [el("a", {
-      href, "aria-current": current ? "page" : null, "aria-label": count ? `${label}, ${count} unread` : label,
-      ...attributes,
-    }, [el("span", { class: "name", text: shown }), count ? el("span", { class: "badge", text: String(count) }) : null])]);
+  // The link's name is its visible text (axe: label-content-name-mismatch) and, for screen readers, "N unread".
+  function sideLink(href, shown, count, current, attributes = {}) {
+    return el("li", {}, [el("a", { href, "aria-current": current ? "page" : null, ...attributes }, [
+      el("span", { class: "name", text: shown }),
+      count ? el("span", { class: "badge", "aria-hidden": "true", text: String(count) }) : null,
+      count ? el("span", { class: "visually-hidden", text: `, ${count} unread` }) : null,
+    ])]);
   }
 
   function renderSidebar() {
@@ -140,7 +142,7 @@ export function createRenderer({ state, view, me, onNearTop = () => {} }) {
         const count = current ? 0 : room.unread();
         return {
           key: `r:${room.name}`, sig: `${count}|${current}`,
-          make: () => sideLink(`/room/${encodeURIComponent(room.name)}`, room.name, `# ${room.name}`, count, current),
+          make: () => sideLink(`/room/${encodeURIComponent(room.name)}`, `# ${room.name}`, count, current),
         };
       }));
     }
@@ -156,7 +158,7 @@ export function createRenderer({ state, view, me, onNearTop = () => {} }) {
         return {
           key: `d:${conv.peer.toLowerCase()}`, sig: `${conv.peer}|${count}|${current}|${last}`,
           make: () => {
-            const item = sideLink(`/dm/${encodeURIComponent(conv.peer)}`, conv.peer, `@ ${conv.peer}`, count, current,
+            const item = sideLink(`/dm/${encodeURIComponent(conv.peer)}`, `@ ${conv.peer}`, count, current,
                                   { "data-peer": conv.peer, title: last || null });
             if (last) item.querySelector(".name").append(el("br"), el("span", { class: "preview muted small", text: last }));
             return item;

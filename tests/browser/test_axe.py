@@ -33,7 +33,7 @@ PAGES = {
     "pages.password": "/password",
 }
 REDIRECTS = {"pages.go"}
-NOT_PAGES = {"static", "metrics"}  # files and the Prometheus text
+NOT_PAGES = {"static", "metrics", "sse.stream"}  # files, the Prometheus text and /api/stream
 
 
 @pytest.fixture
