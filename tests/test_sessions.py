@@ -4,6 +4,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -253,14 +254,14 @@ class FakeSessionStore:
     def __init__(self):
         self.rows = {}
         self.reads = 0
-        self.during_read = None
+        self.during_read: Callable[[], None] | None = None
         self.recent = None  # not a claimed SQLite file: only a fan-out makes Sessions trust memory
 
     def find_session(self, session_id):
         self.reads += 1
         row = self.rows.get(session_id)
-        if self.during_read:
-            self.during_read, during = None, self.during_read
+        during, self.during_read = self.during_read, None
+        if during is not None:
             during()
         return row
 
@@ -279,7 +280,8 @@ class Listening:
 def test_a_process_that_hears_every_revocation_reads_a_session_once_and_forgets_it_when_revoked(monkeypatch):
     store, clock = FakeSessionStore(), [1000.0]
     sessions = Sessions(store, 60, clock=lambda: clock[0])
-    sessions.fanout = Listening()
+    fanout = Listening()
+    sessions.fanout = fanout  # type: ignore[assignment]
     monotonic = [0.0]
     monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
     store.rows["s1"] = SessionRow("ana", 1_060_000, None)
@@ -289,7 +291,7 @@ def test_a_process_that_hears_every_revocation_reads_a_session_once_and_forgets_
     store.rows["s1"] = SessionRow("ana", 1_060_000, 1)  # revoked by another process, which publishes it
     sessions.heard({"user": "ana", "code": "revoked", "ids": None, "keep": None, "revoked": True})
     assert sessions.check("s1") is None and store.reads == 2
-    sessions.fanout.now = False  # not listening: what was read lives a second, as without a fan-out
+    fanout.now = False  # not listening: what was read lives a second, as without a fan-out
     store.rows["s2"] = SessionRow("ana", 1_060_000, None)
     assert sessions.check("s2") is not None
     store.rows["s2"] = SessionRow("ana", 1_060_000, 1)
@@ -301,7 +303,8 @@ def test_a_process_that_hears_every_revocation_reads_a_session_once_and_forgets_
 def test_a_read_overtaken_by_a_revocation_is_not_remembered():
     store = FakeSessionStore()
     sessions = Sessions(store, 60, clock=lambda: 1000.0)
-    sessions.fanout = Listening()
+    fanout = Listening()
+    sessions.fanout = fanout  # type: ignore[assignment]
     store.rows["s1"] = SessionRow("ana", 1_060_000, None)
 
     def revoked_meanwhile():
@@ -316,7 +319,8 @@ def test_a_read_overtaken_by_a_revocation_is_not_remembered():
 def test_a_session_that_seems_expired_is_read_again_a_refresh_may_have_moved_it(monkeypatch):
     store, clock = FakeSessionStore(), [1000.0]
     sessions = Sessions(store, 60, clock=lambda: clock[0])
-    sessions.fanout = Listening()
+    fanout = Listening()
+    sessions.fanout = fanout  # type: ignore[assignment]
     monotonic = [0.0]
     monkeypatch.setattr("chat.sessions.time.monotonic", lambda: monotonic[0])
     store.rows["s1"] = SessionRow("ana", 1_060_000, None)
@@ -378,6 +382,7 @@ def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session
 
     def listen():
         with contextlib.suppress(Stopped):
+            assert sessions.fanout is not None
             sessions.fanout.listen(pause)
 
     redis = RedisServer().start()
@@ -412,7 +417,9 @@ def test_a_refresh_heard_from_another_process_moves_this_ones_connections_of_tha
     server = FakeServer()
     sessions.live = Lifetimes(server, 60, spawn=lambda task: None, sleep=lambda s: None, clock=lambda: now[0])
     store.rows["s1"] = SessionRow("ana", 1_060_000, None)
-    sessions.live.bind("/monitor m1", sessions.check("s1"))
+    found = sessions.check("s1")
+    assert found is not None
+    sessions.live.bind("/monitor m1", found)
     store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # extended by a refresh on another process
     assert sessions.heard({"user": "ana", "extended": "s1"}) == 0
     now[0] = 1060.0
