@@ -112,7 +112,10 @@ def test_screenshots_of_every_page_on_a_desktop_and_a_phone(people, tmp_path):
     ana.page.goto(f"{ana.base_url}/monitor")
     expect(ana.page.locator("#monitor-status")).to_have_attribute("data-status", "online")
     expect(ana.page.locator("#tile-users")).not_to_have_text("–")
-    ana.page.wait_for_timeout(3000)  # a few of the once-a-second points, so the chart has lines
+    for n in range(5):  # traffic while the dashboard watches, so its latency tiles and charts have values
+        bruno.say(f"deploy step {n + 1} done")
+        expect(bruno.message(f"deploy step {n + 1} done", status="delivered")).to_have_count(1)
+    expect(ana.page.locator("#tile-p50")).not_to_have_text("–")
     shoot(ana.page, out, "monitor")
 
     phone = people("ana", viewport=PHONE, register=False)
