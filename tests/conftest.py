@@ -10,6 +10,21 @@ PASSWORD = "correct-horse"
 _names = itertools.count(1)
 
 
+def bearer(token):
+    """The Authorization header of a bearer token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture
 def settings():
     """Settings the `app` fixture adds to the test defaults; a test module overrides it for its own."""
@@ -26,6 +41,22 @@ def app(tmp_path, settings):
     if monitor is not None:
         monitor.stop()
     app.extensions["papo"].store.close()
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build apps with settings of the test's choosing (CSRF on unless told otherwise); close them after."""
+    made = []
+
+    def make(**settings):
+        db = tmp_path / f"papo{next(_names)}.db"
+        app = create_app({"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": TEST_SECRET, "TESTING": True, **settings})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["papo"].store.close()
 
 
 @pytest.fixture

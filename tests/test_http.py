@@ -4,11 +4,7 @@ import time
 
 import pytest
 
-from tests.conftest import PASSWORD, events
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
+from tests.conftest import PASSWORD, bearer, events
 
 
 def error_code(response):

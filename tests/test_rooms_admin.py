@@ -9,42 +9,12 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from chat import create_app
 from chat.errors import CODES, ChatError
 from chat.limits import LoginThrottle, wait_words
-from tests.conftest import PASSWORD, TEST_SECRET, events
+from tests.conftest import PASSWORD, Clock, bearer, events
 
 _names = itertools.count(1)
 
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    """Build an app with settings of the test's choosing."""
-    made = []
-
-    def make(**overrides):
-        db = tmp_path / f"papo{next(_names)}.db"
-        app = create_app({"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": TEST_SECRET, "TESTING": True, **overrides})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.extensions["papo"].store.close()
 
 
 def sign_up(app, name):

@@ -13,12 +13,8 @@ from hypothesis import strategies as st
 from chat.sessions import CACHE_SECONDS, TRUST_SECONDS, Fanout, Lifetimes, Session, Sessions
 from chat.store.queries import SessionRow
 from chat.store.recent import RoomCounters
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, bearer
 from tests.needs import need_program
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def cookie_of(client):

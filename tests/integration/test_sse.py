@@ -6,8 +6,9 @@ import socket
 import pytest
 import requests
 
-from tests.servers import MODES, ServerProcess, post_message, register, request
+from tests.servers import MODES, post_message, register, request
 
+from .conftest import start_server
 from .raw import open_socketio, raise_open_file_limit
 from .sse_client import EventStream
 
@@ -20,13 +21,8 @@ _names = itertools.count(1)
 
 
 def start(mode, tmp_path_factory, **env):
-    db = tmp_path_factory.mktemp(f"db-sse-{mode}") / "papo.db"
-    server = ServerProcess(mode, f"sqlite:///{db}", env={**ENV, **env})
-    try:
-        return server.start()
-    except BaseException:
-        server.close()
-        raise
+    """A started server with the streams' settings (a short keepalive); the caller closes it."""
+    return start_server(mode, tmp_path_factory, **{**ENV, **env})
 
 
 @pytest.fixture(scope="module", params=MODES)
