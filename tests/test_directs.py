@@ -222,3 +222,12 @@ def test_the_migration_indexes_the_direct_messages_stored_before_it(tmp_path):
         assert [m["text"] for m in db.search_directs("ana", "vintage", None, 10)] == ["vintage too", "vintage"]
     finally:
         db.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.text(max_size=60))
+def test_any_text_searches_direct_messages_without_a_database_error(store, q):
+    if not store.search_directs("ana", "seed", None, 1):
+        store.add_direct("ana", "bo", "seed 'quoted' & (paren) NEAR* \"x\" :* ünïcode", 1, None)
+    for found in store.search_directs("ana", q, None, 5):
+        assert found["peer"] == "bo"
