@@ -371,6 +371,12 @@ def index_directs(tx: Tx, limit: int) -> bool:
     return tx.value("SELECT 1 FROM directs WHERE id > ? LIMIT 1", (end,)) is not None
 
 
+def directs_to_index(tx: Tx) -> bool:
+    """Whether SQLite's search index lacks a direct message: a read, so a search takes the writer only if so."""
+    return not tx.postgres and tx.value("SELECT 1 FROM directs WHERE id > (SELECT indexed_to FROM directs_fts_state) "
+                                        "LIMIT 1") is not None
+
+
 def search_directs(tx: Tx, user: str, q: str, peer: str | None, limit: int) -> list[dict]:
     """The direct messages matching q that the user sent or received (only with peer if given), newest first.
 

@@ -241,8 +241,8 @@ class Store:
 
     def search_directs(self, user: str, q: str, peer: str | None, limit: int) -> list[dict]:
         """Direct messages matching q, newest first, that the user sent or received (with peer only, if given)."""
-        if isinstance(self.connector, SqliteConnector):
-            while self._write(queries.index_directs, INDEX_BATCH):
+        if isinstance(self.connector, SqliteConnector) and self._read(queries.directs_to_index):
+            while self._write(queries.index_directs, INDEX_BATCH):  # direct messages come slower than messages
                 pass
         return self._read(queries.search_directs, user, q, peer, limit)
 
