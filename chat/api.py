@@ -261,7 +261,7 @@ def read_room(room):
 def search():
     user = signed_in_user()
     args = request.args
-    return papo().service.search(user, args.get("q"), args.get("room"), args.get("limit"))
+    return papo().service.search(user, args.get("q"), args.get("room"), args.get("limit"), args.get("peer"))
 
 
 @bp.get("/api/rooms/<room>/poll")

@@ -1,4 +1,5 @@
 """The chat domain: rooms, messages, presence, direct messages, long polls. No transport in here."""
+import heapq
 import math
 import re
 import threading
@@ -353,13 +354,22 @@ class ChatService:
 
     # search
 
-    def search(self, user: str, q: Any, room: Any = None, limit: Any = None) -> Answer:
-        """Messages matching q, newest first, in the rooms the user may read (one room if given)."""
+    def search(self, user: str, q: Any, room: Any = None, limit: Any = None, peer: Any = None) -> Answer:
+        """Messages matching q, newest first, in the rooms the user may read and the user's direct conversations.
+
+        room limits it to that room, peer to the direct conversation with that user (not both).
+        """
         if not isinstance(q, str) or not 1 <= len(q) <= MAX_QUERY:
             raise ChatError("invalid_payload", f"q must be 1 to {MAX_QUERY} characters")
         room = None if room in (None, "") else self._readable(user, room)
+        peer = None if peer in (None, "") else self._find_user("peer", peer).username
+        if room is not None and peer is not None:
+            raise ChatError("invalid_payload", "give room or peer, not both")
         limit = _optional_int("limit", limit, 1, MAX_SEARCH_LIMIT) or SEARCH_LIMIT
-        return {"results": self.store.search(user, q, room, limit)}
+        rooms = [] if peer is not None else [{"kind": "room", **m} for m in self.store.search(user, q, room, limit)]
+        directs = [] if room is not None else self.store.search_directs(user, q, peer, limit)
+        results = list(heapq.merge(rooms, directs, key=lambda m: -m["ts"]))  # each list is newest first already
+        return {"results": results[:limit]}
 
     # private rooms
 

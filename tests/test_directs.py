@@ -173,3 +173,61 @@ def test_the_store_lists_conversations_and_keeps_read_marks_on_both_databases(st
     listed = store.conversations("ana", 10)
     assert [(c["with"], c["last_message"]["text"], c["peer_last_read"]) for c in listed] == [
         ("Bo", "d2", number(sent[1]))]
+
+
+def test_search_finds_a_users_direct_messages_and_never_another_pairs_on_both_databases(store):
+    for name in ("ana", "Bo", "cy"):
+        store.add_user(name, "h", 1)
+    store.add_direct("ana", "Bo", "the <b>quick</b> fox", 1, None)
+    store.add_direct("Bo", "ana", "quick reply", 2, None)
+    store.add_direct("cy", "Bo", "quick from cy", 3, None)
+    found = store.search_directs("ana", "QUICK", None, 10)
+    assert [(m["kind"], m["peer"], m["text"]) for m in found] == [
+        ("direct", "Bo", "quick reply"), ("direct", "Bo", "the <b>quick</b> fox")]
+    assert "<mark>quick</mark>" in found[1]["snippet"] and "&lt;b&gt;" in found[1]["snippet"]
+    assert found[0]["from"] == "Bo" and found[0]["to"] == "ana" and found[0]["id"].startswith("d")
+    assert [m["peer"] for m in store.search_directs("Bo", "qui", None, 10)] == ["cy", "ana", "ana"]  # a prefix
+    assert [m["text"] for m in store.search_directs("Bo", "quick", "cy", 10)] == ["quick from cy"]
+    assert store.search_directs("cy", "fox", None, 10) == []  # ana and Bo's conversation is theirs alone
+    assert store.search_directs("cy", "quick", "ana", 10) == []
+    assert store.search_directs("ana", "!!!", None, 10) == []
+    assert len(store.search_directs("Bo", "quick", None, 1)) == 1
+    store.add_direct("ana", "Bo", "quick again", 4, None)  # indexed before the next search
+    assert store.search_directs("Bo", "again", None, 10)[0]["text"] == "quick again"
+
+
+def test_the_migration_indexes_the_direct_messages_stored_before_it(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from chat.store import Store
+    from chat.store.store import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+        conn.execute(text("INSERT INTO directs (sender, recipient, text, ts) VALUES ('ana', 'bo', 'vintage', 1)"))
+    engine.dispose()
+    db = Store(url)
+    db.migrate()
+    try:
+        assert [m["text"] for m in db.search_directs("bo", "vintage", None, 10)] == ["vintage"]
+        assert db.search_directs("cy", "vintage", None, 10) == []
+        db.add_direct("bo", "ana", "vintage too", 2, None)
+        assert [m["text"] for m in db.search_directs("ana", "vintage", None, 10)] == ["vintage too", "vintage"]
+    finally:
+        db.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.text(max_size=60))
+def test_any_text_searches_direct_messages_without_a_database_error(store, q):
+    if not store.search_directs("ana", "seed", None, 1):
+        store.add_direct("ana", "bo", "seed 'quoted' & (paren) NEAR* \"x\" :* ünïcode", 1, None)
+    for found in store.search_directs("ana", q, None, 5):
+        assert found["peer"] == "bo"

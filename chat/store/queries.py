@@ -358,6 +358,58 @@ def search(tx: Tx, user: str, q: str, room: str | None, limit: int) -> list[dict
     return [{**wire.message(*row[:-1]), "snippet": _marked(row[-1] or _snippet(row[4], words))} for row in rows]
 
 
+def index_directs(tx: Tx, limit: int) -> bool:
+    """index_messages for the direct messages (never edited nor deleted: only new ones are added)."""
+    if tx.postgres:
+        return False
+    start = tx.value("SELECT indexed_to FROM directs_fts_state")
+    end = min(tx.value("SELECT coalesce(max(id), 0) FROM directs"), start + limit)
+    if end > start:
+        tx.run("INSERT INTO directs_fts (rowid, text) SELECT id, text FROM directs WHERE id > ? AND id <= ?",
+               (start, end))
+        tx.run("UPDATE directs_fts_state SET indexed_to = ?", (end,))
+    return tx.value("SELECT 1 FROM directs WHERE id > ? LIMIT 1", (end,)) is not None
+
+
+def directs_to_index(tx: Tx) -> bool:
+    """Whether SQLite's search index lacks a direct message: a read, so a search takes the writer only if so."""
+    return not tx.postgres and tx.value("SELECT 1 FROM directs WHERE id > (SELECT indexed_to FROM directs_fts_state) "
+                                        "LIMIT 1") is not None
+
+
+def search_directs(tx: Tx, user: str, q: str, peer: str | None, limit: int) -> list[dict]:
+    """The direct messages matching q that the user sent or received (only with peer if given), newest first.
+
+    Each is a direct message with "kind": "direct", "peer" (the other user) and "snippet", marked as search's.
+    """
+    words = [word.lower() for word in _WORD.findall(q)][:32]
+    if not words:
+        return []
+    columns = "d.id, d.sender, d.recipient, d.text, d.ts, d.client_id"
+    if tx.postgres:
+        sql = (f"SELECT {columns}, NULL FROM directs d "
+               "WHERE to_tsvector('simple', d.text) @@ to_tsquery('simple', ?)")
+        params: list[Any] = [" & ".join(f"'{word}'" for word in words) + ":*"]
+    else:
+        sql = (f"SELECT {columns}, snippet(directs_fts, 0, '{_MARK}', '{_UNMARK}', '…', 16) "
+               "FROM directs_fts JOIN directs d ON d.id = directs_fts.rowid WHERE directs_fts MATCH ?")
+        params = [" ".join(f'"{word}"' for word in words) + "*"]
+    if peer is None:
+        sql += " AND (d.sender = ? OR d.recipient = ?)"
+        params += [user, user]
+    else:
+        sql += " AND ((d.sender = ? AND d.recipient = ?) OR (d.sender = ? AND d.recipient = ?))"
+        params += [user, peer, peer, user]
+    rows = tx.rows(sql + " ORDER BY d.id DESC LIMIT ?", [*params, limit])
+    found = []
+    for row in rows:
+        message = wire.direct(*row[:-1])
+        other = message["to"] if message["from"] == user else message["from"]
+        found.append({"kind": "direct", "peer": other, **message,
+                      "snippet": _marked(row[-1] or _snippet(message["text"], words))})
+    return found
+
+
 def _snippet(text: str, words: list[str], around: int = 60) -> str:
     """Up to `around` characters either side of the first match, with every word that starts like one marked."""
     pattern = re.compile(r"\b(?:" + "|".join(re.escape(word) for word in words) + r")\w*", re.IGNORECASE)

@@ -66,13 +66,15 @@ room_reads = Table(
 # The full-text index of the messages, made by the migration: on SQLite an FTS5 table that mirrors
 # messages.text by rowid (with shadow tables of its own, and messages_fts_state: the highest message
 # id indexed, since the store indexes new messages before each search), on PostgreSQL an expression
-# index. None is a table or index these declarations describe.
+# index. None is a table or index these declarations describe. directs_fts (migration 0007) is the same
+# for the direct messages: an FTS5 table over directs.text with directs_fts_state, or an expression index.
 SEARCH_INDEX = "messages_fts"
+DIRECTS_SEARCH_INDEX = "directs_fts"
 
 
 def is_declared(name: str | None, type_: str, parent_names: dict) -> bool:
     """Whether a reflected object is one these declarations describe (the search index is not): for autogenerate."""
-    return not (name and type_ in ("table", "index") and name.startswith(SEARCH_INDEX))
+    return not (name and type_ in ("table", "index") and name.startswith((SEARCH_INDEX, DIRECTS_SEARCH_INDEX)))
 
 directs = Table(
     "directs", metadata,

@@ -239,6 +239,13 @@ class Store:
                 pass
         return self._read(queries.search, user, q, room, limit)
 
+    def search_directs(self, user: str, q: str, peer: str | None, limit: int) -> list[dict]:
+        """Direct messages matching q, newest first, that the user sent or received (with peer only, if given)."""
+        if isinstance(self.connector, SqliteConnector) and self._read(queries.directs_to_index):
+            while self._write(queries.index_directs, INDEX_BATCH):  # direct messages come slower than messages
+                pass
+        return self._read(queries.search_directs, user, q, peer, limit)
+
     def rooms(self) -> list[tuple[str, int]]:
         """Every room as (name, last_seq), by name."""
         return self._read(queries.rooms)

@@ -17,8 +17,10 @@ export function snippetParts(snippet) {
   return parts;
 }
 
-// The link that opens a result: its room, scrolled to its seq.
-export const resultHref = (m) => `/room/${encodeURIComponent(m.room)}#seq-${m.seq}`;
+// The link that opens a result: its room, scrolled to its seq; a direct message's conversation (the DM
+// page does not scroll to one message, so no anchor).
+export const resultHref = (m) => (m.kind === "direct" ? `/dm/${encodeURIComponent(m.peer)}`
+  : `/room/${encodeURIComponent(m.room)}#seq-${m.seq}`);
 
 export function createSearch({ container, api }) {
   const form = el("form", { class: "inline-form", role: "search", "aria-label": "Search messages" }, [
@@ -51,6 +53,12 @@ export function createSearch({ container, api }) {
 function resultItem(m) {
   const text = el("span", { class: "snippet" });
   for (const [piece, marked] of snippetParts(m.snippet)) text.append(marked ? el("mark", { text: piece }) : piece);
+  if (m.kind === "direct") {
+    return el("li", { class: "search-result", "data-peer": m.peer, "data-id": m.id }, [
+      el("a", { href: resultHref(m), "aria-label": `${m.from} to ${m.to}, direct message: ${m.text}` }, [
+        el("span", { class: "name", text: `@ ${m.peer} · ${m.from}` }), text]),
+    ]);
+  }
   return el("li", { class: "search-result", "data-room": m.room, "data-seq": String(m.seq) }, [
     el("a", { href: resultHref(m), "aria-label": `${m.user} in #${m.room}: ${m.text}` }, [
       el("span", { class: "name", text: `#${m.room} · ${m.user}` }), text]),
