@@ -1,7 +1,7 @@
 """HTTP JSON adapter under /api, the polling endpoints included, plus /healthz."""
 import logging
 
-from flask import Blueprint, jsonify, request, session
+from flask import Blueprint, current_app, jsonify, request, session
 from werkzeug.exceptions import HTTPException
 
 from . import audit
@@ -311,4 +311,6 @@ def health():
         papo().service.health()
     except Exception as error:
         return {"status": "unavailable", "error": {"code": "unavailable", "message": str(error)[:200]}}, 503
-    return {"status": "ok", "connections": papo().service.presence.connection_count()}
+    sse = current_app.extensions.get("papo.sse")
+    return {"status": "ok", "connections": papo().service.presence.connection_count(),
+            "streams": len(sse.streams) if sse is not None else 0}

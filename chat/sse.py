@@ -172,10 +172,15 @@ class Streams:
     def __init__(self) -> None:
         self.channels: dict[str, set[Subscription]] = {}
         self.everyone: set[Subscription] = set()  # the ones that take notifications to all
+        self.all: set[Subscription] = set()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.all)
 
     def add(self, subscription: Subscription) -> None:
         with self._lock:
+            self.all.add(subscription)
             for channel in [*subscription.feed.channels(), subscription.sid]:
                 self.channels.setdefault(channel, set()).add(subscription)
             if subscription.feed.notifications:
@@ -183,6 +188,7 @@ class Streams:
 
     def remove(self, subscription: Subscription) -> None:
         with self._lock:
+            self.all.discard(subscription)
             for channel in [*subscription.feed.channels(), subscription.sid]:
                 found = self.channels.get(channel)
                 if found is not None:
