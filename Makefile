@@ -55,7 +55,7 @@ N ?= 3
 cluster: setup
 	$(PY) tools/cluster.py --processes $(N)
 
-# The benchmark (docs/benchmarks.md, bench/README.md): `make bench` at most 25 minutes, three rounds;
+# The benchmark (docs/benchmarks.md, bench/README.md): `make bench` at most 30 minutes, three rounds;
 # `make bench-quick` at most 4, one round at small sizes; `make bench-storage` only the storage and
 # scale-out suites (about 18 minutes). They start every server themselves on 127.0.0.1, write
 # bench/results/*.json, docs/benchmarks.md and docs/img/bench_*.png.
