@@ -2,6 +2,7 @@
 // drawn with uPlot. On every connect the server sends a backlog of its recent samples, so
 // the charts fill the gap a reconnect left. Text goes in with textContent only.
 import { socketOptions } from "./connection.js";
+import { watchSession } from "./session.js";
 
 const KEEP = 300;        // samples (and points per pushed series) on screen: five minutes
 const HEIGHT = 180;      // px, every chart
@@ -217,6 +218,11 @@ function setStatus(status, text) {
 // The connection: the backlog on every connect, then a sample a second.
 setupCharts();
 const socket = io("/monitor", socketOptions());
+// The dashboard's connection is bound to the admin's session like the chat's: it refreshes before
+// expiry and, once the session ends, shows why on the signed-out page instead of reconnecting.
+watchSession(socket, {
+  fetchFn: (...args) => fetch(...args), leave: (url) => window.location.assign(url), next: location.pathname,
+});
 state.socket = socket;
 
 socket.on("connect", () => setStatus("online", "Live · a sample a second"));

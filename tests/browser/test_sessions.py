@@ -40,6 +40,22 @@ def test_an_ended_session_shows_the_signed_out_page_and_does_not_reconnect(perso
     page.wait_for_url(re.compile(r"/login"))
 
 
+def test_an_admin_whose_session_ends_leaves_the_monitor_for_the_signed_out_page(chromium, tmp_path):
+    env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": "boss"}
+    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as server:
+        context = chromium.new_context()
+        try:
+            boss = Person(context, server.url, "boss").register()
+            page = boss.page
+            page.goto(f"{server.url}/monitor")
+            expect(page.locator("#monitor-status")).to_have_attribute("data-status", "online")
+            assert disconnect(server, "boss", revoke=True)["disconnected"] >= 1
+            page.wait_for_url(re.compile(r"/login\?ended=disconnected_by_admin"))
+            expect(page.locator("#signed-out")).to_contain_text("an administrator disconnected you")
+        finally:
+            context.close()
+
+
 def test_the_page_refreshes_its_identity_before_it_expires(chromium, tmp_path):
     with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env={"TOKEN_TTL": "5"}) as server:
         context = chromium.new_context()
