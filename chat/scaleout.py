@@ -30,6 +30,7 @@ RECONNECT_SECONDS = 1.0
 BACKLOG_SIZE = 10000
 BACKLOG_SECONDS = 60.0
 SETTLE_SECONDS = 1.5
+SHRINK_SECONDS = 3.0  # how long publishes may reach fewer processes than before until that is taken as a process gone
 BATCH_SIZE = 500  # emits per publish
 RETRY_SECONDS = 0.25  # how often a publisher that lost Redis looks whether it may send again
 ROOM_PREFIX = room_channel("")
@@ -99,7 +100,9 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
     The listener resubscribes every second instead of the base class's doubling wait, and the
     publisher sends the backlog in order once the listener's subscription, confirmed after the first
     failed publish, is SETTLE_SECONDS old, by when the other processes have resubscribed too and can
-    hear it. A publish that reached no subscriber, not even this process's listener, counts as failed.
+    hear it. A publish that reached no subscriber, not even this process's listener, counts as failed,
+    and so does one that reached fewer listeners than the publish before it, until SHRINK_SECONDS say a
+    process has left: after an outage one process may have resubscribed while another has not yet.
     """
 
     def __init__(self, url):
@@ -121,6 +124,8 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
         self._subscribed_since = None  # time.monotonic() the listener last confirmed its subscription
         self._confirming = None  # the _down_since the listener has sent its PING for
         self._listening = False  # whether this process runs a listener, which hears its own publishes
+        self._receivers = 0  # the listeners (one per process) the last accepted publish reached
+        self._short_since = None  # time.monotonic() since publishes reach fewer listeners than that
         self._sending = threading.Lock()
 
     def _publish(self, data):
@@ -195,6 +200,11 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
                 # Not even this process's listener heard it: Redis is back from an outage the publish
                 # straddled (redis-py reconnected by itself), and nobody has resubscribed yet.
                 raise redis.ConnectionError("published to no subscriber, this process's own included")
+            if self._short_of(receivers):
+                # Fewer listeners than the last publish reached: after an outage some processes have
+                # resubscribed and others not yet; they would never hear this batch. Keep it until they
+                # are back, or until SHRINK_SECONDS tell that a process has gone.
+                raise redis.ConnectionError(f"published to {receivers} of {self._receivers} processes")
         except Exception as error:
             self._backlog.extendleft(reversed(batch))
             while len(self._backlog) > BACKLOG_SIZE:
@@ -202,6 +212,19 @@ class MessageQueue(RoomIndex, socketio.RedisManager):
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning("message queue: cannot publish to Redis (%s); keeping emits for later", error)
+            return False
+        return True
+
+    def _short_of(self, receivers):
+        """Whether a publish that reached `receivers` listeners missed some that the earlier ones reached."""
+        now = time.monotonic()
+        if receivers >= self._receivers:
+            self._receivers, self._short_since = receivers, None
+            return False
+        if self._short_since is None:
+            self._short_since = now
+        if now - self._short_since >= SHRINK_SECONDS:  # a process left the cluster: fewer from now on
+            self._receivers, self._short_since = receivers, None
             return False
         return True
 

@@ -175,3 +175,21 @@ def test_a_process_that_exits_at_once_still_publishes_what_it_emitted(redis_serv
     assert done.returncode == 0, done.stderr
     assert wait_for(lambda: receiver.handled), "the notification never reached the queue"
     assert receiver.handled[0]["event"] == "notification" and receiver.remote == [("notification", "room:ops")]
+
+
+def test_a_publish_that_reaches_fewer_processes_is_kept_until_they_are_back_or_shown_gone(monkeypatch):
+    """After an outage one process may have resubscribed and another not: that publish is not a success."""
+    from chat import scaleout
+
+    now = [100.0]
+    monkeypatch.setattr(scaleout.time, "monotonic", lambda: now[0])
+    queue = scaleout.MessageQueue("redis://127.0.0.1:1/0")  # nothing connects until it publishes or listens
+    assert not queue._short_of(3)  # three listeners heard it
+    assert queue._short_of(2)  # one of them has not resubscribed yet
+    now[0] += scaleout.SHRINK_SECONDS / 2
+    assert queue._short_of(2)
+    assert not queue._short_of(3)  # it is back: the batch goes, and three stay the expectation
+    assert queue._short_of(2)
+    now[0] += scaleout.SHRINK_SECONDS
+    assert not queue._short_of(2)  # a process that stays away has left: two from now on
+    assert not queue._short_of(2)
