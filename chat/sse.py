@@ -167,7 +167,7 @@ class QueueSubscription(Subscription):
 
 
 class Streams:
-    """This process's subscriptions by channel. Shape: {channel or sid: {Subscription}}, everyone = {Subscription}."""
+    """This process's subscriptions by channel. Shape: {channel: {Subscription}}, everyone = {Subscription}."""
 
     def __init__(self) -> None:
         self.channels: dict[str, set[Subscription]] = {}
@@ -181,7 +181,7 @@ class Streams:
     def add(self, subscription: Subscription) -> None:
         with self._lock:
             self.all.add(subscription)
-            for channel in [*subscription.feed.channels(), subscription.sid]:
+            for channel in subscription.feed.channels():
                 self.channels.setdefault(channel, set()).add(subscription)
             if subscription.feed.notifications:
                 self.everyone.add(subscription)
@@ -189,7 +189,7 @@ class Streams:
     def remove(self, subscription: Subscription) -> None:
         with self._lock:
             self.all.discard(subscription)
-            for channel in [*subscription.feed.channels(), subscription.sid]:
+            for channel in subscription.feed.channels():
                 found = self.channels.get(channel)
                 if found is not None:
                     found.discard(subscription)
@@ -199,8 +199,8 @@ class Streams:
 
     def hear(self, name: str, data: Any, to: Any, namespace: str) -> None:
         """Hand one delivered emit to the streams it is for (chat.internals.hear_emits calls this)."""
-        if namespace != "/" or name not in ("message", "message_updated", "notification"):
-            return
+        if not self.all or namespace != "/" or name not in ("message", "message_updated", "notification"):
+            return  # no stream in this process: the message path pays one truth test
         if to is not None and not isinstance(to, str):
             return
         with self._lock:  # the threading server's emits come from any thread

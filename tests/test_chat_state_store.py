@@ -147,22 +147,11 @@ def test_search_follows_edits_and_deletions_of_messages_already_indexed(store): 
 
 
 def test_the_migration_indexes_the_messages_stored_before_it(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine, text
-
-    from chat.store.store import MIGRATIONS
+    from tests.test_store import database_at
 
     url = f"sqlite:///{tmp_path}/old.db"
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
-        conn.execute(text("INSERT INTO rooms (name, last_seq, created_at) VALUES ('old', 1, 1)"))
-        conn.execute(text("INSERT INTO messages (room_id, seq, author, text, ts) VALUES (1, 1, 'ana', 'vintage', 1)"))
-    engine.dispose()
+    database_at(url, "0003", "INSERT INTO rooms (name, last_seq, created_at) VALUES ('old', 1, 1)",
+                "INSERT INTO messages (room_id, seq, author, text, ts) VALUES (1, 1, 'ana', 'vintage', 1)")
     db = Store(url)
     db.migrate()
     try:

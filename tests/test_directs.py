@@ -197,22 +197,11 @@ def test_search_finds_a_users_direct_messages_and_never_another_pairs_on_both_da
 
 
 def test_the_migration_indexes_the_direct_messages_stored_before_it(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine, text
-
     from chat.store import Store
-    from chat.store.store import MIGRATIONS
+    from tests.test_store import database_at
 
     url = f"sqlite:///{tmp_path}/old.db"
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0006")
-        conn.execute(text("INSERT INTO directs (sender, recipient, text, ts) VALUES ('ana', 'bo', 'vintage', 1)"))
-    engine.dispose()
+    database_at(url, "0006", "INSERT INTO directs (sender, recipient, text, ts) VALUES ('ana', 'bo', 'vintage', 1)")
     db = Store(url)
     db.migrate()
     try:

@@ -16,6 +16,25 @@ def store(request, tmp_path):
     yield from open_store(request.param, tmp_path)
 
 
+def database_at(url, revision, *statements):
+    """Create a SQLite database at url migrated only up to revision, then run statements in it."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from chat.store.store import MIGRATIONS
+
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
 def open_store(kind, tmp_path):
     """Yield a migrated store on a fresh database of that kind ("sqlite" or "postgresql"), then drop it."""
     if kind == "sqlite":
