@@ -97,7 +97,7 @@ class ChatService:
         """Register a connection and replay its user's unread notifications to it."""
         self.presence.connect(sid, user)
         self.broadcaster.enter(sid, user_channel(user))
-        for note in self.store.notifications(user, limit=NOTIFICATION_LIMIT, unread=True):
+        for note in self.store.unread_notifications(user, NOTIFICATION_LIMIT):
             self.broadcaster.emit("notification", note, to=sid)
 
     def disconnect(self, sid: str) -> None:

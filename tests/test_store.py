@@ -152,3 +152,19 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(store):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_one_read_of_many_users_unread_gives_each_what_its_own_read_gives(store):
+    from chat.store import queries
+
+    for n in range(12):
+        store.add_notification(["ana", "bo", "cy"][n % 3], f"t{n}", "", "info", n)
+    store.mark_read("ana", up_to=int(store.notifications("ana")[1]["id"][1:]))
+    store.mark_read("bo", ids=[int(store.notifications("bo")[2]["id"][1:])])
+    store.mark_read("cy", up_to=10 ** 9)
+    users = ["ana", "bo", "cy", "dee"]
+    for limit in (1, 2, 100):
+        together = store.connector.read(queries.unread_of_users, users, limit)
+        alone = {user: store.notifications(user, limit=limit, unread=True) for user in users}
+        assert together == {user: notes for user, notes in alone.items() if notes}
+        assert [store.unread_notifications(user, limit) for user in users] == list(alone.values())

@@ -139,3 +139,58 @@ def test_recent_messages_answer_like_the_database_or_not_at_all(ops):
             assert found is None or found == expected
         seq = recent.last_seq(room)
         assert seq is None or seq == len(stored[room])
+
+
+def test_a_batcher_serves_what_gathered_in_one_run_and_answers_each_caller_with_its_own_outcome():
+    from chat.store.batch import Batcher
+
+    lanes = Lanes()
+    lane = lanes.thread_lane(1)
+    runs: list[list[int]] = []
+    gate = threading.Event()
+
+    class Halves(Batcher):
+        def run(self, items):
+            gate.wait(5)
+            runs.append(items)
+            return [(True, n // 2) if n % 2 == 0 else (False, ValueError(n)) for n in items]
+
+    batcher = Halves(lanes, lane)
+    answers: dict[int, object] = {}
+
+    def ask(n):
+        try:
+            answers[n] = batcher.call(n)
+        except ValueError as error:
+            answers[n] = error.args
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # every caller queued behind the first run, held at the gate
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert answers == {n: n // 2 if n % 2 == 0 else (n,) for n in range(40)}
+    assert sorted(n for run in runs for n in run) == list(range(40))
+    assert len(runs) == 2, "the callers that queued during a run were not served together by the next"
+    lane.close()
+
+
+def test_a_batch_that_raises_fails_each_of_its_callers_and_the_next_batch_still_runs():
+    from chat.store.batch import Batcher
+
+    lanes = Lanes()
+    lane = lanes.thread_lane(1)
+
+    class Picky(Batcher):
+        def run(self, items):
+            if "bad" in items:
+                raise RuntimeError("refused")
+            return [(True, item.upper()) for item in items]
+
+    batcher = Picky(lanes, lane)
+    with pytest.raises(RuntimeError):
+        batcher.call("bad")
+    assert batcher.call("good") == "GOOD"
+    lane.close()

@@ -543,6 +543,19 @@ def notifications(tx: Tx, recipient: str, after: int | None, limit: int, unread:
     return [wire.notification(*row) for row in rows]
 
 
+def unread_of_users(tx: Tx, recipients: list[str], limit: int) -> dict[str, list[dict]]:
+    """{recipient: the latest `limit` of its unread notifications, oldest first} of those that have any."""
+    marks = ",".join("?" * len(recipients))
+    rows = tx.rows("SELECT id, recipient, title, body, level, ts, read_at FROM ("
+                   "SELECT *, row_number() OVER (PARTITION BY recipient ORDER BY id DESC) AS latest "
+                   f"FROM notifications WHERE recipient IN ({marks}) AND read_at IS NULL"
+                   ") AS unread WHERE latest <= ? ORDER BY recipient, id", [*recipients, limit])
+    found: dict[str, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row[1], []).append(wire.notification(*row))
+    return found
+
+
 def unread_count(tx: Tx, recipient: str) -> int:
     return tx.value("SELECT count(*) FROM notifications WHERE recipient = ? AND read_at IS NULL", (recipient,))
 

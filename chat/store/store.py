@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from . import queries
-from .commit import GroupCommit
+from .commit import GroupCommit, UnreadReads
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
@@ -41,6 +41,7 @@ class Store:
         self.recent: RecentMessages | None = None
         self.counters: RoomCounters | None = None  # last_rev and read marks, kept by the exclusive store
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
+        self._unread = UnreadReads(lanes, self._readers, self.connector) if self._readers is not None else None
         self._known_rooms: set[str] = set()
         self._public_rooms: set[str] = set()  # public rooms never turn private
         # {(room, username key): monotonic time until which the membership is trusted}: members can be
@@ -364,6 +365,12 @@ class Store:
                       unread: bool = False) -> list[dict]:
         """The user's notifications oldest first: those with id > after, else the latest; at most limit."""
         return self._read(queries.notifications, recipient, after, limit, unread)
+
+    def unread_notifications(self, recipient: str, limit: int) -> list[dict]:
+        """The user's latest `limit` unread notifications, oldest first; a storm's connects share one read."""
+        if self._unread is not None:
+            return self._unread.call((recipient, limit))
+        return self._read(queries.notifications, recipient, None, limit, True)
 
     def unread_count(self, recipient: str) -> int:
         return self._read(queries.unread_count, recipient)
