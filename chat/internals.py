@@ -9,6 +9,9 @@ import contextlib
 import importlib.metadata
 import logging
 import sys
+import time
+
+from engineio import packet as engineio_packet
 
 # {distribution: the version whose source the hooks below were read against}
 WRITTEN_FOR = {
@@ -136,16 +139,14 @@ def replace_ping_schedule(session, every):
     Engine.IO calls schedule_ping() once the session opens and again after each pong; the ping
     sent is its own PING packet, with last_ping set as its timeout check expects.
     """
-    from engineio import packet
-
     interval = session.server.ping_interval
 
     def ping():
         if session.closing or session.closed:
             return
         try:
-            session.last_ping = _now()
-            session.send(packet.Packet(packet.PING))
+            session.last_ping = time.time()
+            session.send(engineio_packet.Packet(engineio_packet.PING))
         except Exception:
             log.exception("ping failed")
 
@@ -171,12 +172,6 @@ def is_polling(session) -> bool:
 def close_polling_session(session):
     """Close a long-polling session so that its pending poll answers with Engine.IO's close packet."""
     session.close(wait=False, abort=False)
-
-
-def _now():
-    import time
-
-    return time.time()
 
 
 # python-engineio and simple-websocket: the development server's WebSockets

@@ -194,3 +194,38 @@ def test_a_batch_that_raises_fails_each_of_its_callers_and_the_next_batch_still_
         batcher.call("bad")
     assert batcher.call("good") == "GOOD"
     lane.close()
+
+
+def test_shared_reads_read_identical_queries_once_and_unhashable_ones_each():
+    from chat.store.batch import SharedReads
+
+    lanes = Lanes()
+    lane = lanes.thread_lane(2)
+    gate = threading.Event()
+    calls: list[tuple] = []
+
+    class Connector:
+        @staticmethod
+        def read(work, *args):
+            gate.wait(5)
+            calls.append(args)
+            return work(*args)
+
+    def echo(*args):
+        return repr(args)
+
+    reads = SharedReads(lanes, lane, Connector(), parallel=2)
+    answers: dict[int, str] = {}
+    asked = [("a",), ("a",), (["x"],), ("b", 1), ("a",), (["x"],), ("b", 1)] * 3
+    threads = [threading.Thread(target=lambda n=n, args=args: answers.__setitem__(n, reads.call((echo, args))))
+               for n, args in enumerate(asked)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert answers == {n: repr(args) for n, args in enumerate(asked)}
+    assert calls.count(("a",)) < asked.count(("a",)), "identical reads that waited together were not shared"
+    assert calls.count((["x"],)) == asked.count((["x"],))
+    lane.close()

@@ -1,7 +1,14 @@
-"""Batches: callers queue items, and one job on a lane serves every item that gathered meanwhile."""
+"""Batches: callers queue items, and one job on a lane serves every item that gathered meanwhile.
+
+Under load, and above all when a restarted server's clients all come back at once, many green
+threads ask for the same thing together: a commit each, the same room's privacy, the same user's
+unread notifications. A batch turns those into one lane job, and identical reads into one read.
+"""
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from . import queries
 from .lanes import Lanes, Outcome
 
 log = logging.getLogger(__name__)
@@ -28,19 +35,21 @@ class Batcher:
 
     max_batch = 256
 
-    def __init__(self, lanes: Lanes, lane: Any):
+    def __init__(self, lanes: Lanes, lane: Any, parallel: int = 1):
         self._lanes = lanes
         self._lane = lane
+        self._parallel = parallel
         self._lock = lanes.os_lock()
         self._queue: list[_Slot] = []
-        self._scheduled = False
+        self._running = 0
 
     def call(self, item: Any) -> Any:
         """The item's outcome once its batch has run; its exception raised here."""
         slot = _Slot(item, self._lanes.waiter())
         with self._lock:
             self._queue.append(slot)
-            start, self._scheduled = not self._scheduled, True
+            start = self._running < self._parallel
+            self._running += start
         if start:
             self._lane.submit(self._job)
         ok, value = slot.waiter.wait()
@@ -65,5 +74,111 @@ class Batcher:
                 if self._queue:
                     self._lane.submit(self._job)
                 else:
-                    self._scheduled = False
+                    self._running -= 1
         self._lane.deliver([(slot.waiter, outcome) for slot, outcome in zip(batch, outcomes, strict=True)])
+
+
+class GroupCommit(Batcher):
+    """Stores the messages that gathered while the writer was busy, in one transaction.
+
+    The caller's ack therefore always follows its commit, and a slow disk slows the writer, never
+    the event loop.
+    """
+
+    def __init__(self, lanes: Lanes, lane: Any, connector: Any, now: Callable[[], int],
+                 committed: Callable[[list[dict]], None] | None = None):
+        super().__init__(lanes, lane)
+        self._connector = connector
+        self._now = now
+        self._committed = committed  # told of each batch's new messages, in the writer, before any ack
+
+    def append(self, item: queries.Item) -> tuple[dict, bool]:
+        """Store one message; (message, created). Returns once it is committed."""
+        return self.call(item)
+
+    def run(self, items: list[queries.Item]) -> list[Outcome]:
+        try:
+            stored = self._connector.write(queries.insert_messages, items, self._now())
+        except self._connector.integrity_errors:
+            if len(items) == 1:
+                return [self._known(items[0])]
+            return [outcome for item in items for outcome in self.run([item])]
+        except Exception as error:
+            return [(False, error)] * len(items)
+        if self._committed is not None:
+            self._committed([message for message, created in stored if created])
+        return [(True, outcome) for outcome in stored]
+
+    def _known(self, item: queries.Item) -> Outcome:
+        """The stored message of an item whose client_id was taken, or the error that refused it."""
+        room, author, _, _, client_id = item
+        try:
+            known = client_id is not None and self._connector.read(queries.message_by_client_id, room, author,
+                                                                   client_id)
+        except Exception as error:
+            return False, error
+        if not known:
+            return False, RuntimeError(f"a message of {author} in {room} broke a unique constraint")
+        return True, (known, False)
+
+
+class UnreadReads(Batcher):
+    """Reads the unread notifications of every user whose connection asked while the readers were busy.
+
+    A reconnect storm brings thousands of connections of few users at once; one query serves them.
+    """
+
+    def __init__(self, lanes: Lanes, lane: Any, connector: Any):
+        super().__init__(lanes, lane)
+        self._connector = connector
+
+    def run(self, items: list[tuple[str, int]]) -> list[Outcome]:
+        """Items are (user, limit): each gets the latest `limit` of its user's unread, oldest first."""
+        found = self._connector.read(queries.unread_of_users, sorted({user for user, _ in items}),
+                                     max(limit for _, limit in items))
+        return [(True, found.get(user, [])[-limit:]) for user, limit in items]
+
+
+class SharedReads(Batcher):
+    """Runs the reads that gathered while the readers were busy; identical ones once, for all who asked."""
+
+    def __init__(self, lanes: Lanes, lane: Any, connector: Any, parallel: int):
+        super().__init__(lanes, lane, parallel)
+        self._connector = connector
+
+    def run(self, items: list[tuple[Callable[..., Any], tuple]]) -> list[Outcome]:
+        done: dict[Any, Outcome] = {}
+        outcomes = []
+        for work, args in items:
+            try:
+                key = (work, args)
+                outcome = done.get(key)
+            except TypeError:  # an argument that cannot be a key (a list): read for this caller alone
+                key, outcome = None, None
+            if outcome is None:
+                try:
+                    outcome = (True, self._connector.read(work, *args))
+                except Exception as error:
+                    outcome = (False, error)
+                if key is not None:
+                    done[key] = outcome
+            outcomes.append(outcome)
+        return outcomes
+
+
+class WriterJobs(Batcher):
+    """Runs idempotent jobs on the writer that gathered meanwhile; identical ones once, for all who asked.
+
+    For what a burst of joins needs once per room: the room created, its recent messages loaded.
+    """
+
+    def run(self, items: list[tuple[Callable[..., Any], tuple]]) -> list[Outcome]:
+        done: dict[Any, Outcome] = {}
+        for item in items:
+            if item not in done:
+                work, args = item
+                try:
+                    done[item] = (True, work(*args))
+                except Exception as error:
+                    done[item] = (False, error)
+        return [done[item] for item in items]

@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from . import queries
-from .commit import GroupCommit, UnreadReads
+from .batch import GroupCommit, SharedReads, UnreadReads, WriterJobs
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
@@ -41,7 +41,12 @@ class Store:
         self.recent: RecentMessages | None = None
         self.counters: RoomCounters | None = None  # last_rev and read marks, kept by the exclusive store
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
-        self._unread = UnreadReads(lanes, self._readers, self.connector) if self._readers is not None else None
+        self._shared_reads: SharedReads | None = None
+        self._unread: UnreadReads | None = None
+        if self._readers is not None:
+            self._shared_reads = SharedReads(lanes, self._readers, self.connector, READERS)
+            self._unread = UnreadReads(lanes, self._readers, self.connector)
+        self._writer_jobs = WriterJobs(lanes, self._writer)
         self._known_rooms: set[str] = set()
         self._public_rooms: set[str] = set()  # public rooms never turn private
         # {(room, username key): monotonic time until which the membership is trusted}: members can be
@@ -82,8 +87,8 @@ class Store:
         self._read(queries.last_seq, "")
 
     def _read(self, work, *args):
-        if self._readers is not None:
-            return self.lanes.call(self._readers, self.connector.read, work, *args)
+        if self._shared_reads is not None:
+            return self._shared_reads.call((work, args))
         return self.connector.read(work, *args)
 
     def _write(self, work, *args):
@@ -163,7 +168,7 @@ class Store:
         """The recent messages, with the room's loaded by the writer if need be; None when not kept."""
         recent = self.recent
         if recent is not None and not recent.loaded(room):
-            self.lanes.call(self._writer, self._load_recent, recent, room)
+            self._writer_jobs.call((self._load_recent, (recent, room)))
         return recent
 
     def _load_recent(self, recent, room):
@@ -254,7 +259,11 @@ class Store:
     def ensure_room(self, name: str) -> None:
         """Create the room unless it exists, so that it is listed from its first join."""
         if name not in self._known_rooms:
-            self._write(queries.room_ids, [name], now_ms())
+            self._writer_jobs.call((self._create_room, (name,)))
+
+    def _create_room(self, name):
+        if name not in self._known_rooms:
+            self.connector.write(queries.room_ids, [name], now_ms())
             self._known_rooms.add(name)
 
     # direct messages
