@@ -229,3 +229,35 @@ def test_shared_reads_read_identical_queries_once_and_unhashable_ones_each():
     assert calls.count(("a",)) < asked.count(("a",)), "identical reads that waited together were not shared"
     assert calls.count((["x"],)) == asked.count((["x"],))
     lane.close()
+
+
+def test_checkpoints_run_beside_the_writer_not_inside_its_commits(tmp_path, monkeypatch):
+    from chat.store import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_SECONDS", 0.0)
+    store = Store(f"sqlite:///{tmp_path}/wal.db")
+    store.migrate()
+    threads: dict[str, set[int]] = {"writer": set(), "checkpoint": set()}
+    write, checkpoint = store.connector.write, store.connector.checkpoint
+
+    def writing(work, *args):
+        threads["writer"].add(threading.get_ident())
+        return write(work, *args)
+
+    def checkpointing():
+        threads["checkpoint"].add(threading.get_ident())
+        checkpoint()
+
+    monkeypatch.setattr(store.connector, "write", writing)
+    monkeypatch.setattr(store.connector, "checkpoint", checkpointing)
+    for n in range(50):
+        store.append("r", "ana", "x" * 2000, 1, f"c{n}")
+    deadline = time.monotonic() + 5
+    while not threads["checkpoint"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threads["checkpoint"], "no checkpoint ran after 50 commits"
+    assert not threads["checkpoint"] & threads["writer"]
+    autocheckpoint = store.connector.read(lambda tx: tx.value("PRAGMA wal_autocheckpoint"))
+    assert autocheckpoint >= 16384, "commits would still checkpoint (and wait for the disk) every 1,000 pages"
+    assert [m["seq"] for m in store.messages_after("r", 0, 100)] == list(range(1, 51))
+    store.close()

@@ -16,7 +16,10 @@ from ..config import SettingError
 PG_CONNECT_ARGS = {"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 2,
                    "keepalives_count": 3, "tcp_user_timeout": 10000}
 PG_POOL_TIMEOUT = 5
-SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000")
+# wal_autocheckpoint: the store's checkpointer thread moves the WAL into the file (Store); a commit
+# checkpoints by itself (and waits for the disk) only past 64 MB, when that thread has fallen far behind.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000",
+                  "wal_autocheckpoint=16384")
 
 
 class DatabaseInUse(SettingError):
@@ -74,6 +77,7 @@ class SqliteConnector:
         self.path = path
         self._local = threading.local()
         self._claim: int | None = None
+        self.after_commit: Callable[[], None] | None = None  # called in the writer after each commit
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -104,7 +108,13 @@ class SqliteConnector:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if self.after_commit is not None:
+            self.after_commit()
         return result
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file without waiting for readers or the writer."""
+        self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def claim(self) -> None:
         """Refuse to serve a file that another server process serves: SQLite takes one writer process."""

@@ -13,6 +13,7 @@ MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migration
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
 MEMBER_CACHE_SECONDS = 1.0  # how long a process trusts a private room membership it read (removals reach it then)
 INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
+CHECKPOINT_SECONDS = 1.0  # the longest a commit's pages wait in the WAL before the checkpointer starts on them
 
 
 class Store:
@@ -34,10 +35,12 @@ class Store:
             self.connector = SqliteConnector(sqlite_path(url))
             self._writer: Any = lanes.thread_lane(1, on_exit=self.connector.release)
             self._readers = lanes.thread_lane(READERS, on_exit=self.connector.release) if lanes.green else None
+            self._checkpointer: Checkpointer | None = Checkpointer(lanes, self.connector)
         else:
             self.connector = PooledConnector(self.engine)
             self._writer = lanes.green_lane() if lanes.green else lanes.thread_lane(1)
             self._readers = None
+            self._checkpointer = None
         self.recent: RecentMessages | None = None
         self.counters: RoomCounters | None = None  # last_rev and read marks, kept by the exclusive store
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
@@ -80,6 +83,8 @@ class Store:
         self._writer.close()
         if self._readers is not None:
             self._readers.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.connector.close()
         self.engine.dispose()
 
@@ -388,6 +393,40 @@ class Store:
                   now: int | None = None) -> list[int]:
         """Mark the user's unread notifications read, by id or every one up to an id; the ids marked."""
         return self._write(queries.mark_read, recipient, ids, up_to, now or now_ms())
+
+
+class Checkpointer:
+    """Copies SQLite's WAL into the database file on a thread of its own, at most once a CHECKPOINT_SECONDS.
+
+    A checkpoint writes the file and waits for the disk to sync it. SQLite would run one inside the
+    commit that grows the WAL past its threshold, and every message of that batch, and of the
+    batches queued behind it, would wait for the disk; a PASSIVE checkpoint beside the writer
+    copies what it can and never blocks a commit or a read.
+    """
+
+    def __init__(self, lanes: Lanes, connector: SqliteConnector):
+        self._connector = connector
+        self._lane = lanes.thread_lane(1, on_exit=connector.release)
+        self._due = 0.0
+        self._running = False
+        connector.after_commit = self.after_commit
+
+    def after_commit(self) -> None:
+        """Start a checkpoint unless one runs or the last started less than CHECKPOINT_SECONDS ago; in the writer."""
+        now = time.monotonic()
+        if not self._running and now >= self._due:
+            self._running = True
+            self._due = now + CHECKPOINT_SECONDS
+            self._lane.submit(self._run)
+
+    def _run(self) -> None:
+        try:
+            self._connector.checkpoint()
+        finally:
+            self._running = False
+
+    def close(self) -> None:
+        self._lane.close()
 
 
 def _store_direct(tx, sender, recipient, text, ts, client_id):
