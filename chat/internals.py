@@ -333,12 +333,29 @@ def eventlet_keep_socket(protocol, stand_in):
 
 
 def psycopg_waits_cooperatively():
-    """Under eventlet, make psycopg wait for its socket through the patched select module.
+    """Under eventlet or gevent, make psycopg wait through the event loop on its thread, and block elsewhere.
 
-    psycopg's C wait calls poll() itself, unseen by eventlet, so every query would stall every
-    green thread of the process (psycopg notices gevent's patching by itself, not eventlet's).
+    psycopg's C wait calls poll() itself, unseen by eventlet, so every query of a green thread would
+    stall every other (psycopg notices gevent's patching by itself, not eventlet's). The store's
+    PostgreSQL writer is an OS thread of its own, where a green wait has no loop to wait on: it
+    blocks in psycopg's own wait, the GIL let go.
     """
-    patcher = sys.modules.get("eventlet.patcher")
-    if patcher and patcher.is_monkey_patched("select"):
-        from psycopg import waiting
-        waiting.wait = waiting.wait_select
+    from psycopg import waiting
+
+    if getattr(waiting.wait, "__qualname__", "").startswith("psycopg_waits_cooperatively"):
+        return  # installed already
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if eventlet_patcher and eventlet_patcher.is_monkey_patched("select"):
+        green, thread_ident = waiting.wait_select, eventlet_patcher.original("_thread").get_ident
+    elif gevent_monkey and gevent_monkey.is_module_patched("select"):
+        green, thread_ident = waiting.wait, gevent_monkey.get_original("_thread", "get_ident")
+    else:
+        return
+    blocking = getattr(waiting, "wait_c", None) or waiting.wait_selector
+    loop_thread = thread_ident()
+
+    def wait(gen, fileno, *args, **kwargs):
+        return (green if thread_ident() == loop_thread else blocking)(gen, fileno, *args, **kwargs)
+
+    waiting.wait = wait

@@ -168,3 +168,38 @@ def test_one_read_of_many_users_unread_gives_each_what_its_own_read_gives(store)
         alone = {user: store.notifications(user, limit=limit, unread=True) for user in users}
         assert together == {user: notes for user, notes in alone.items() if notes}
         assert [store.unread_notifications(user, limit) for user in users] == list(alone.values())
+
+
+def test_one_batch_numbers_each_rooms_messages_in_order_creates_new_rooms_and_repeats_a_client_id(store):
+    from chat.store import queries
+
+    store.ensure_room("b")
+    store.append("b", "ana", "before", 1, None)
+    items = [("b", "ana", "1", 2, "x"), ("a", "bo", "2", 2, None), ("new", "cy", "3", 2, "y"),
+             ("b", "ana", "repeat of x", 2, "x"), ("a", "bo", "4", 2, "z"), ("b", "dee", "5", 2, None),
+             ("new", "cy", "6", 2, None)]
+    store.ensure_room("a")
+    outcomes = store.connector.write(queries.insert_messages, items, 2)
+    got = [(m["room"], m["seq"], m["text"], created) for m, created in outcomes]
+    assert got == [("b", 2, "1", True), ("a", 1, "2", True), ("new", 1, "3", True), ("b", 2, "1", False),
+                   ("a", 2, "4", True), ("b", 3, "5", True), ("new", 2, "6", True)]
+    for room, texts in (("a", ["2", "4"]), ("b", ["before", "1", "5"]), ("new", ["3", "6"])):
+        stored = store.connector.read(queries.messages_after, room, 0, 10)
+        assert [m["text"] for m in stored] == texts
+        assert [m["seq"] for m in stored] == list(range(1, len(texts) + 1))
+        assert {m["id"] for m in stored} >= {m["id"] for m, _ in outcomes if m["room"] == room}
+
+
+def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_path):
+    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
+    import psycopg
+
+    for store in open_store("postgresql", tmp_path):
+        store.append("r", "ana", "before", 1, "c1")
+        backend = store.connector._writer.info.backend_pid
+        with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
+        message, created = store.append("r", "ana", "after", 2, "c2")  # at once: no idle ping saves it
+        assert created and message["seq"] == 2
+        assert store.connector._writer.info.backend_pid != backend
+        assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["before", "after"]

@@ -3,6 +3,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -137,15 +138,23 @@ class SqliteConnector:
 
 
 class PooledConnector:
-    """PostgreSQL connections from SQLAlchemy's pool, used as plain DBAPI connections."""
+    """PostgreSQL: reads on connections from SQLAlchemy's pool, writes on one connection of the writer's own.
+
+    The writer is an OS thread (Store): its connection is made outside the pool, whose locks belong
+    to the event loop, and it is checked with a ping after an idle second, as the pool checks its own.
+    """
 
     postgres = True
+    PING_AFTER_SECONDS = 1.0
 
     def __init__(self, engine: Engine):
         import psycopg
 
         self.engine = engine
         self.integrity_errors = (psycopg.IntegrityError,)
+        self._operational_errors = (psycopg.OperationalError,)
+        self._writer: Any = None
+        self._used = 0.0
 
     def read(self, work: Work, *args: Any) -> Any:
         raw = self.engine.raw_connection()
@@ -156,22 +165,59 @@ class PooledConnector:
             raw.close()
 
     def write(self, work: Work, *args: Any) -> Any:
-        raw = self.engine.raw_connection()
+        """`work(tx, *args)` in a transaction on the writer's connection, committed; on the writer only.
+
+        A connection found broken before its COMMIT was sent committed nothing: the work runs once more
+        on a new one. One that breaks during the COMMIT raises, as the outcome is not known.
+        """
+        conn = self._writer_connection()
         try:
-            result = work(Tx(raw.cursor(), True), *args)
-            raw.commit()
-            return result
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
+            result = _attempt(conn, work, args)
+        except self._operational_errors:
+            if not conn.broken:
+                raise
+            conn = self._writer_connection()
+            result = _attempt(conn, work, args)
+        conn.commit()
+        self._used = time.monotonic()
+        return result
+
+    def _writer_connection(self) -> Any:
+        conn = self._writer
+        if conn is not None and not conn.broken and time.monotonic() - self._used > self.PING_AFTER_SECONDS:
+            try:
+                conn.execute("SELECT 1")
+                conn.rollback()
+            except self._operational_errors:
+                conn.close()
+        if conn is None or conn.closed or conn.broken:
+            self.release()
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            conn = self._writer = self.engine.dialect.dbapi.connect(*cargs, **{**cparams, **PG_CONNECT_ARGS})
+        return conn
+
+    def release(self) -> None:
+        """Close the writer's connection, if it has one."""
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            conn.close()
 
     def claim(self) -> None:
         """Any number of processes may share a PostgreSQL database."""
 
     def close(self) -> None:
+        self.release()
         self.engine.dispose()
+
+
+def _attempt(conn: Any, work: Work, args: tuple) -> Any:
+    """work on a new transaction of conn; rolled back if it raises."""
+    try:
+        return work(Tx(conn.cursor(), True), *args)
+    except BaseException:
+        if not conn.closed and not conn.broken:
+            conn.rollback()
+        raise
 
 
 def make_engine(url: str) -> Engine:

@@ -36,15 +36,11 @@ class Lanes:
         self.start_thread, self.os_lock = _os_threads(async_mode)
         self.waiter = _waiter_class(async_mode)
         self._handback = _handback(async_mode)
-        self._spawn = _spawn(async_mode)
 
     def thread_lane(self, threads: int, on_exit: Callable[[], None] | None = None) -> "ThreadLane":
         return ThreadLane(self, threads, self._handback, on_exit)
 
-    def green_lane(self) -> "GreenLane":
-        return GreenLane(self._spawn)
-
-    def call(self, lane: "ThreadLane | GreenLane", fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, lane: "ThreadLane", fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(*args) on the lane and wait for its result without stalling the event loop."""
         waiter = self.waiter()
         lane.submit(functools.partial(_run, lane, waiter, fn, args))
@@ -131,36 +127,6 @@ class ThreadLane:
                 return False
         wake.acquire()  # woken just as the wait ran out: take the wake-up that is on its way
         return True
-
-
-class GreenLane:
-    """Jobs run in order on one green thread of the event loop: for a database the loop waits on cooperatively."""
-
-    def __init__(self, spawn: Callable[[Callable[[], None]], None]):
-        self._spawn = spawn
-        self._jobs: collections.deque[Callable[[], None]] = collections.deque()
-        self._running = False
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.append(job)
-        if not self._running:
-            self._running = True
-            self._spawn(self._run)
-
-    def _run(self) -> None:
-        try:
-            while self._jobs:
-                self._jobs.popleft()()
-        finally:
-            self._running = False
-
-    @staticmethod
-    def deliver(pairs: list[tuple[Any, Outcome]]) -> None:
-        for waiter, outcome in pairs:
-            waiter.set(outcome)
-
-    def close(self) -> None:
-        pass
 
 
 class Handback:
@@ -300,15 +266,3 @@ class ThreadWaiter:
     def wait(self):
         self._event.wait()
         return self.value
-
-
-def _spawn(async_mode):
-    if async_mode == "eventlet":
-        import eventlet
-
-        return eventlet.spawn_n
-    if async_mode == "gevent":
-        import gevent
-
-        return gevent.spawn_raw
-    return None

@@ -153,8 +153,6 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
     A client_id repeated within the batch gets the first one's message. One already stored fails
     the whole batch on the unique constraint: the caller then stores the items one by one.
     """
-    names = sorted({item[0] for item in items})
-    ids = _sqlite_room_ids(tx, names, now) if not tx.postgres else room_ids(tx, names, now)
     outcomes: list[Any] = [None] * len(items)
     first_of: dict[tuple, int] = {}  # {(room, author, client_id): index of its first item in this batch}
     fresh = []
@@ -166,19 +164,68 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
                 continue
             first_of[key] = index
         fresh.append(index)
-    next_seq = _take_seqs(tx, Counter(ids[items[i][0]] for i in fresh))
-    rows = []
-    for index in fresh:
+    insert = _insert_postgres if tx.postgres else _insert_sqlite
+    for index, (row_id, seq) in zip(fresh, insert(tx, [items[i] for i in fresh], now), strict=True):
         room, author, text, ts, client_id = items[index]
-        room_id = ids[room]
-        rows.append((room_id, next_seq[room_id], author, text, ts, client_id))
-        next_seq[room_id] += 1
-    for index, row_id, (_, seq, author, text, ts, client_id) in zip(fresh, _insert_rows(tx, rows), rows, strict=True):
-        outcomes[index] = (wire.message(row_id, items[index][0], seq, author, text, ts, client_id), True)
+        outcomes[index] = (wire.message(row_id, room, seq, author, text, ts, client_id), True)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, int):
             outcomes[index] = (outcomes[outcome][0], False)
     return outcomes
+
+
+def _insert_sqlite(tx, items, now):
+    """Insert the items with their rooms' next seqs; (id, seq) of each, in order."""
+    ids = _sqlite_room_ids(tx, sorted({item[0] for item in items}), now)
+    next_seq = _take_seqs(tx, Counter(ids[item[0]] for item in items))
+    rows = []
+    for room, author, text, ts, client_id in items:
+        room_id = ids[room]
+        rows.append((room_id, next_seq[room_id], author, text, ts, client_id))
+        next_seq[room_id] += 1
+    return [(row_id, row[1]) for row_id, row in zip(_insert_rows(tx, rows), rows, strict=True)]
+
+
+# On PostgreSQL the writer is a green thread, and every round trip to the database waits for a turn
+# of the event loop, which under load takes milliseconds; while the batch's transaction holds its
+# rooms' rows, every other process's batch to those rooms waits too. So a batch is one pipeline,
+# one round trip however many rooms: the rooms' counters moved by name, in name order (two
+# processes' batches lock rows in the same order and never deadlock), then one INSERT that reads
+# each room's new last_seq and numbers its messages back from it.
+
+def _insert_postgres(tx, items, now):
+    """Insert the items with their rooms' next seqs, in one round trip; (id, seq) of each, in order."""
+    if not items:
+        return []
+    counts = Counter(item[0] for item in items)
+    left = Counter(counts)
+    backs = []  # per item: how many of its room's items come after it in the batch
+    for room, *_ in items:
+        left[room] -= 1
+        backs.append(left[room])
+    with tx.cursor.connection.pipeline():
+        for room in sorted(counts):
+            tx.run("UPDATE rooms SET last_seq = last_seq + ? WHERE name = ?", (counts[room], room))
+        stored = tx.rows(
+            "WITH added AS (INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
+            "SELECT rooms.id, rooms.last_seq - batch.back, batch.author, batch.text, batch.ts, batch.client_id "
+            "FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[]) "
+            "AS batch(room, back, author, text, ts, client_id) JOIN rooms ON rooms.name = batch.room "
+            "RETURNING id, room_id, seq) "
+            "SELECT added.id, rooms.name, added.seq FROM added JOIN rooms ON rooms.id = added.room_id",
+            ([item[0] for item in items], backs, [item[1] for item in items], [item[2] for item in items],
+             [item[3] for item in items], [item[4] for item in items]))
+    ids = {(name, seq): row_id for row_id, name, seq in stored}
+    last = {}
+    for _, name, seq in stored:
+        last[name] = max(seq, last.get(name, 0))
+    missing = sorted(counts.keys() - last.keys())
+    if missing:  # rooms no one joined yet: create them, then store their items
+        room_ids(tx, missing, now)
+        later = dict(zip((i for i, item in enumerate(items) if item[0] in missing),
+                         _insert_postgres(tx, [item for item in items if item[0] in missing], now), strict=True))
+    return [later[i] if item[0] in missing else (ids[item[0], last[item[0]] - back], last[item[0]] - back)
+            for i, (item, back) in enumerate(zip(items, backs, strict=True))]
 
 
 # On SQLite the writer is an OS thread that gives up the GIL at every step of a statement, and gets it
@@ -196,17 +243,10 @@ def _sqlite_room_ids(tx, names, now):
 
 
 def _take_seqs(tx, counts):
-    """Reserve `count` seqs in each room; {room id: the first one}.
-
-    SQLite takes them in two statements (it locks the whole database anyway); PostgreSQL one row at
-    a time in id order, so that two processes' batches lock rows in the same order and never deadlock.
-    """
+    """Reserve `count` seqs in each room; {room id: the first one}. Two statements: SQLite locks the file anyway."""
     if not counts:
         return {}
     ordered = sorted(counts.items())
-    if tx.postgres:
-        return {room_id: tx.value("UPDATE rooms SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq",
-                                  (count, room_id)) - count + 1 for room_id, count in ordered}
     cases = " ".join("WHEN ? THEN ?" for _ in ordered)
     marks = ",".join("?" * len(ordered))
     keys = [room_id for room_id, _ in ordered]
@@ -222,11 +262,7 @@ def _insert_rows(tx, rows):
         return []
     values = ",".join(["(?,?,?,?,?,?)"] * len(rows))
     sql = f"INSERT INTO messages (room_id, seq, author, text, ts, client_id) VALUES {values}"
-    params = [value for row in rows for value in row]
-    if tx.postgres:
-        ids = {(room_id, seq): row_id for row_id, room_id, seq in tx.rows(sql + " RETURNING id, room_id, seq", params)}
-        return [ids[row[0], row[1]] for row in rows]
-    tx.run(sql, params)
+    tx.run(sql, [value for row in rows for value in row])
     last = tx.cursor.lastrowid
     return list(range(last - len(rows) + 1, last + 1))
 

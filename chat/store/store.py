@@ -17,13 +17,14 @@ CHECKPOINT_SECONDS = 1.0  # the longest a commit's pages wait in the WAL before 
 
 
 class Store:
-    """Papo's data; SQLite's calls run on OS threads under an event loop, PostgreSQL's cooperatively.
+    """Papo's data; its writes, and SQLite's reads, run on OS threads that the event loop only waits for.
 
     SQLite: one writer thread owns every write (the group commit included), and under eventlet or
-    gevent two reader threads take the reads; the event loop only waits for their results. A server
-    process claims its file (claim()), which refuses a second server and lets it answer rejoins from
-    the recent messages it keeps. PostgreSQL: writes go through one green thread (still one group
-    commit at a time), reads run in the green thread that asks; psycopg waits cooperatively.
+    gevent two reader threads take the reads. A server process claims its file (claim()), which
+    refuses a second server and lets it answer rejoins from the recent messages it keeps.
+    PostgreSQL: one writer thread with a connection of its own (a commit's round trips never wait
+    for a turn of a busy event loop, and its rooms' rows are locked no longer than they take);
+    reads run in the green thread that asks, psycopg waiting cooperatively.
     """
 
     def __init__(self, url: str, async_mode: str = "threading"):
@@ -38,7 +39,7 @@ class Store:
             self._checkpointer: Checkpointer | None = Checkpointer(lanes, self.connector)
         else:
             self.connector = PooledConnector(self.engine)
-            self._writer = lanes.green_lane() if lanes.green else lanes.thread_lane(1)
+            self._writer = lanes.thread_lane(1, on_exit=self.connector.release)
             self._readers = None
             self._checkpointer = None
         self.recent: RecentMessages | None = None
