@@ -198,7 +198,7 @@ def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_pat
         store.append("r", "ana", "before", 1, "c1")
         backend = store.connector._writer.info.backend_pid
         with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone() == (True,)
         message, created = store.append("r", "ana", "after", 2, "c2")  # at once: no idle ping saves it
         assert created and message["seq"] == 2
         assert store.connector._writer.info.backend_pid != backend

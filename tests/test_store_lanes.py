@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.store import Store, queries
+from chat.store.engine import SqliteConnector
 from chat.store.lanes import Lanes
 from chat.store.recent import RecentMessages
 
@@ -237,6 +238,7 @@ def test_checkpoints_run_beside_the_writer_not_inside_its_commits(tmp_path, monk
     monkeypatch.setattr(store_module, "CHECKPOINT_SECONDS", 0.0)
     store = Store(f"sqlite:///{tmp_path}/wal.db")
     store.migrate()
+    assert isinstance(store.connector, SqliteConnector)
     threads: dict[str, set[int]] = {"writer": set(), "checkpoint": set()}
     write, checkpoint = store.connector.write, store.connector.checkpoint
 

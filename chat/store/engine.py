@@ -153,6 +153,7 @@ class PooledConnector:
         self.engine = engine
         self.integrity_errors = (psycopg.IntegrityError,)
         self._operational_errors = (psycopg.OperationalError,)
+        self._connect = psycopg.connect
         self._writer: Any = None
         self._used = 0.0
 
@@ -193,7 +194,7 @@ class PooledConnector:
         if conn is None or conn.closed or conn.broken:
             self.release()
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            conn = self._writer = self.engine.dialect.dbapi.connect(*cargs, **{**cparams, **PG_CONNECT_ARGS})
+            conn = self._writer = self._connect(*cargs, **{**cparams, **PG_CONNECT_ARGS})
         return conn
 
     def release(self) -> None:

@@ -216,7 +216,7 @@ def _insert_postgres(tx, items, now):
             ([item[0] for item in items], backs, [item[1] for item in items], [item[2] for item in items],
              [item[3] for item in items], [item[4] for item in items]))
     ids = {(name, seq): row_id for row_id, name, seq in stored}
-    last = {}
+    last: dict[str, int] = {}
     for _, name, seq in stored:
         last[name] = max(seq, last.get(name, 0))
     missing = sorted(counts.keys() - last.keys())
