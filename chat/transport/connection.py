@@ -200,6 +200,10 @@ class Connection:
             self.grace = None
         with contextlib.suppress(OSError):
             self.conn.close()
+        with contextlib.suppress(OSError):
+            # Under gevent the green socket keeps its descriptor open while file objects of the WSGI
+            # handler refer to it, until the garbage collector frees them: close the OS socket itself.
+            self.sock.close()
 
     def _readable(self):
         try:
