@@ -175,9 +175,11 @@ def profile_section(res):
     if not found:
         return []
     lines = ["## Where Papo's time goes (py-spy)", "",
-             "py-spy sampled the Papo process (`--nonblocking`, 100 Hz) during the runs below; it records only "
-             "running threads, so the shares are of the busy time. *Self*: the function on top of the stack; "
-             "*within*: Papo's functions and everything they call.", ""]
+             "py-spy sampled the Papo process (`--nonblocking`, 100 Hz) during the runs below. It leaves out "
+             "threads it sees idle, but not every wait looks idle to it: `Hub.do_poll` (the event loop in "
+             "epoll, waiting for sockets) and `ThreadLane._next` (a database thread waiting for work) are "
+             "waits, not work; server CPU per message or connection is in the tables above. *Self*: the "
+             "function on top of the stack; *within*: Papo's functions and everything they call.", ""]
     for label, _server, summary in found:
         lines += [f"### {label} ({summary['samples']:,} samples)", "",
                   *columns("self", "share", "within (Papo's code)", "share")]

@@ -2,7 +2,7 @@
 
 `Spy` records one process (`py-spy record --nonblocking`, raw collapsed stacks or a flame graph);
 `summarize` turns the collapsed stacks into the shares of samples by function, for the report.
-py-spy samples only threads that are running (not idle), so the shares are of the busy time.
+py-spy leaves out threads it sees idle, but some waits (epoll, a lock with a timeout) look busy to it.
 """
 import contextlib
 import os
