@@ -25,9 +25,9 @@ class _Slot:
 
 
 class Batcher:
-    """Queues items and lets one job at a time on a lane run all that have gathered.
+    """Queues items and lets at most `parallel` jobs at a time on a lane run all that have gathered.
 
-    An item joins the queue; if no batch is under way one is submitted to the lane. The job takes
+    An item joins the queue; if fewer batches are under way one is submitted to the lane. The job takes
     everything queued (at most max_batch), runs it at once, hands every outcome back in one go and,
     if more has queued meanwhile, goes round again. An item always waits for a batch that starts
     after it was queued, so what the batch reads or writes is as fresh as a call of its own.
@@ -147,23 +147,7 @@ class SharedReads(Batcher):
         self._connector = connector
 
     def run(self, items: list[tuple[Callable[..., Any], tuple]]) -> list[Outcome]:
-        done: dict[Any, Outcome] = {}
-        outcomes = []
-        for work, args in items:
-            try:
-                key = (work, args)
-                outcome = done.get(key)
-            except TypeError:  # an argument that cannot be a key (a list): read for this caller alone
-                key, outcome = None, None
-            if outcome is None:
-                try:
-                    outcome = (True, self._connector.read(work, *args))
-                except Exception as error:
-                    outcome = (False, error)
-                if key is not None:
-                    done[key] = outcome
-            outcomes.append(outcome)
-        return outcomes
+        return _once_each(items, lambda work, args: self._connector.read(work, *args))
 
 
 class WriterJobs(Batcher):
@@ -173,12 +157,28 @@ class WriterJobs(Batcher):
     """
 
     def run(self, items: list[tuple[Callable[..., Any], tuple]]) -> list[Outcome]:
-        done: dict[Any, Outcome] = {}
-        for item in items:
-            if item not in done:
-                work, args = item
-                try:
-                    done[item] = (True, work(*args))
-                except Exception as error:
-                    done[item] = (False, error)
-        return [done[item] for item in items]
+        return _once_each(items, lambda work, args: work(*args))
+
+
+def _once_each(items: list[tuple[Callable[..., Any], tuple]], call: Callable[[Any, tuple], Any]) -> list[Outcome]:
+    """The outcome of call(work, args) for each (work, args); equal items share one call.
+
+    An item whose arguments cannot be a key (a list) gets a call of its own.
+    """
+    done: dict[Any, Outcome] = {}
+    outcomes = []
+    for item in items:
+        try:
+            outcome = done.get(item)
+            shared = True
+        except TypeError:
+            outcome, shared = None, False
+        if outcome is None:
+            try:
+                outcome = (True, call(*item))
+            except Exception as error:
+                outcome = (False, error)
+            if shared:
+                done[item] = outcome
+        outcomes.append(outcome)
+    return outcomes

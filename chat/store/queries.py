@@ -186,12 +186,11 @@ def _insert_sqlite(tx, items, now):
     return [(row_id, row[1]) for row_id, row in zip(_insert_rows(tx, rows), rows, strict=True)]
 
 
-# On PostgreSQL the writer is a green thread, and every round trip to the database waits for a turn
-# of the event loop, which under load takes milliseconds; while the batch's transaction holds its
-# rooms' rows, every other process's batch to those rooms waits too. So a batch is one pipeline,
-# one round trip however many rooms: the rooms' counters moved by name, in name order (two
-# processes' batches lock rows in the same order and never deadlock), then one INSERT that reads
-# each room's new last_seq and numbers its messages back from it.
+# On PostgreSQL a batch's transaction holds its rooms' rows from its first statement to its COMMIT,
+# and every other process's batch to those rooms waits meanwhile. So a batch is one pipeline, one
+# round trip however many rooms: the rooms' counters moved by name, in name order (two processes'
+# batches lock rows in the same order and never deadlock), then one INSERT that reads each room's
+# new last_seq and numbers its messages back from it.
 
 def _insert_postgres(tx, items, now):
     """Insert the items with their rooms' next seqs, in one round trip; (id, seq) of each, in order."""
@@ -219,9 +218,9 @@ def _insert_postgres(tx, items, now):
     last: dict[str, int] = {}
     for _, name, seq in stored:
         last[name] = max(seq, last.get(name, 0))
-    missing = sorted(counts.keys() - last.keys())
+    missing = counts.keys() - last.keys()
     if missing:  # rooms no one joined yet: create them, then store their items
-        room_ids(tx, missing, now)
+        room_ids(tx, sorted(missing), now)
         later = dict(zip((i for i, item in enumerate(items) if item[0] in missing),
                          _insert_postgres(tx, [item for item in items if item[0] in missing], now), strict=True))
     return [later[i] if item[0] in missing else (ids[item[0], last[item[0]] - back], last[item[0]] - back)
