@@ -189,21 +189,37 @@ class ChatService:
 
     def send(self, sid: str, room: Any, text: Any, client_id: Any) -> tuple[Message, bool]:
         """Post from a connection, which must have joined the room."""
+        return self.queue_send(sid, room, text, client_id)()
+
+    def queue_send(self, sid: str, room: Any, text: Any, client_id: Any) -> Callable[[], tuple[Message, bool]]:
+        """Check and queue a connection's message; the call returned waits for its commit, as send does."""
         room = self._joined_room(sid, room)
-        return self.post(self._user_of(sid), room, text, client_id)
+        return self.queue_post(self._user_of(sid), room, text, client_id)
 
     def post(self, user: str, room: Any, text: Any, client_id: Any) -> tuple[Message, bool]:
         """Store a message and broadcast it once; (message, created). A repeated client_id is harmless."""
+        return self.queue_post(user, room, text, client_id)()
+
+    def queue_post(self, user: str, room: Any, text: Any, client_id: Any) -> Callable[[], tuple[Message, bool]]:
+        """Check and queue a message; the call returned waits for its commit, broadcasts it, and answers as post.
+
+        Messages queued one after another take seqs, and are broadcast, in that order.
+        """
         room = valid_room(room)
         self._admit(user, room)
         text = valid_text(text)
         client_id = valid_client_id(client_id)
         self._spend(user)
-        message, created = self.store.append(room, user, text, self.now_ms(), client_id)
-        if created:
-            self.broadcaster.emit("message", message, to=room_channel(room))
-            self.signals.notify(room)
-        return message, created
+        pending = self.store.queue_append(room, user, text, self.now_ms(), client_id)
+
+        def committed() -> tuple[Message, bool]:
+            message, created = pending.result()
+            if created:
+                self.broadcaster.emit("message", message, to=room_channel(room))
+                self.signals.notify(room)
+            return message, created
+
+        return committed
 
     def _spend(self, user):
         wait = self.limiter.take(user)

@@ -14,14 +14,21 @@ from .lanes import Lanes, Outcome
 log = logging.getLogger(__name__)
 
 
-class _Slot:
-    """One caller's item waiting for the next batch."""
+class Pending:
+    """One caller's item, queued for the next batch."""
 
     __slots__ = ("item", "waiter")
 
     def __init__(self, item, waiter):
         self.item = item
         self.waiter = waiter
+
+    def result(self) -> Any:
+        """The item's outcome once its batch has run; its exception raised here."""
+        ok, value = self.waiter.wait()
+        if ok:
+            return value
+        raise value
 
 
 class Batcher:
@@ -40,22 +47,23 @@ class Batcher:
         self._lane = lane
         self._parallel = parallel
         self._lock = lanes.os_lock()
-        self._queue: list[_Slot] = []
+        self._queue: list[Pending] = []
         self._running = 0
 
     def call(self, item: Any) -> Any:
         """The item's outcome once its batch has run; its exception raised here."""
-        slot = _Slot(item, self._lanes.waiter())
+        return self.queue(item).result()
+
+    def queue(self, item: Any) -> Pending:
+        """Queue the item without waiting: items queued one after another are served in that order."""
+        slot = Pending(item, self._lanes.waiter())
         with self._lock:
             self._queue.append(slot)
             start = self._running < self._parallel
             self._running += start
         if start:
             self._lane.submit(self._job)
-        ok, value = slot.waiter.wait()
-        if ok:
-            return value
-        raise value
+        return slot
 
     def run(self, items: list[Any]) -> list[Outcome]:
         """Serve a batch on the lane: (True, result) or (False, exception) for each item, in order."""
@@ -92,9 +100,9 @@ class GroupCommit(Batcher):
         self._now = now
         self._committed = committed  # told of each batch's new messages, in the writer, before any ack
 
-    def append(self, item: queries.Item) -> tuple[dict, bool]:
-        """Store one message; (message, created). Returns once it is committed."""
-        return self.call(item)
+    def append(self, item: queries.Item) -> Pending:
+        """Queue one message for the next commit; its result() is (message, created) once committed."""
+        return self.queue(item)
 
     def run(self, items: list[queries.Item]) -> list[Outcome]:
         try:

@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from . import queries
-from .batch import GroupCommit, SharedReads, UnreadReads, WriterJobs
+from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
@@ -145,11 +145,14 @@ class Store:
 
     def append(self, room: str, author: str, text: str, ts: int, client_id: str | None) -> tuple[dict, bool]:
         """Store a message with the room's next seq; (message, created). A known client_id returns its message."""
-        message, created = self._commits.append((room, author, text, ts, client_id))
-        self._known_rooms.add(room)
-        return message, created
+        return self.queue_append(room, author, text, ts, client_id).result()
+
+    def queue_append(self, room: str, author: str, text: str, ts: int, client_id: str | None) -> Pending:
+        """Queue a message for the next commit; messages queued one after another take seqs in that order."""
+        return self._commits.append((room, author, text, ts, client_id))
 
     def _committed(self, messages: list[dict]) -> None:
+        self._known_rooms.update(message["room"] for message in messages)
         if self.recent is not None:
             self.recent.add(messages)
 
