@@ -54,7 +54,7 @@ def create_app(test_config=None, async_mode="threading"):
                         cors_allowed_origins=audit.checked_origins(settings.CORS_ALLOWED_ORIGINS),
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
-                        async_handlers=async_mode == "threading", serializer=events.JsonPacket)
+                        serializer=events.JsonPacket)
     websockets = transport.install(socketio.server.eio, async_mode, settings)
     limiter = RateLimiter(settings.RATE_BURST, settings.RATE_PER_SECOND)
     metrics = Metrics()

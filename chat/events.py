@@ -13,14 +13,17 @@ from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 from socketio.packet import Packet
 
-from . import audit
+from . import audit, internals
 from .auth import carries_token, socket_session
 from .errors import ChatError
 from .extension import Papo
 from .ports import EventHook
 from .service import ChatService
+from .turns import Turns
 
-Handler = Callable[[ChatService, str, str | None, dict[str, Any]], dict[str, Any] | None]
+Answer = dict[str, Any] | None
+# a handler answers, or returns what waits for work it has queued (a message's commit) and then answers
+Handler = Callable[[ChatService, str, str | None, dict[str, Any]], Answer | Callable[[], Answer]]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,14 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     parts = app.extensions["papo"]
     hook = hook or _Uncounted()
     server = socketio.server
+    turns = Turns(server.eio.create_event)
+    internals.handle_events_in_turn(server, turns)
     server.on("connect", functools.partial(on_connect, app, hook), namespace="/")
     server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():
-        server.on(name, acked(parts, handler, hook.counter(name), hook.refused), namespace="/")
+        server.on(name, acked(parts, turns, handler, hook.counter(name), hook.refused), namespace="/")
     refresh = functools.partial(on_refresh, parts.identity)
-    server.on("refresh", acked(parts, refresh, hook.counter("refresh"), hook.refused), namespace="/")
+    server.on("refresh", acked(parts, turns, refresh, hook.counter("refresh"), hook.refused), namespace="/")
     server.on("*", functools.partial(on_unknown, parts, hook.counter("unknown"), hook.refused), namespace="/")
 
 
@@ -111,9 +116,13 @@ def on_unknown(parts: Papo, received: Callable[[], None], refused: Callable[[str
         return error.ack()
 
 
-def acked(parts: Papo, handler: Handler, received: Callable[[], None],
+def acked(parts: Papo, turns: Turns, handler: Handler, received: Callable[[], None],
           refused: Callable[[str | None], None]) -> Callable[..., dict[str, Any]]:
-    """Turn a handler's result into `{"ok": true, ...}` and any refusal into the contract's error ack."""
+    """Turn a handler's result into `{"ok": true, ...}` and any refusal into the contract's error ack.
+
+    A handler that has queued its work returns what waits for it: the connection's next message may
+    start meanwhile (chat.turns).
+    """
     service, guard = parts.service, parts.guard
 
     def answer(sid: str, *args: Any) -> dict[str, Any]:
@@ -124,7 +133,11 @@ def acked(parts: Papo, handler: Handler, received: Callable[[], None],
             guard.spend(sid, user)
             if not isinstance(payload, dict):
                 raise ChatError("invalid_payload", "the payload must be a JSON object")
-            return {"ok": True, **(handler(service, sid, user, payload) or {})}
+            result = handler(service, sid, user, payload)
+            if callable(result):
+                turns.queued(sid)
+                result = result()
+            return {"ok": True, **(result or {})}
         except ChatError as error:
             refused(error.code)
             if error.code == "rate_limited":
@@ -148,8 +161,8 @@ def on_leave(service, sid, user, payload):
 
 
 def on_message(service, sid, user, payload):
-    message, _ = service.send(sid, payload.get("room"), payload.get("text"), payload.get("client_id"))
-    return {"message": message}
+    committed = service.queue_send(sid, payload.get("room"), payload.get("text"), payload.get("client_id"))
+    return lambda: {"message": committed()[0]}
 
 
 def on_typing(service, sid, user, payload):

@@ -16,7 +16,7 @@ from engineio import packet as engineio_packet
 # {distribution: the version whose source the hooks below were read against}
 WRITTEN_FOR = {
     "python-engineio": "4.15.1",  # the websocket driver table, connect handler, send_packet, a session's queue
-    "python-socketio": "5.18.1",  # the client manager's rooms, callbacks and pending tables
+    "python-socketio": "5.18.1",  # event dispatch; the client manager's rooms, callbacks and pending tables
     "simple-websocket": "1.1.0",  # the development server's reader thread and message size
     "eventlet": "0.41.3",  # the WSGI server's connection state, a green socket's descriptor
     "gevent": "26.9.0",  # a green socket's OS socket
@@ -210,6 +210,47 @@ def join_simple_websocket_reader(ws, timeout: float):
     thread = getattr(ws, "thread", None)
     if thread is not None:
         thread.join(timeout)
+
+
+# python-socketio: the server
+
+
+def handle_events_in_turn(server, turns):
+    """Run each connection's Socket.IO events in the order it sent them, its messages in tasks of their own.
+
+    Replaces Server._handle_event, whose async_handlers would start a task per event in no kept
+    order (and without them run each event in turn on the connection's reader). Here a `message`
+    takes its place in the connection's line on the reader, and its task waits for its turn
+    (chat.turns); any other event waits, on the reader, for the connection's messages before it to
+    end, then runs there.
+    """
+    manager = server.manager
+
+    def handle_event(eio_sid, namespace, id, data):
+        namespace = namespace or "/"
+        sid = manager.sid_from_eio_sid(eio_sid, namespace)
+        if not manager.is_connected(sid, namespace):
+            return
+        if data and data[0] == "message":
+            turn = turns.message(sid)
+            if server.async_handlers:
+                server.start_background_task(_message_in_turn, server, turns, turn, sid, eio_sid, data, namespace,
+                                             id)
+            else:  # Flask-SocketIO's test client asks for every event to be handled before emit returns
+                _message_in_turn(server, turns, turn, sid, eio_sid, data, namespace, id)
+        else:
+            turns.wait_until_drained(sid)
+            server._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+    server._handle_event = handle_event
+
+
+def _message_in_turn(server, turns, turn, sid, eio_sid, data, namespace, id):
+    turns.start(turn)
+    try:
+        server._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+    finally:
+        turns.end(turn)
 
 
 # python-socketio: the client manager

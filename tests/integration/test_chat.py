@@ -84,6 +84,36 @@ def test_four_concurrent_senders_get_gap_free_seqs(server, user, room, clients):
         assert sorted(socket.seqs(room)) == list(range(1, total + 1))
 
 
+def test_messages_sent_without_waiting_for_acks_keep_their_order_and_a_later_event_waits_for_them(
+        server, user, room, clients):
+    (_, alice), (_, bob) = user(), user()
+    sender, reader = clients(server.url, alice), clients(server.url, bob)
+    sender.join(room)
+    reader.join(room)
+    count = 60
+    acks: dict[int, dict] = {}
+    all_acked = threading.Event()
+
+    def on_ack(index):
+        def acked(ack):
+            acks[index] = ack
+            if len(acks) == count:
+                all_acked.set()
+        return acked
+
+    for index in range(count):  # one after another on one connection, none waiting for the last one's ack
+        sender.sio.emit("message", {"room": room, "text": f"m{index}", "client_id": f"o{index}"},
+                        callback=on_ack(index))
+    history = sender.call("history", {"room": room, "limit": 100})
+
+    assert all_acked.wait(10)
+    assert [acks[i]["message"]["seq"] for i in range(count)] == list(range(1, count + 1))
+    assert [acks[i]["message"]["text"] for i in range(count)] == [f"m{i}" for i in range(count)]
+    assert [m["text"] for m in history["messages"]] == [f"m{i}" for i in range(count)]
+    assert reader.wait_until(lambda c: len(c.received.get(room, [])) >= count)
+    assert sorted(reader.seqs(room)) == list(range(1, count + 1))
+
+
 def test_a_waiting_long_poll_wakes_within_100_ms_of_a_post(server, user, room):
     (_, reader), (_, writer) = user(), user()
     post_message(server.url, writer, room, "before the poll")
