@@ -349,9 +349,9 @@ def latency_cost(name, runs, ref_runs):
         return f"- {name}, the fixed latency load: no CPU figures to compare."
     return (f"- {name}, the fixed latency load: {fmt(papo)} µs of server CPU per delivered message against "
             f"{fmt(ref)} µs for the reference ({ratio_text(safe_ratio(papo, ref))}). Papo commits every message to "
-            "the database (SQLite, group commits and checkpoints on the event loop) before it broadcasts it; the "
-            "reference keeps messages in memory. The busier loop queues more messages behind each other, and "
-            "the p99 shows it.")
+            "the database before it broadcasts it (SQLite's group commits and checkpoints on OS threads of their "
+            "own, whose Python steps take the GIL from the event loop); the reference keeps messages in memory. "
+            "The busier process queues more messages behind each other, and the p99 shows it.")
 
 
 def limit_sentence(name, workload, key, f):
