@@ -246,10 +246,10 @@ def handle_events_in_turn(server, turns):
 
 
 def _message_in_turn(server, turns, turn, sid, eio_sid, data, namespace, id):
-    turns.start(turn)
     try:
+        turns.start(turn)
         server._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-    finally:
+    finally:  # even a task killed while it waited lets the connection's next message go
         turns.end(turn)
 
 
