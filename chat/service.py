@@ -203,7 +203,7 @@ class ChatService:
     def queue_post(self, user: str, room: Any, text: Any, client_id: Any) -> Callable[[], tuple[Message, bool]]:
         """Check and queue a message; the call returned waits for its commit, broadcasts it, and answers as post.
 
-        Messages queued one after another take seqs, and are broadcast, in that order.
+        Messages queued one after another take seqs in that order.
         """
         room = valid_room(room)
         self._admit(user, room)

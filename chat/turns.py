@@ -12,9 +12,10 @@ the order the connection sent things in:
 
 Bookkeeping only: the caller runs the tasks and supplies the async mode's event class.
 """
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from .async_modes import short_lock
 
 
 class Turn:
@@ -36,7 +37,7 @@ class Line:
 
     def __init__(self, sid: str):
         self.sid = sid
-        self.last: Turn | None = None  # the latest message, once it is queued no longer needed
+        self.last: Turn | None = None  # the latest message: the next one waits for it until it is queued
         self.holder: Turn | None = None  # the message started and not yet queued
         self.under_way = 0
         self.drained: Any = None  # an event set when under_way falls to 0, while something waits for it
@@ -47,7 +48,7 @@ class Turns:
 
     def __init__(self, make_event: Callable[[], Any]):
         self._make_event = make_event
-        self._lock = threading.Lock()
+        self._lock = short_lock()
         self._lines: dict[str, Line] = {}
 
     def message(self, sid: str) -> Turn:
