@@ -25,6 +25,17 @@ NOTIFY_TOKEN = "cluster-notify-token"
 _names = itertools.count(1)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Put the tail of every process's log in a failed test's report: the logs go when the cluster does."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if report.when == "call" and report.failed and cluster is not None:
+        for server in cluster.servers:
+            report.sections.append((f"log of the process on port {server.port}", server.log_tail(30)))
+
+
 def need_services():
     need(listening(PG_PORT), "PostgreSQL is not listening on 127.0.0.1:5432")
     need_program("nginx")
