@@ -25,7 +25,7 @@ class Turn:
 
     def __init__(self, line: "Line", before: "Turn | None"):
         self.line = line
-        self.before = before  # the message sent just before, until it is queued
+        self.before = before  # the message sent just before, until this one starts
         self.queued = False
         self._event: Any = None
 
@@ -57,8 +57,7 @@ class Turns:
             line = self._lines.get(sid)
             if line is None:
                 line = self._lines[sid] = Line(sid)
-            before = line.last if line.last is not None and not line.last.queued else None
-            turn = line.last = Turn(line, before)
+            turn = line.last = Turn(line, line.last)
             line.under_way += 1
             return turn
 
@@ -92,8 +91,7 @@ class Turns:
             line = turn.line
             line.under_way -= 1
             if not line.under_way:
-                if self._lines.get(line.sid) is line:
-                    del self._lines[line.sid]
+                del self._lines[line.sid]
                 drained, line.drained, line.last = line.drained, None, None
         for event in (wake, drained):
             if event is not None:
