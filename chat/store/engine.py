@@ -20,7 +20,7 @@ PG_POOL_TIMEOUT = 5
 # wal_autocheckpoint: the store's checkpointer thread moves the WAL into the file (Store); a commit
 # checkpoints by itself (and waits for the disk) only past 64 MB, when that thread has fallen far behind.
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000",
-                  "wal_autocheckpoint=16384")
+                  "wal_autocheckpoint=16384", "temp_store=MEMORY")
 
 
 class DatabaseInUse(SettingError):
