@@ -13,7 +13,7 @@ from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 from socketio.packet import Packet
 
-from . import audit, internals
+from . import async_modes, audit, internals
 from .auth import carries_token, socket_session
 from .errors import ChatError
 from .extension import Papo
@@ -57,7 +57,8 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     hook = hook or _Uncounted()
     server = socketio.server
     turns = Turns(server.eio.create_event)
-    internals.handle_events_in_turn(server, turns)
+    tasks = async_modes.green_tasks(server.async_mode)
+    internals.handle_events_in_turn(server, turns, tasks.start if tasks else None)
     server.on("connect", functools.partial(on_connect, app, hook), namespace="/")
     server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():

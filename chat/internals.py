@@ -6,6 +6,7 @@ against; check_versions() stops start-up when the installed ones differ, and a t
 requirements.txt pins another version without this table (and the hooks) being re-checked.
 """
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import sys
@@ -215,16 +216,17 @@ def join_simple_websocket_reader(ws, timeout: float):
 # python-socketio: the server
 
 
-def handle_events_in_turn(server, turns):
+def handle_events_in_turn(server, turns, spawn=None):
     """Run each connection's Socket.IO events in the order it sent them, its messages in tasks of their own.
 
     Replaces Server._handle_event, whose async_handlers would start a task per event in no kept
     order (and without them run each event in turn on the connection's reader). Here a `message`
     takes its place in the connection's line on the reader, and its task waits for its turn
     (chat.turns); any other event waits, on the reader, for the connection's messages before it to
-    end, then runs there.
+    end, then runs there. spawn(fn) starts a message's task (by default server.start_background_task).
     """
     manager = server.manager
+    spawn = spawn or server.start_background_task
 
     def handle_event(eio_sid, namespace, id, data):
         namespace = namespace or "/"
@@ -234,8 +236,7 @@ def handle_events_in_turn(server, turns):
         if data and data[0] == "message":
             turn = turns.message(sid)
             if server.async_handlers:
-                server.start_background_task(_message_in_turn, server, turns, turn, sid, eio_sid, data, namespace,
-                                             id)
+                spawn(functools.partial(_message_in_turn, server, turns, turn, sid, eio_sid, data, namespace, id))
             else:  # Flask-SocketIO's test client asks for every event to be handled before emit returns
                 _message_in_turn(server, turns, turn, sid, eio_sid, data, namespace, id)
         else:

@@ -6,7 +6,7 @@ threads yield, runs timers and spawns green threads. Nothing else of eventlet or
 import heapq
 import itertools
 
-from chat import internals
+from chat import async_modes, internals
 
 
 def _ignore(*_):
@@ -20,6 +20,7 @@ class EventletHub:
         from eventlet.hubs import get_hub
 
         self.hub = get_hub()
+        self._tasks = async_modes.green_tasks("eventlet")
 
     def soon(self, fn):
         """Call fn once the running green threads have yielded."""
@@ -41,9 +42,8 @@ class EventletHub:
         self.hub.remove(listener)
 
     def spawn(self, fn):
-        import eventlet
-
-        eventlet.spawn_n(fn)
+        """Run fn on a green thread of its own once the running one yields."""
+        self._tasks.start(fn)
 
     @staticmethod
     def os_socket(conn):
@@ -62,6 +62,7 @@ class GeventHub:
         import gevent
 
         self.loop = gevent.get_hub().loop
+        self._tasks = async_modes.green_tasks("gevent")
 
     def soon(self, fn):
         self.loop.run_callback(fn)
@@ -84,9 +85,8 @@ class GeventHub:
         watcher.stop()
 
     def spawn(self, fn):
-        import gevent
-
-        gevent.spawn_raw(fn)
+        """Run fn on a green thread of its own once the running one yields."""
+        self._tasks.start(fn)
 
     @staticmethod
     def os_socket(conn):
