@@ -145,7 +145,7 @@ class Sessions:
 
         (the ids revoked, the number of connections ended here).
         """
-        revoked = self.store.revoke_sessions(user, ids, keep)
+        revoked = self.store.revoke_sessions(user, ids, keep, code=code)
         self.forget(user, ids)
         return revoked, self.end(user, code, ids, keep, revoked=True)
 
@@ -173,6 +173,20 @@ class Sessions:
         if message.get("revoked"):
             self.forget(user, ids)
         return self.live.end(user, message["code"], ids, message.get("keep")) if self.live else 0
+
+    def catch_up(self) -> int:
+        """Once subscribed (again): forget every session read before, and end the connections here whose
+        sessions were revoked meanwhile, with the code each was revoked for; how many.
+
+        A revocation is published once: a process that was not subscribed then (starting, or between
+        two subscriptions) reads it here from the database.
+        """
+        self.forget(None)
+        if self.live is None:
+            return 0
+        revoked = self.store.revoked_among(self.live.session_ids())
+        return self.live.end_sessions({session_id: code if code in ENDINGS else "revoked"
+                                       for session_id, code in revoked.items()})
 
     def sweep_store(self) -> None:
         """Delete the sessions that expired long ago."""
@@ -255,6 +269,19 @@ class Lifetimes:
                     and session.id != keep and (wanted is None or session.id in wanted)]
         for bound in keys:
             self.close(bound, code)
+        return len(keys)
+
+    def session_ids(self) -> list[str]:
+        """The ids of the sessions this process's connections are bound to."""
+        with self._lock:
+            return list({session.id for session in self.bound.values()})
+
+    def end_sessions(self, codes: dict[str, str]) -> int:
+        """End this process's connections of the sessions in codes, each with its session's code; how many."""
+        with self._lock:
+            keys = [(key, codes[session.id]) for key, session in self.bound.items() if session.id in codes]
+        for key, code in keys:
+            self.close(key, code)
         return len(keys)
 
     def close(self, key: str, code: str) -> None:
@@ -380,8 +407,8 @@ class Fanout:
         """Hear the other processes' endings forever, resubscribing a second after Redis goes away.
 
         The subscription is pinged every PING_SECONDS; its answers (and every message) keep it trusted.
-        Each new subscription starts by forgetting every session read before it: a revocation published
-        while this process was not listening is then read from the database.
+        Each new subscription starts by catching up (Sessions.catch_up): a revocation published while
+        this process was not listening is read from the database, for new checks and bound connections.
         """
         while True:
             try:
@@ -398,7 +425,7 @@ class Fanout:
                     if item is None:
                         continue
                     if item.get("type") == "subscribe":
-                        self.sessions.forget(None)
+                        self._caught_up()
                     self._answered = time.monotonic()  # any answer (a pong comes in shapes that vary by version)
                     if item.get("type") == "message":
                         self._hear(item.get("data"))
@@ -407,6 +434,15 @@ class Fanout:
                 self.sessions.forget(None)
                 log.warning("session channel lost (%s); resubscribing", error)
             sleep(1.0)
+
+    def _caught_up(self) -> None:
+        try:
+            ended = self.sessions.catch_up()
+        except Exception:  # the database: what was not read now is read by the next check of each session
+            log.exception("could not read which sessions were revoked while unsubscribed")
+            return
+        if ended:
+            log.info("ended %d connections of sessions revoked while this process was not subscribed", ended)
 
     def _hear(self, data: Any) -> None:
         try:

@@ -356,20 +356,21 @@ def test_room_counters_keep_the_larger_value_and_refuse_a_read_that_a_clear_over
     assert counters.last_rev("c") is None and counters.last_rev("b") == 1
 
 
-def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session_when_it_subscribes_again():
-    need_program("redis-server")
-    from tests.cluster.conftest import RedisServer
+def _until(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
 
-    def until(condition, seconds=5.0):
-        deadline = time.monotonic() + seconds
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return condition()
 
-    stopping = threading.Event()
+@contextlib.contextmanager
+def _listening(sessions, redis):
+    """Run sessions.fanout's listener in a thread on a real Redis; stop both after."""
 
     class Stopped(Exception):
         pass
+
+    stopping = threading.Event()
 
     def pause(seconds):
         if stopping.is_set():
@@ -378,33 +379,71 @@ def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session
 
     def listen():
         with contextlib.suppress(Stopped):
-            assert sessions.fanout is not None
             sessions.fanout.listen(pause)
 
-    redis = RedisServer().start()
-    listener = None
+    sessions.fanout = Fanout(redis.url, sessions)
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
     try:
-        store = FakeSessionStore()
-        sessions = Sessions(store, 60, clock=lambda: 1000.0)
-        sessions.fanout = Fanout(redis.url, sessions)
-        listener = threading.Thread(target=listen, daemon=True)
-        listener.start()
-        assert until(sessions.hears_everything)
+        yield redis
+    finally:
+        redis.stop()
+        stopping.set()  # the listener's next pause after losing Redis ends it
+        listener.join(5)
+
+
+def test_a_subscription_is_trusted_while_redis_answers_and_forgets_every_session_when_it_subscribes_again():
+    need_program("redis-server")
+    from tests.cluster.conftest import RedisServer
+
+    store = FakeSessionStore()
+    sessions = Sessions(store, 60, clock=lambda: 1000.0)
+    with _listening(sessions, RedisServer().start()) as redis:
+        assert _until(sessions.hears_everything)
         time.sleep(3 * TRUST_SECONDS)
         assert sessions.hears_everything()  # the pings' answers keep it trusted
         store.rows["s1"] = SessionRow("ana", 1_060_000, None)
         assert sessions.check("s1") is not None and store.reads == 1
         redis.process.kill()
         redis.process.wait()
-        assert until(lambda: not sessions.hears_everything(), 2 * TRUST_SECONDS + 1)
+        assert _until(lambda: not sessions.hears_everything(), 2 * TRUST_SECONDS + 1)
         redis.start()  # subscribed again: what was read before is read again
-        assert until(sessions.hears_everything)
+        assert _until(sessions.hears_everything)
         assert sessions.check("s1") is not None and store.reads == 2
+
+
+def test_a_process_subscribed_again_ends_its_connections_of_sessions_revoked_meanwhile_with_their_codes(tmp_path):
+    need_program("redis-server")
+    from chat.store import Store
+    from tests.cluster.conftest import RedisServer
+
+    store = Store(f"sqlite:///{tmp_path}/sessions.db")
+    store.migrate()
+    sessions = Sessions(store, 60, clock=lambda: 1000.0)
+    server = FakeServer()
+    sessions.live = Lifetimes(server, 60, spawn=lambda task: None, sleep=lambda s: None, sessions=sessions,
+                              clock=lambda: 1000.0)
+    for key, session_id in (("a", "s1"), ("b", "s2"), ("c", "s3")):
+        store.add_session(session_id, "ana", "token", int(time.time() * 1000), int(time.time() * 1000) + 60_000)
+        sessions.live.bind(key, Session(session_id, "ana", 1060.0))
+    try:
+        with _listening(sessions, RedisServer().start()) as redis:
+            assert _until(sessions.hears_everything)
+            redis.process.kill()
+            redis.process.wait()
+            assert _until(lambda: not sessions.hears_everything(), 2 * TRUST_SECONDS + 1)
+            # meanwhile another process logs s1 out and revokes s2 (as a server before 0008 did: no code
+            # kept); what it publishes reaches no one here
+            store.revoke_sessions("ana", ["s1"], code="logged_out")
+            store.revoke_sessions("ana", ["s2"])
+            assert server.sent == []
+            redis.start()
+            assert _until(lambda: len(sessions.live.bound) == 1)
     finally:
-        redis.stop()
-        stopping.set()  # the listener's next pause after losing Redis ends it
-        if listener is not None:
-            listener.join(5)
+        store.close()
+    ended = [(to, data["code"]) for event, to, data in server.sent if event == "session_ended"]
+    assert sorted(ended) == [("a", "logged_out"), ("b", "revoked")]
+    assert set(sessions.live.bound) == {"c"}
 
 
 def test_a_refresh_heard_from_another_process_moves_this_ones_connections_of_that_session():

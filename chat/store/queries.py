@@ -637,8 +637,9 @@ def extend_session(tx: Tx, session_id: str, expires_at: int) -> int:
     return tx.run("UPDATE sessions SET expires_at = ? WHERE id = ? AND revoked_at IS NULL", (expires_at, session_id))
 
 
-def revoke_sessions(tx: Tx, username: str, ids: list[str] | None, keep: str | None, now: int) -> list[str]:
-    """Revoke the user's live sessions (only those in ids, when given; never keep); the ids revoked."""
+def revoke_sessions(tx: Tx, username: str, ids: list[str] | None, keep: str | None, now: int,
+                    code: str | None = None) -> list[str]:
+    """Revoke the user's live sessions (only those in ids, when given; never keep) for code; the ids revoked."""
     sql = "SELECT id FROM sessions WHERE username_key = ? AND expires_at > ? AND revoked_at IS NULL"
     params: list[Any] = [username.lower(), now]
     if ids is not None:
@@ -648,8 +649,17 @@ def revoke_sessions(tx: Tx, username: str, ids: list[str] | None, keep: str | No
         params.extend(ids)
     found = [row[0] for row in tx.rows(sql, params) if row[0] != keep]
     for session_id in found:
-        tx.run("UPDATE sessions SET revoked_at = ? WHERE id = ?", (now, session_id))
+        tx.run("UPDATE sessions SET revoked_at = ?, revoked_code = ? WHERE id = ?", (now, code, session_id))
     return found
+
+
+def revoked_among(tx: Tx, ids: tuple[str, ...]) -> dict[str, str | None]:
+    """{id: the code it was revoked for (None if not kept)} of the revoked sessions among ids."""
+    if not ids:
+        return {}
+    rows = tx.rows(f"SELECT id, revoked_code FROM sessions WHERE revoked_at IS NOT NULL AND id IN "
+                   f"({','.join('?' * len(ids))})", list(ids))
+    return {session_id: code for session_id, code in rows}
 
 
 def forget_sessions(tx: Tx, before: int) -> int:

@@ -120,5 +120,6 @@ sessions = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
+    Column("revoked_code", String(32)),  # why: a Sessions.ENDINGS code (0008)
     Index("ix_sessions_user", "username_key", "expires_at"),
 )

@@ -13,6 +13,7 @@ MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migration
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
 MEMBER_CACHE_SECONDS = 1.0  # how long a process trusts a private room membership it read (removals reach it then)
 INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
+SESSIONS_PER_READ = 500  # session ids one read looks up (SQLite's host parameters are limited)
 CHECKPOINT_SECONDS = 1.0  # the longest a commit's pages wait in the WAL before the checkpointer starts on them
 
 
@@ -133,9 +134,16 @@ class Store:
         return self._write(queries.extend_session, session_id, expires_at) > 0
 
     def revoke_sessions(self, username: str, ids: list[str] | None = None, keep: str | None = None,
-                        now: int | None = None) -> list[str]:
-        """Revoke the user's live sessions (those in ids when given, never keep); the ids revoked."""
-        return self._write(queries.revoke_sessions, username, ids, keep, now or now_ms())
+                        now: int | None = None, code: str | None = None) -> list[str]:
+        """Revoke the user's live sessions (those in ids when given, never keep) for code; the ids revoked."""
+        return self._write(queries.revoke_sessions, username, ids, keep, now or now_ms(), code)
+
+    def revoked_among(self, ids: list[str]) -> dict[str, str | None]:
+        """{id: the code it was revoked for, None if not kept} of the revoked sessions among ids."""
+        found: dict[str, str | None] = {}
+        for start in range(0, len(ids), SESSIONS_PER_READ):
+            found.update(self._read(queries.revoked_among, tuple(ids[start:start + SESSIONS_PER_READ])))
+        return found
 
     def forget_sessions(self, before: int) -> int:
         """Delete the sessions that expired before a time (ms); how many."""
