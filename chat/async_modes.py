@@ -5,10 +5,14 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 IDLE_TASKS = 128  # finished green threads kept for the next task; more than this end
+GREEN_MODES = ("eventlet", "gevent")
+
+Task = Callable[[], None]
 
 
 def offload(fn, *args):
@@ -51,20 +55,21 @@ def cooperation(async_mode):
 
 
 @functools.cache
-def green_tasks(async_mode: str) -> "GreenTasks | None":
-    """The process's GreenTasks under eventlet or gevent (one hub, one set); None with OS threads."""
+def green_tasks(async_mode: str) -> "GreenTasks":
+    """The process's GreenTasks under eventlet or gevent (one hub, one set)."""
     if async_mode == "eventlet":
         import eventlet
         from eventlet.hubs import get_hub
 
         hub = get_hub()
-        return GreenTasks(eventlet.spawn_n, lambda glet, fn: hub.schedule_call_global(0, glet.switch, fn), hub.switch)
+        return GreenTasks(eventlet.spawn_n, lambda glet, task: hub.schedule_call_global(0, glet.switch, task),
+                          hub.switch)
     if async_mode == "gevent":
         import gevent
 
         hub = gevent.get_hub()
-        return GreenTasks(gevent.spawn_raw, lambda glet, fn: hub.loop.run_callback(glet.switch, fn), hub.switch)
-    return None
+        return GreenTasks(gevent.spawn_raw, lambda glet, task: hub.loop.run_callback(glet.switch, task), hub.switch)
+    raise ValueError(f"{async_mode} has no green threads")
 
 
 class GreenTasks:
@@ -75,21 +80,20 @@ class GreenTasks:
     two such green threads (its connection's reader and its own task); a kept one costs neither.
     """
 
-    def __init__(self, spawn: Callable[..., object], resume: Callable[[object, Callable[[], None]], None],
-                 park: Callable[[], object]):
+    def __init__(self, spawn: Callable[..., Any], resume: Callable[[Any, Task], None], park: Callable[[], Any]):
         self._spawn = spawn
         self._resume = resume  # resume(green thread, task): switch to the parked green thread with its next task
         self._park = park  # park(): yield to the hub until resumed; returns the task resumed with
-        self._idle: list = []
+        self._idle: list[Any] = []
 
-    def start(self, task: Callable[[], None]) -> None:
+    def start(self, task: Task) -> None:
         """Run task() once the running green thread yields, on a green thread of its own."""
         if self._idle:
             self._resume(self._idle.pop(), task)
         else:
             self._spawn(self._work, task)
 
-    def _work(self, task: Callable[[], None]) -> None:
+    def _work(self, task: Task) -> None:
         import greenlet
 
         me = greenlet.getcurrent()
@@ -111,7 +115,7 @@ class GreenTasks:
                 log.warning("an idle green thread was woken with %r; it ends", task)
                 return
 
-    def _forget(self, glet) -> None:
+    def _forget(self, glet: Any) -> None:
         if glet in self._idle:
             self._idle.remove(glet)
 

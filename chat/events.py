@@ -57,8 +57,8 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     hook = hook or _Uncounted()
     server = socketio.server
     turns = Turns(server.eio.create_event)
-    tasks = async_modes.green_tasks(server.async_mode)
-    internals.handle_events_in_turn(server, turns, tasks.start if tasks else None)
+    green = server.async_mode in async_modes.GREEN_MODES
+    internals.handle_events_in_turn(server, turns, async_modes.green_tasks(server.async_mode).start if green else None)
     server.on("connect", functools.partial(on_connect, app, hook), namespace="/")
     server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
     for name, handler in HANDLERS.items():
