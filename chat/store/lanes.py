@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..async_modes import GREEN_MODES
+
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 30.0  # an OS thread with nothing to do this long ends; the next job starts another
@@ -30,7 +32,7 @@ class Lanes:
     """The async mode's threads, locks, waiters and hand-back, and `call` to run a function on a lane."""
 
     def __init__(self, async_mode: str = "threading"):
-        self.green = async_mode in ("eventlet", "gevent")
+        self.green = async_mode in GREEN_MODES
         if self.green:
             sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.start_thread, self.os_lock = _os_threads(async_mode)
