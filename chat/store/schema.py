@@ -1,6 +1,6 @@
 """The database schema, as SQLAlchemy tables: what Alembic migrates to and what the queries assume."""
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, false)
+                        UniqueConstraint, false, text)
 
 metadata = MetaData()
 
@@ -50,7 +50,8 @@ messages = Table(
     Column("reactions", Text),  # JSON {emoji: [username]}; NULL while there are none
     UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     UniqueConstraint("room_id", "author", "client_id", name="uq_messages_room_author_client"),
-    Index("ix_messages_room_rev", "room_id", "rev"),
+    # changed messages only (migration 0009): a new message, rev 0, adds no page to its commit
+    Index("ix_messages_room_rev", "room_id", "rev", sqlite_where=text("rev > 0"), postgresql_where=text("rev > 0")),
 )
 
 room_reads = Table(
