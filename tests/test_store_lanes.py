@@ -89,7 +89,9 @@ def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp
     assert store.messages_after("a", 25, 10) == read(queries.messages_after, "a", 25, 10)
     assert [m["seq"] for m in store.messages_before("a", None, 3)] == [28, 29, 30]
     assert store.last_seq("a") == 30
-    assert reads == ["latest"], "only the first look at the room may read the database"
+    # the numbering looks the room up twice (missing: the first message's transaction creates it; then
+    # its counter), the rejoins once; nothing after
+    assert reads == ["room_counters", "room_counters", "latest"], "only a room's first look may read the database"
     store.close()
 
 
@@ -263,3 +265,46 @@ def test_checkpoints_run_beside_the_writer_not_inside_its_commits(tmp_path, monk
     assert autocheckpoint >= 16384, "commits would still checkpoint (and wait for the disk) every 1,000 pages"
     assert [m["seq"] for m in store.messages_after("r", 0, 100)] == list(range(1, 51))
     store.close()
+
+
+def test_a_claimed_store_numbers_batches_from_its_counters_exactly_as_the_transaction_did(tmp_path, monkeypatch):
+    """One INSERT per batch, numbered from counters in memory: seqs gap-free per room, ids as stored, last_seq
+    moved by the trigger, a repeated client_id answered with the first message, a refused batch moving no
+    counter, and a restarted server numbering on from the file."""
+    url = f"sqlite:///{tmp_path}/counted.db"
+    store = Store(url)
+    store.migrate()
+    store.claim()
+    alone: list[int] = []
+    write_alone = store.connector.write_alone
+
+    def counted(work, items, *args):
+        alone.append(len(items))
+        return write_alone(work, items, *args)
+
+    monkeypatch.setattr(store.connector, "write_alone", counted)
+    rooms = ["a", "b", "c"]
+    for room in rooms:
+        store.ensure_room(room)
+    first = [store.queue_append(rooms[i % 3], "ana", f"m{i}", 1, f"c{i}") for i in range(30)]
+    stored = [pending.result()[0] for pending in first]
+    assert alone, "no batch took the one-statement path"
+    again, created = store.append("b", "ana", "m1", 1, "c1")
+    assert not created and again == stored[1]
+    # a batch with a known client_id fails as a whole, then goes one by one: no seq is lost meanwhile
+    mixed = [store.queue_append("a", "ana", "new", 1, "n1"), store.queue_append("a", "ana", "m0", 1, "c0"),
+             store.queue_append("a", "ana", "new2", 1, None)]
+    outcomes = [pending.result() for pending in mixed]
+    assert [created for _, created in outcomes] == [True, False, True]
+    for room in rooms:
+        messages = store.messages_after(room, 0, 100)
+        assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+        assert store.connector.read(queries.last_seq, room) == len(messages)
+    by_id = {m["id"]: m for room in rooms for m in store.messages_after(room, 0, 100)}
+    assert all(by_id[m["id"]] == m for m in stored), "a message answered with another one's id"
+    in_a = len(store.messages_after("a", 0, 100))
+    store.close()
+    restarted = Store(url)
+    restarted.claim()
+    assert restarted.append("a", "bo", "after", 1, None)[0]["seq"] == in_a + 1
+    restarted.close()

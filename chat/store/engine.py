@@ -115,6 +115,13 @@ class SqliteConnector:
             self.after_commit()
         return result
 
+    def write_alone(self, work: Work, *args: Any) -> Any:
+        """`work(tx, *args)` of one statement, which commits by itself: one step, where a transaction takes three."""
+        result = work(Tx(self.connection().cursor(), False), *args)
+        if self.after_commit is not None:
+            self.after_commit()
+        return result
+
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file without waiting for readers or the writer."""
         self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -1,4 +1,5 @@
 """The SQL of every read and write, as functions of a Tx: one style for SQLite and PostgreSQL alike."""
+import functools
 import html
 import json
 import re
@@ -147,11 +148,15 @@ def message_by_client_id(tx: Tx, room: str, author: str, client_id: str) -> dict
     return wire.message(*found) if found else None
 
 
-def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, bool]]:
+Counters = dict[str, list[int]]  # {room name: [room id, last seq]}, kept by the only server of a SQLite file
+
+
+def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | None = None) -> list[tuple[dict, bool]]:
     """Store the items with their rooms' next seqs; (message, created) for each, in order.
 
     A client_id repeated within the batch gets the first one's message. One already stored fails
-    the whole batch on the unique constraint: the caller then stores the items one by one.
+    the whole batch on the unique constraint: the caller then stores the items one by one. With
+    counters (SQLite, every room of the batch in them) the batch is one INSERT numbered from them.
     """
     outcomes: list[Any] = [None] * len(items)
     first_of: dict[tuple, int] = {}  # {(room, author, client_id): index of its first item in this batch}
@@ -164,7 +169,10 @@ def insert_messages(tx: Tx, items: list[Item], now: int) -> list[tuple[dict, boo
                 continue
             first_of[key] = index
         fresh.append(index)
-    insert = _insert_postgres if tx.postgres else _insert_sqlite
+    if counters is not None:
+        insert = functools.partial(_insert_counted, counters=counters)
+    else:
+        insert = _insert_postgres if tx.postgres else _insert_sqlite
     for index, (row_id, seq) in zip(fresh, insert(tx, [items[i] for i in fresh], now), strict=True):
         room, author, text, ts, client_id = items[index]
         outcomes[index] = (wire.message(row_id, room, seq, author, text, ts, client_id), True)
@@ -236,6 +244,29 @@ def _insert_postgres(tx, items, now):
 # back only when the event loop lets go: a result row costs it a wait. So the SQLite path of a batch is
 # four statements of one step each, whatever its size: rows come back as one JSON value, and the new
 # messages' ids follow from the last one (SQLite gives each new row the largest id so far plus one).
+
+def room_counters(tx: Tx, names: list[str]) -> Counters:
+    """{name: [id, last_seq]} of the rooms among names that exist, in one step."""
+    marks = ",".join("?" * len(names))
+    return json.loads(tx.value(f"SELECT json_group_object(name, json_array(id, last_seq)) FROM rooms "
+                               f"WHERE name IN ({marks})", names))
+
+
+def _insert_counted(tx, items, now, counters):
+    """Insert the items numbered from counters, moved once they are stored; (id, seq) of each, in order.
+
+    One statement, its own transaction when none is open; the trigger of migration 0010 moves the rooms' last_seq.
+    """
+    last = {room: counters[room][1] for room, *_ in items}
+    rows = []
+    for room, author, text, ts, client_id in items:
+        last[room] += 1
+        rows.append((counters[room][0], last[room], author, text, ts, client_id))
+    ids = _insert_rows(tx, rows)
+    for room, seq in last.items():
+        counters[room][1] = seq
+    return [(row_id, row[1]) for row_id, row in zip(ids, rows, strict=True)]
+
 
 def _sqlite_room_ids(tx, names, now):
     """{name: id} of the rooms, creating the missing ones (public, with no owner), in one step when all exist."""

@@ -64,6 +64,9 @@ room_reads = Table(
     Index("ix_room_reads_user", "username_key"),
 )
 
+# On SQLite the trigger messages_last_seq (migration 0010) moves rooms.last_seq as messages are inserted:
+# the file's only server numbers a batch from counters in memory and stores it as one INSERT.
+
 # The full-text index of the messages, made by the migration: on SQLite an FTS5 table that mirrors
 # messages.text by rowid (with shadow tables of its own, and messages_fts_state: the highest message
 # id indexed, since the store indexes new messages before each search), on PostgreSQL an expression

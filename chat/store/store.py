@@ -80,6 +80,7 @@ class Store:
         if isinstance(self.connector, SqliteConnector) and self.recent is None:
             self.recent = RecentMessages(lock=self.lanes.os_lock())
             self.counters = RoomCounters(lock=self.lanes.os_lock())
+            self._commits.counters = {}
 
     def close(self) -> None:
         self._writer.close()
