@@ -241,8 +241,9 @@ def _insert_postgres(tx, items, now):
 
 
 # On SQLite the writer is an OS thread that gives up the GIL at every step of a statement, and gets it
-# back only when the event loop lets go: a result row costs it a wait. So the SQLite path of a batch is
-# four statements of one step each, whatever its size: rows come back as one JSON value, and the new
+# back only when the event loop lets go: a result row costs it a wait. The file's only server numbers a
+# batch from its counters, one INSERT (_insert_counted); otherwise the SQLite path of a batch is four
+# statements of one step each, whatever its size: rows come back as one JSON value, and the new
 # messages' ids follow from the last one (SQLite gives each new row the largest id so far plus one).
 
 def room_counters(tx: Tx, names: list[str]) -> Counters:
