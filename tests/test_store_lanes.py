@@ -275,6 +275,7 @@ def test_a_claimed_store_numbers_batches_from_its_counters_exactly_as_the_transa
     store = Store(url)
     store.migrate()
     store.claim()
+    assert isinstance(store.connector, SqliteConnector)
     alone: list[int] = []
     write_alone = store.connector.write_alone
 

@@ -169,6 +169,7 @@ def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | No
                 continue
             first_of[key] = index
         fresh.append(index)
+    insert: Callable[..., list[tuple[int, int]]]
     if counters is not None:
         insert = functools.partial(_insert_counted, counters=counters)
     else:
