@@ -196,11 +196,10 @@ def _insert_sqlite(tx, items, now):
 
 
 # On PostgreSQL a batch's transaction holds its rooms' rows from its first statement to its COMMIT,
-# and every other process's batch to those rooms waits meanwhile. So a batch is two statements in one
-# pipeline, one round trip however many rooms: the rooms' rows locked in name order (two processes'
-# batches lock them in the same order and never deadlock), then one statement that moves each room's
-# counter by its count and numbers its messages back from the new last_seq. (A statement per room, as
-# before, cost the writer a wait in psycopg for each.)
+# and every other process's batch to those rooms waits meanwhile. So a batch is one pipeline, one
+# round trip however many rooms: the rooms' counters moved by name, in name order (two processes'
+# batches lock rows in the same order and never deadlock), then one INSERT that reads each room's
+# new last_seq and numbers its messages back from it.
 
 def _insert_postgres(tx, items, now):
     """Insert the items with their rooms' next seqs, in one round trip; (id, seq) of each, in order."""
@@ -212,22 +211,18 @@ def _insert_postgres(tx, items, now):
     for room, *_ in items:
         left[room] -= 1
         backs.append(left[room])
-    names = sorted(counts)
     with tx.cursor.connection.pipeline():
-        tx.run("SELECT 1 FROM rooms WHERE name = ANY(?) ORDER BY name FOR UPDATE", (names,))
+        for room in sorted(counts):
+            tx.run("UPDATE rooms SET last_seq = last_seq + ? WHERE name = ?", (counts[room], room))
         stored = tx.rows(
-            "WITH moved AS (UPDATE rooms SET last_seq = rooms.last_seq + counts.n "
-            "FROM unnest(?::text[], ?::int[]) AS counts(name, n) WHERE rooms.name = counts.name "
-            "RETURNING rooms.id, rooms.name, rooms.last_seq), "
-            "added AS (INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
-            "SELECT moved.id, moved.last_seq - batch.back, batch.author, batch.text, batch.ts, batch.client_id "
+            "WITH added AS (INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
+            "SELECT rooms.id, rooms.last_seq - batch.back, batch.author, batch.text, batch.ts, batch.client_id "
             "FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[]) "
-            "AS batch(room, back, author, text, ts, client_id) JOIN moved ON moved.name = batch.room "
+            "AS batch(room, back, author, text, ts, client_id) JOIN rooms ON rooms.name = batch.room "
             "RETURNING id, room_id, seq) "
-            "SELECT added.id, moved.name, added.seq FROM added JOIN moved ON moved.id = added.room_id",
-            (names, [counts[name] for name in names], [item[0] for item in items], backs,
-             [item[1] for item in items], [item[2] for item in items], [item[3] for item in items],
-             [item[4] for item in items]))
+            "SELECT added.id, rooms.name, added.seq FROM added JOIN rooms ON rooms.id = added.room_id",
+            ([item[0] for item in items], backs, [item[1] for item in items], [item[2] for item in items],
+             [item[3] for item in items], [item[4] for item in items]))
     ids = {(name, seq): row_id for row_id, name, seq in stored}
     last: dict[str, int] = {}
     for _, name, seq in stored:
