@@ -128,7 +128,7 @@ class GroupCommit(Batcher):
         counters = self.counters
         if counters is None:
             return self._connector.write(queries.insert_messages, items, self._now())
-        rooms = sorted({item[0] for item in items})
+        rooms = {item[0] for item in items}
         unknown = [room for room in rooms if room not in counters]
         if unknown:
             counters.update(self._connector.read(queries.room_counters, unknown))

@@ -1,5 +1,4 @@
 """The SQL of every read and write, as functions of a Tx: one style for SQLite and PostgreSQL alike."""
-import functools
 import html
 import json
 import re
@@ -169,12 +168,12 @@ def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | No
                 continue
             first_of[key] = index
         fresh.append(index)
-    insert: Callable[..., list[tuple[int, int]]]
+    fresh_items = [items[i] for i in fresh]
     if counters is not None:
-        insert = functools.partial(_insert_counted, counters=counters)
+        numbered = _insert_counted(tx, fresh_items, counters)
     else:
-        insert = _insert_postgres if tx.postgres else _insert_sqlite
-    for index, (row_id, seq) in zip(fresh, insert(tx, [items[i] for i in fresh], now), strict=True):
+        numbered = (_insert_postgres if tx.postgres else _insert_sqlite)(tx, fresh_items, now)
+    for index, (row_id, seq) in zip(fresh, numbered, strict=True):
         room, author, text, ts, client_id = items[index]
         outcomes[index] = (wire.message(row_id, room, seq, author, text, ts, client_id), True)
     for index, outcome in enumerate(outcomes):
@@ -249,7 +248,7 @@ def room_counters(tx: Tx, names: list[str]) -> Counters:
                                f"WHERE name IN ({marks})", names))
 
 
-def _insert_counted(tx, items, now, counters):
+def _insert_counted(tx, items, counters):
     """Insert the items numbered from counters, moved once they are stored; (id, seq) of each, in order.
 
     One statement, its own transaction when none is open; the trigger of migration 0010 moves the rooms' last_seq.
