@@ -1,6 +1,8 @@
 """The transport's connection on a fake hub over a socket pair: raw bytes in, what the client reads out."""
+import contextlib
 import socket
 import struct
+import time
 
 import pytest
 
@@ -49,7 +51,59 @@ def test_messages_are_echoed_and_a_close_is_answered_then_tcp_ends(pair):
     hub, connection, client = pair
     assert exchange(hub, client, client_frame(b"hi")) == b"\x81\x02hi"
     assert exchange(hub, client, client_frame(struct.pack("!H", 1000), 0x8)) == b"\x88\x02\x03\xe8"
+    assert not connection.closed  # our end is shut: the socket lingers until the client hangs up
+    client.shutdown(socket.SHUT_WR)
+    hub.fire()
     assert connection.closed
+
+
+def test_a_client_that_never_hangs_up_is_closed_after_the_grace(pair):
+    hub, connection, client = pair
+    exchange(hub, client, client_frame(struct.pack("!H", 1000), 0x8) + client_frame(b"late", 0x9))
+    hub.fire()
+    assert not connection.closed
+    hub.run(10)
+    assert connection.closed
+
+
+def test_the_close_behind_a_long_echo_reaches_a_client_that_sent_a_frame_after_its_close():
+    """Closing with the client's last frame unread would reset TCP and drop the close frame still queued."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo waits in the server's send queue
+    client.connect(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    server.setblocking(False)
+    client.setblocking(False)
+    hub = FakeHub()
+    connection = Connection(server, Flusher(hub), 1 << 20, EchoEndpoint())
+    connection.start()
+    text = b"BAsd7&jh23" * 26214
+    outgoing = memoryview(client_frame(text) + client_frame(struct.pack("!H", 1000), 0x8))
+    while outgoing:
+        with contextlib.suppress(BlockingIOError):
+            outgoing = outgoing[client.send(outgoing):]
+        hub.fire()
+    while connection.protocol.state is not State.CLOSED:
+        hub.fire()
+    hub.run()
+    client.send(client_frame(b"x", 0x9))  # unread by a server that has stopped reading
+    received = b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        hub.fire(writable=True)
+        hub.fire()
+        try:
+            chunk = client.recv(65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        received += chunk
+    connection.close()
+    client.close()
+    assert received == b"\x81\x7f" + len(text).to_bytes(8, "big") + text + b"\x88\x02\x03\xe8"
 
 
 def test_an_oversized_frame_gets_its_1009_close_frame_before_the_connection_is_reset(pair):
@@ -67,6 +121,8 @@ def test_a_failed_connection_releases_its_parser_buffer_at_once(pair):
     assert received == b"\x88\x02" + struct.pack("!H", 1002)
     assert connection.protocol.state is State.CLOSED
     assert connection.protocol.parser.parts == [] and not connection.protocol.parser.buffer
+    client.shutdown(socket.SHUT_WR)
+    hub.fire()
     assert connection.closed
 
 

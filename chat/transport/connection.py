@@ -277,13 +277,38 @@ class Connection:
             log.exception("closing a websocket's session failed")
         if self.closed:
             return
-        if self.outbox.finishing and not self.outbox.closed and self.outbox.pending:
-            self.outbox.on_finished = self.close
-            if self.grace is None:
-                self.grace = self.hub.later(CLOSE_GRACE, self.close)  # for a client that stopped reading
-        elif self.protocol.state is State.CLOSING and not self.closed:
-            self.outbox.on_finished = None  # our close frame is out: wait for the answer, within the grace
+        outbox = self.outbox
+        if not outbox.finishing or outbox.closed:
+            self.close()  # nothing more goes out: the client is gone
+            return
+        if self.grace is None:
+            self.grace = self.hub.later(CLOSE_GRACE, self.close)  # for a client that stops reading or never hangs up
+        if outbox.pending:
+            outbox.on_finished = self._linger
         else:
+            self._linger()
+
+    def _linger(self):
+        """Our last frame is out and our side shut: drop what the client still sends until it hangs up.
+
+        Closing a socket with unread input makes the kernel reset the connection and throw away what
+        the client has not yet received (under load, a close frame behind a long message): so read
+        until the client's end, or the grace, before closing.
+        """
+        if self.closed:
+            return
+        self.protocol.parser.release()
+        self._stop_reading()
+        self.reader = self.hub.watch(self.sock.fileno(), False, self._discard, self._obsolete)
+
+    def _discard(self):
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
             self.close()
 
     def _stop_reading(self):
