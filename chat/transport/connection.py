@@ -205,13 +205,19 @@ class Connection:
             # handler refer to it, until the garbage collector frees them: close the OS socket itself.
             self.sock.close()
 
-    def _readable(self):
+    def _received(self) -> bytes | None:
+        """What the socket has for us: None if nothing yet, b"" once the client is gone."""
         try:
-            data = self.sock.recv(65536)
+            return self.sock.recv(65536)
         except BlockingIOError:
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def _readable(self):
+        data = self._received()
+        if data is None:
+            return
         if not data:
             self._stop_reading()
             self.protocol.lost()
@@ -302,13 +308,7 @@ class Connection:
         self.reader = self.hub.watch(self.sock.fileno(), False, self._discard, self._obsolete)
 
     def _discard(self):
-        try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if self._received() == b"":
             self.close()
 
     def _stop_reading(self):
