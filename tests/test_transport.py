@@ -81,16 +81,15 @@ def test_the_close_behind_a_long_echo_reaches_a_client_that_sent_a_frame_after_i
     connection.start()
     text = b"BAsd7&jh23" * 26214
     outgoing = memoryview(client_frame(text) + client_frame(struct.pack("!H", 1000), 0x8))
-    while outgoing:
+    deadline = time.monotonic() + 5
+    while (outgoing or connection.protocol.state is not State.CLOSED) and time.monotonic() < deadline:
         with contextlib.suppress(BlockingIOError):
             outgoing = outgoing[client.send(outgoing):]
         hub.fire()
-    while connection.protocol.state is not State.CLOSED:
-        hub.fire()
+    assert connection.protocol.state is State.CLOSED
     hub.run()
     client.send(client_frame(b"x", 0x9))  # unread by a server that has stopped reading
     received = b""
-    deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         hub.fire(writable=True)
         hub.fire()
