@@ -309,3 +309,21 @@ def test_a_claimed_store_numbers_batches_from_its_counters_exactly_as_the_transa
     restarted.claim()
     assert restarted.append("a", "bo", "after", 1, None)[0]["seq"] == in_a + 1
     restarted.close()
+
+
+def test_a_claimed_store_keeps_counters_of_a_bounded_number_of_rooms_and_numbers_on_after_forgetting(tmp_path,
+                                                                                                  monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/bounded.db")
+    store.migrate()
+    store.claim()
+    monkeypatch.setattr(store._commits, "max_counted_rooms", 2)
+    rooms = [f"r{n}" for n in range(5)]
+    for room in rooms:
+        store.ensure_room(room)
+    for turn in range(3):
+        for room in rooms:
+            assert store.append(room, "ana", "m", 1, None)[0]["seq"] == turn + 1
+            assert store._commits.counters is not None and len(store._commits.counters) <= 2
+    for room in rooms:
+        assert store.connector.read(queries.last_seq, room) == 3
+    store.close()

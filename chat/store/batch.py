@@ -93,6 +93,8 @@ class GroupCommit(Batcher):
     the event loop.
     """
 
+    max_counted_rooms = 100_000  # rooms whose counters the writer keeps at most (a few MB)
+
     def __init__(self, lanes: Lanes, lane: Any, connector: Any, now: Callable[[], int],
                  committed: Callable[[list[dict]], None] | None = None):
         super().__init__(lanes, lane)
@@ -128,6 +130,8 @@ class GroupCommit(Batcher):
         counters = self.counters
         if counters is None:
             return self._connector.write(queries.insert_messages, items, self._now())
+        if len(counters) >= self.max_counted_rooms:
+            counters.clear()  # a room forgotten is read again on its next message
         rooms = {item[0] for item in items}
         unknown = [room for room in rooms if room not in counters]
         if unknown:
