@@ -1,4 +1,5 @@
 """The store's moving parts on their own: lanes, the group commit, the recent messages kept in memory."""
+import sys
 import threading
 import time
 
@@ -327,3 +328,84 @@ def test_a_claimed_store_keeps_counters_of_a_bounded_number_of_rooms_and_numbers
     for room in rooms:
         assert store.connector.read(queries.last_seq, room) == 3
     store.close()
+
+
+@pytest.fixture
+def eventlet_lanes():
+    """Lanes under eventlet on this thread's real hub; CPython's switch interval put back after."""
+    interval = sys.getswitchinterval()
+    try:
+        yield Lanes("eventlet")
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_green_threads_waiting_on_a_lane_each_get_their_own_result_from_the_hub(eventlet_lanes):
+    import eventlet
+
+    lane = eventlet_lanes.thread_lane(2)
+    workers = [eventlet.spawn(eventlet_lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
+    answers = [worker.wait() for worker in workers]
+    assert [n for n, _ in answers] == list(range(20))
+    assert threading.get_ident() not in {ident for _, ident in answers}
+    with pytest.raises(ZeroDivisionError):
+        eventlet_lanes.call(lane, lambda: 1 / 0)
+    lane.close()
+
+
+def test_an_eventlet_waiter_set_by_a_green_thread_wakes_its_waiter_on_the_next_turn():
+    import eventlet
+
+    from chat.store.lanes import EventletWaiter
+
+    waiter = EventletWaiter()
+    got = []
+    waiting = eventlet.spawn(lambda: got.append(waiter.wait()))
+    eventlet.sleep(0)
+    waiter.set((True, "late"))  # from the main green thread, not the hub: it must not be suspended here
+    assert got == []
+    waiting.wait()
+    assert got == [(True, "late")]
+
+    early = EventletWaiter()
+    early.set((True, "early"))
+    assert early.wait() == (True, "early")
+
+
+def test_an_eventlet_waiter_whose_green_thread_was_killed_is_set_without_harm():
+    import eventlet
+
+    from chat.store.lanes import EventletWaiter
+
+    waiter = EventletWaiter()
+    waiting = eventlet.spawn(waiter.wait)
+    eventlet.sleep(0)
+    waiting.kill()
+    waiter.set((True, "nobody"))
+    eventlet.sleep(0)
+    assert waiting.dead
+
+
+def test_a_green_thread_that_fails_after_its_result_does_not_stop_the_drain_handing_back_the_next():
+    import eventlet
+
+    from chat.store.lanes import EventletHandback, EventletWaiter
+
+    handback = EventletHandback()
+    first, second = EventletWaiter(), EventletWaiter()
+
+    def fails():
+        first.wait()
+        raise RuntimeError("after the result")
+
+    failing = eventlet.spawn(fails)
+    other = eventlet.spawn(second.wait)
+    eventlet.sleep(0)
+    handback.post([(first, (True, 1)), (second, (True, 2))])  # one wake-up, one drain, for both
+    with eventlet.Timeout(5):
+        assert other.wait() == (True, 2)
+        with pytest.raises(RuntimeError):
+            failing.wait()
+        later = EventletWaiter()
+        handback.post([(later, (True, 3))])  # the hand-back still listens
+        assert later.wait() == (True, 3)
