@@ -409,3 +409,29 @@ def test_a_green_thread_that_fails_after_its_result_does_not_stop_the_drain_hand
         later = EventletWaiter()
         handback.post([(later, (True, 3))])  # the hand-back still listens
         assert later.wait() == (True, 3)
+
+
+def test_gevent_green_threads_waiting_on_a_lane_each_get_their_own_result_and_a_failure_stops_none():
+    import gevent
+
+    interval = sys.getswitchinterval()
+    try:
+        lanes = Lanes("gevent")
+        lane = lanes.thread_lane(2)
+
+        def fails():
+            lanes.call(lane, lambda: 0)
+            raise RuntimeError("after the result")
+
+        failing = gevent.spawn(fails)
+        workers = [gevent.spawn(lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
+        with gevent.Timeout(5):
+            answers = [worker.get() for worker in workers]
+            failing.join()
+            assert lanes.call(lane, lambda: "still served") == "still served"
+        assert [n for n, _ in answers] == list(range(20))
+        assert threading.get_ident() not in {ident for _, ident in answers}
+        assert isinstance(failing.exception, RuntimeError)
+        lane.close()
+    finally:
+        sys.setswitchinterval(interval)

@@ -229,19 +229,14 @@ def _waiter_class(async_mode):
     if async_mode == "eventlet":
         return EventletWaiter
     if async_mode == "gevent":
-        import gevent.event
+        import gevent.hub
 
-        class GeventWaiter:
-            __slots__ = ("_result",)
+        class GeventWaiter(gevent.hub.Waiter):
+            """gevent's own hub-to-green-thread hand-off: the drain runs in the hub and switches at once."""
 
-            def __init__(self):
-                self._result = gevent.event.AsyncResult()
-
-            def set(self, value):
-                self._result.set(value)
-
-            def wait(self):
-                return self._result.get()
+            __slots__ = ()
+            set = gevent.hub.Waiter.switch
+            wait = gevent.hub.Waiter.get
 
         return GeventWaiter
     return ThreadWaiter
