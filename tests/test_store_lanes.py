@@ -1,4 +1,5 @@
 """The store's moving parts on their own: lanes, the group commit, the recent messages kept in memory."""
+import contextlib
 import sys
 import threading
 import time
@@ -372,18 +373,29 @@ def test_an_eventlet_waiter_set_by_a_green_thread_wakes_its_waiter_on_the_next_t
     assert early.wait() == (True, "early")
 
 
-def test_an_eventlet_waiter_whose_green_thread_was_killed_is_set_without_harm():
+def test_a_green_thread_that_stopped_waiting_is_not_woken_by_that_result_later():
     import eventlet
 
-    from chat.store.lanes import EventletWaiter
+    from chat.store.lanes import EventletHandback, EventletWaiter
 
-    waiter = EventletWaiter()
-    waiting = eventlet.spawn(waiter.wait)
-    eventlet.sleep(0)
-    waiting.kill()
-    waiter.set((True, "nobody"))
-    eventlet.sleep(0)
-    assert waiting.dead
+    handback = EventletHandback()
+    abandoned, awaited = EventletWaiter(), EventletWaiter()
+    got = []
+
+    def waits():
+        with contextlib.suppress(eventlet.Timeout), eventlet.Timeout(0.01):
+            abandoned.wait()
+        got.append(awaited.wait())  # the same green thread, as a reused one waits again
+
+    waiting = eventlet.spawn(waits)
+    eventlet.sleep(0.05)
+    handback.post([(abandoned, (True, "stale"))])
+    eventlet.sleep(0.05)
+    assert got == []
+    handback.post([(awaited, (True, "fresh"))])
+    with eventlet.Timeout(5):
+        waiting.wait()
+    assert got == [(True, "fresh")]
 
 
 def test_a_green_thread_that_fails_after_its_result_does_not_stop_the_drain_handing_back_the_next():
