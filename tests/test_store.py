@@ -244,3 +244,11 @@ def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_pat
         assert created and message["seq"] == 2
         assert store.connector._writer.info.backend_pid != backend
         assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["before", "after"]
+
+
+def test_the_postgresql_search_indexes_keep_no_pending_list(tmp_path):
+    """A full pending list is merged by the insert that overflows it: a stall of every process's messages."""
+    for store in open_store("postgresql", tmp_path):
+        found = store.connector.read(lambda tx: tx.rows(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('messages_fts', 'directs_fts')"))
+        assert sorted(found) == [("directs_fts", ["fastupdate=off"]), ("messages_fts", ["fastupdate=off"])]
