@@ -252,3 +252,19 @@ def test_the_postgresql_search_indexes_keep_no_pending_list(tmp_path):
         found = store.connector.read(lambda tx: tx.rows(
             "SELECT relname, reloptions FROM pg_class WHERE relname IN ('messages_fts', 'directs_fts')"))
         assert sorted(found) == [("directs_fts", ["fastupdate=off"]), ("messages_fts", ["fastupdate=off"])]
+
+
+def test_a_postgresql_read_opens_no_transaction(tmp_path):
+    """At READ COMMITTED a BEGIN and a ROLLBACK would be two more round trips through the loop for nothing."""
+    import psycopg
+
+    for store in open_store("postgresql", tmp_path):
+        store.append("r", "ana", "hi", 1, None)
+
+        def work(tx):
+            found = tx.rows("SELECT text FROM messages")
+            return found, tx.cursor.connection.info.transaction_status
+
+        assert store.connector.read(work) == ([("hi",)], psycopg.pq.TransactionStatus.IDLE)
+        with store.engine.connect() as conn:  # the pool's connection went back as it came: not in autocommit
+            assert conn.connection.driver_connection.autocommit is False
