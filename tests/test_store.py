@@ -268,3 +268,20 @@ def test_a_postgresql_read_opens_no_transaction(tmp_path):
         assert store.connector.read(work) == ([("hi",)], psycopg.pq.TransactionStatus.IDLE)
         with store.engine.connect() as conn:  # the pool's connection went back as it came: not in autocommit
             assert conn.connection.driver_connection.autocommit is False
+
+
+def test_a_postgresql_read_comes_back_after_the_pools_connections_are_killed(tmp_path):
+    """A PostgreSQL restart leaves every pooled connection dead: a read is served on a new one."""
+    import psycopg
+
+    for store in open_store("postgresql", tmp_path):
+        store.append("r", "ana", "hi", 1, None)
+        held = [store.engine.raw_connection() for _ in range(3)]
+        for raw in held:
+            raw.close()
+        with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                                   (store.engine.url.database,)).fetchone()
+        assert killed is not None and killed[0] >= 3
+        for _ in range(3):
+            assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["hi"]

@@ -167,20 +167,23 @@ class PooledConnector:
         self._used = 0.0
 
     def read(self, work: Work, *args: Any) -> Any:
-        """`work(tx, *args)` on a pooled connection in autocommit mode: a round trip per statement.
+        """`work(tx, *args)` on a pooled connection in autocommit mode: one round trip per statement.
 
         At READ COMMITTED each statement of a transaction sees a snapshot of its own anyway, so a
-        transaction would add only its BEGIN and ROLLBACK: two more round trips through the loop.
+        transaction would add only its BEGIN and ROLLBACK: two more round trips through the loop. The
+        pool does not ping a connection before lending it (one more): a read found a connection
+        broken runs once more, on a new pool, as the others broke with it when PostgreSQL restarted.
         """
-        raw = self.engine.raw_connection()
-        conn: Any = raw.driver_connection
-        conn.autocommit = True
-        try:
-            return work(Tx(conn.cursor(), True), *args)
-        finally:
-            if not conn.closed and not conn.broken:
-                conn.autocommit = False
-            raw.close()
+        for last in (False, True):
+            raw = self.engine.raw_connection()
+            try:
+                return _read_on(raw, work, args)
+            except self._operational_errors:
+                if last or raw.is_valid:
+                    raise
+                self.engine.dispose()
+            finally:
+                raw.close()
 
     def write(self, work: Work, *args: Any) -> Any:
         """`work(tx, *args)` in a transaction on the writer's connection, committed; on the writer only.
@@ -228,6 +231,19 @@ class PooledConnector:
         self.engine.dispose()
 
 
+def _read_on(raw: Any, work: Work, args: tuple) -> Any:
+    """work on a pooled connection in autocommit mode; the connection invalidated if it broke."""
+    conn = raw.driver_connection
+    conn.autocommit = True
+    try:
+        return work(Tx(conn.cursor(), True), *args)
+    finally:
+        if conn.broken:
+            raw.invalidate()
+        elif not conn.closed:
+            conn.autocommit = False
+
+
 def _attempt(conn: Any, work: Work, args: tuple) -> Any:
     """work on a new transaction of conn; rolled back if it raises."""
     try:
@@ -243,7 +259,7 @@ def make_engine(url: str) -> Engine:
     url = database_url(url)
     if not url.startswith("sqlite"):
         internals.psycopg_waits_cooperatively()
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=PG_POOL_TIMEOUT,
+        return create_engine(url, pool_size=10, max_overflow=20, pool_timeout=PG_POOL_TIMEOUT,
                              connect_args=PG_CONNECT_ARGS)
     path = sqlite_path(url)
     if path and path != ":memory:":
