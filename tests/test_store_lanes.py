@@ -332,25 +332,26 @@ def test_a_claimed_store_keeps_counters_of_a_bounded_number_of_rooms_and_numbers
 
 
 @pytest.fixture
-def eventlet_lanes():
-    """Lanes under eventlet on this thread's real hub; CPython's switch interval put back after."""
+def green_lanes():
+    """Make Lanes of a green mode on this thread's real hub; CPython's switch interval put back after."""
     interval = sys.getswitchinterval()
     try:
-        yield Lanes("eventlet")
+        yield Lanes
     finally:
         sys.setswitchinterval(interval)
 
 
-def test_green_threads_waiting_on_a_lane_each_get_their_own_result_from_the_hub(eventlet_lanes):
+def test_green_threads_waiting_on_a_lane_each_get_their_own_result_from_the_hub(green_lanes):
     import eventlet
 
-    lane = eventlet_lanes.thread_lane(2)
-    workers = [eventlet.spawn(eventlet_lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
+    lanes = green_lanes("eventlet")
+    lane = lanes.thread_lane(2)
+    workers = [eventlet.spawn(lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
     answers = [worker.wait() for worker in workers]
     assert [n for n, _ in answers] == list(range(20))
     assert threading.get_ident() not in {ident for _, ident in answers}
     with pytest.raises(ZeroDivisionError):
-        eventlet_lanes.call(lane, lambda: 1 / 0)
+        lanes.call(lane, lambda: 1 / 0)
     lane.close()
 
 
@@ -423,27 +424,23 @@ def test_a_green_thread_that_fails_after_its_result_does_not_stop_the_drain_hand
         assert later.wait() == (True, 3)
 
 
-def test_gevent_green_threads_waiting_on_a_lane_each_get_their_own_result_and_a_failure_stops_none():
+def test_gevent_green_threads_waiting_on_a_lane_each_get_their_own_result_and_a_failure_stops_none(green_lanes):
     import gevent
 
-    interval = sys.getswitchinterval()
-    try:
-        lanes = Lanes("gevent")
-        lane = lanes.thread_lane(2)
+    lanes = green_lanes("gevent")
+    lane = lanes.thread_lane(2)
 
-        def fails():
-            lanes.call(lane, lambda: 0)
-            raise RuntimeError("after the result")
+    def fails():
+        lanes.call(lane, lambda: 0)
+        raise RuntimeError("after the result")
 
-        failing = gevent.spawn(fails)
-        workers = [gevent.spawn(lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
-        with gevent.Timeout(5):
-            answers = [worker.get() for worker in workers]
-            failing.join()
-            assert lanes.call(lane, lambda: "still served") == "still served"
-        assert [n for n, _ in answers] == list(range(20))
-        assert threading.get_ident() not in {ident for _, ident in answers}
-        assert isinstance(failing.exception, RuntimeError)
-        lane.close()
-    finally:
-        sys.setswitchinterval(interval)
+    failing = gevent.spawn(fails)
+    workers = [gevent.spawn(lanes.call, lane, lambda n=n: (n, threading.get_ident())) for n in range(20)]
+    with gevent.Timeout(5):
+        answers = [worker.get() for worker in workers]
+        failing.join()
+        assert lanes.call(lane, lambda: "still served") == "still served"
+    assert [n for n, _ in answers] == list(range(20))
+    assert threading.get_ident() not in {ident for _, ident in answers}
+    assert isinstance(failing.exception, RuntimeError)
+    lane.close()
