@@ -160,10 +160,10 @@ class Transport:
             status, headers, body = refused
             start_response(status, [("Connection", "close"), ("Content-Type", "text/plain")] + headers)
             return [body]
-        conn = environ["papo.socket"]
-        conn.sendall(protocol.accept_response(environ["HTTP_SEC_WEBSOCKET_KEY"]))
         detach()
-        Connection(conn, self.flusher, self.max_bytes, endpoint).start()
+        connection = Connection(environ["papo.socket"], self.flusher, self.max_bytes, endpoint)
+        connection.send(protocol.accept_response(environ["HTTP_SEC_WEBSOCKET_KEY"]))  # out with the first frames
+        connection.start()
         self.hub.responded()
         return []
 
