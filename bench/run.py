@@ -21,7 +21,8 @@ it); every process started is stopped by its PID, also on Ctrl-C and on errors.
 
 --profile MODE WORKLOAD records a py-spy flame graph (SVG, --nonblocking) of a Papo server in
 MODE (eventlet, gevent, threading) under WORKLOAD (fanout, latency, persist, idle, capacity,
-or a transport way: ws, sio-polling, short-poll, long-poll, sse) into bench/results/.
+storm: its connect phase, or a transport way: ws, sio-polling, short-poll, long-poll, sse) into
+bench/results/.
 
 Standard library only: it runs under the project's venv so that the report can use matplotlib.
 """
@@ -615,6 +616,7 @@ PROFILE_WORKLOADS = {
     "persist": ("persist", ["--duration", "{d}", "--warmup", "1"]),
     "idle": ("idle", ["--clients", "5000", "--hold", "1", "--broadcasts", "5"]),
     "capacity": ("capacity", ["--step", "500", "--max-clients", "5000", "--samples", "40"]),
+    "storm": ("storm", ["--clients", "10000", "--rooms", "100", "--rate", "1", "--before", "1"]),
 }
 for _name, _way, _extra in WAYS:
     PROFILE_WORKLOADS.setdefault(_way, ("transport", ["--way", _way, "--clients", "100", "--rate", "2",
@@ -648,7 +650,7 @@ def run_profile(args):
     try:
         bench.register(server)
         # py-spy samples the whole run of the workload: connect, warm-up and window
-        seconds = args.seconds + 15 if name != "idle" else 60
+        seconds = args.seconds + 15 if name not in ("idle", "storm") else 60
         spy = Spy(server.pid, svg, seconds=seconds, rate=200, flamegraph=True, err=workdir / "py-spy.err").start()
         time.sleep(1.0)
         if not spy.running():
