@@ -7,9 +7,9 @@ import time
 import pytest
 
 from chat.transport.connection import Connection, Flusher
-from chat.transport.driver import EchoEndpoint
+from chat.transport.driver import EchoEndpoint, Transport
 from chat.transport.hubs import FakeHub
-from chat.transport.protocol import State
+from chat.transport.protocol import State, accept_response
 from tests.test_websocket import client_frame
 
 MAX = 1000
@@ -141,6 +141,52 @@ def test_frames_written_in_one_turn_go_out_in_one_send(pair, monkeypatch):
         connection.send(b"\x81\x01" + str(n).encode())
     hub.run()
     assert sends == [b"\x81\x010\x81\x011\x81\x012"]
+
+
+class CountedSocket:
+    """A socket that records every send and sendall, for counting what reaches the kernel."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sends: list[bytes] = []
+
+    def send(self, data):
+        self.sends.append(bytes(data))
+        return self.sock.send(data)
+
+    def sendall(self, data):
+        self.sends.append(bytes(data))
+        return self.sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+class Greeter(EchoEndpoint):
+    """Sends a frame as soon as it starts, as Engine.IO's open packet is."""
+
+    def started(self, connection):
+        connection.send(b"\x81\x010")
+
+
+def test_the_handshake_answer_goes_out_with_the_first_frames_in_one_send():
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    client.settimeout(2)
+    counted = CountedSocket(server)
+    hub = FakeHub()
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    environ = {"REQUEST_METHOD": "GET", "HTTP_CONNECTION": "Upgrade", "HTTP_UPGRADE": "websocket",
+               "HTTP_SEC_WEBSOCKET_VERSION": "13", "HTTP_SEC_WEBSOCKET_KEY": key,
+               "papo.detach": lambda: None, "papo.socket": counted}
+    try:
+        assert Transport(hub, MAX, None).accept(environ, None, Greeter()) == []
+        hub.run()
+        assert counted.sends == [accept_response(key) + b"\x81\x010"]
+        assert client.recv(65536) == accept_response(key) + b"\x81\x010"
+    finally:
+        server.close()
+        client.close()
 
 
 def test_a_server_close_waits_for_the_clients_answer_within_a_grace(pair):
