@@ -171,7 +171,7 @@ class PooledConnector:
 
         At READ COMMITTED each statement of a transaction sees a snapshot of its own anyway, so a
         transaction would add only its BEGIN and ROLLBACK: two more round trips through the loop. The
-        pool does not ping a connection before lending it (one more): a read found a connection
+        pool does not ping a connection before lending it (one more): a read that finds its connection
         broken runs once more, on a new pool, as the others broke with it when PostgreSQL restarted.
         """
         for last in (False, True):
