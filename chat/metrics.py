@@ -3,19 +3,27 @@
 The chat path only increments counters, through two seams: the broadcaster wrapper (what the service
 emits) and the hook the events table calls (what clients send, what they are refused). Whatever takes
 work (gauges, rates, quantiles) is computed when /metrics is scraped.
+
+Papo's own counters and its histogram are plain numbers under an OS lock, handed to prometheus_client
+as metric families when scraped. prometheus_client's Counter takes a threading.Lock per increment,
+which eventlet and gevent patch into a green lock written in Python: 0.47 µs an increment against
+0.06 µs here (measured under eventlet), and a message moved six of them.
 """
+import bisect
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flask import Flask, Response
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, GCCollector, Histogram,
-                               PlatformCollector, ProcessCollector, generate_latest)
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, GCCollector, PlatformCollector,
+                               ProcessCollector, generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
 from . import internals
+from .async_modes import short_lock
 from .errors import CODES
 from .ports import Broadcaster, Presence
 
@@ -25,6 +33,92 @@ SERVER_EVENTS = ("message", "presence", "typing", "direct", "notification", "not
 Buckets = Sequence[tuple[float, float]]  # a histogram's [(upper bound, cumulative count)]
 
 
+class Tally:
+    """One counter's value, moved under an OS lock: no increment may yield to another green thread."""
+
+    __slots__ = ("value", "created", "_lock")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+        self._lock = short_lock()
+
+    def inc(self, amount: float = 1) -> None:
+        """Add amount (one by default)."""
+        with self._lock:
+            self.value += amount
+
+
+class Counters:
+    """A counter family: one Tally per combination of label values, made on first use."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label_names = list(labels)
+        self._tallies: dict[tuple[str, ...], Tally] = {}
+        self._lock = short_lock()
+        if not labels:
+            self.labels()
+
+    def labels(self, *values: str) -> Tally:
+        """Return the Tally of these label values."""
+        tally = self._tallies.get(values)
+        if tally is None:
+            with self._lock:
+                tally = self._tallies.setdefault(values, Tally())
+        return tally
+
+    def inc(self, amount: float = 1) -> None:
+        """Add to a family without labels."""
+        self._tallies[()].inc(amount)
+
+    def total(self) -> float:
+        """Return the sum over every combination of label values."""
+        return sum(tally.value for tally in list(self._tallies.values()))
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
+        for values, tally in list(self._tallies.items()):
+            family.add_metric(list(values), tally.value, created=tally.created)
+        return family
+
+
+class Latencies:
+    """A histogram of seconds: a count per bucket (upper bounds inclusive, the last +Inf) and the sum."""
+
+    def __init__(self, name: str, documentation: str, bounds: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = [*bounds, math.inf]
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+        self._lock = short_lock()
+
+    def observe(self, seconds: float) -> None:
+        """Count one observation in the first bucket whose bound holds it."""
+        index = bisect.bisect_left(self.bounds, seconds)
+        with self._lock:
+            self.counts[index] += 1
+            self.sum += seconds
+
+    def cumulative(self) -> list[tuple[float, float]]:
+        """Return [(upper bound, observations at or below it)], as Prometheus' buckets count."""
+        with self._lock:
+            counts = list(self.counts)
+        running, out = 0, []
+        for bound, count in zip(self.bounds, counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+    def family(self) -> Metric:
+        with self._lock:
+            total = self.sum
+        buckets = [(floatToGoString(bound), count) for bound, count in self.cumulative()]
+        return HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
 class Metrics:
     """One app's metrics on a registry of its own (tests build many apps in one process)."""
 
@@ -32,21 +126,21 @@ class Metrics:
         self.registry = registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=registry)
-        self.events_in = Counter("papo_events_received", "Socket.IO events received from clients in the chat "
-                                 "namespace, by event", ["event"], registry=registry)
-        self.events_out = Counter("papo_events_emitted", "Events the server emitted to a channel (one per "
-                                  "broadcast, whatever its number of receivers), by event", ["event"],
-                                  registry=registry)
-        self.messages_in = Counter("papo_messages_received", "Chat messages stored and broadcast, from "
-                                   "Socket.IO or HTTP", registry=registry)
-        self.messages_out = Counter("papo_messages_delivered", "Chat messages handed to a connection of this "
-                                    "process (one per receiving connection)", registry=registry)
-        self.latency = Histogram("papo_delivery_latency_seconds", "From a message's server timestamp to the end "
-                                 "of its broadcast to this process's connections", buckets=LATENCY_BUCKETS,
-                                 registry=registry)
-        self.errors = Counter("papo_errors", "Errors answered to clients, by contract code and transport",
-                              ["code", "transport"], registry=registry)
-        self.pushed = Counter("papo_series_pushed", "Values pushed to POST /api/metrics/<name>", registry=registry)
+        self.events_in = Counters("papo_events_received", "Socket.IO events received from clients in the chat "
+                                  "namespace, by event", ["event"])
+        self.events_out = Counters("papo_events_emitted", "Events the server emitted to a channel (one per "
+                                   "broadcast, whatever its number of receivers), by event", ["event"])
+        self.messages_in = Counters("papo_messages_received", "Chat messages stored and broadcast, from "
+                                    "Socket.IO or HTTP")
+        self.messages_out = Counters("papo_messages_delivered", "Chat messages handed to a connection of this "
+                                     "process (one per receiving connection)")
+        self.latency = Latencies("papo_delivery_latency_seconds", "From a message's server timestamp to the end "
+                                 "of its broadcast to this process's connections", LATENCY_BUCKETS)
+        self.errors = Counters("papo_errors", "Errors answered to clients, by contract code and transport",
+                               ["code", "transport"])
+        self.pushed = Counters("papo_series_pushed", "Values pushed to POST /api/metrics/<name>")
+        registry.register(_TallyCollector([self.events_in, self.events_out, self.messages_in, self.messages_out,
+                                           self.latency, self.errors, self.pushed]))
         # Children bound once, so that the hot path is a dict lookup and an increment.
         self._events_out = {name: self.events_out.labels(name) for name in (*SERVER_EVENTS, "other")}
         self._errors = {(code, transport): self.errors.labels(code, transport)
@@ -89,9 +183,8 @@ class Metrics:
 
     def totals(self) -> dict[str, Any]:
         """Return the counters a monitor sample needs, and the latency histogram's cumulative buckets."""
-        buckets = [(_bound(s.labels["le"]), s.value) for s in _samples(self.latency) if s.name.endswith("_bucket")]
-        return {"messages_in": _total(self.messages_in), "messages_out": _total(self.messages_out),
-                "errors": _total(self.errors), "buckets": buckets}
+        return {"messages_in": self.messages_in.total(), "messages_out": self.messages_out.total(),
+                "errors": self.errors.total(), "buckets": self.latency.cumulative()}
 
 
 class InstrumentedBroadcaster:
@@ -114,6 +207,20 @@ class InstrumentedBroadcaster:
             metrics.messages_in.inc()
             metrics.messages_out.inc(internals.room_size(self._manager, "/", to))
             metrics.latency.observe(max(0.0, time.time() - data["ts"] / 1000))
+
+
+class _TallyCollector:
+    """Papo's counters and histogram, as prometheus_client's metric families, when scraped."""
+
+    def __init__(self, metrics: list[Any]) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.metrics:
+            yield metric.family()
 
 
 class _LiveCollector:
@@ -158,15 +265,3 @@ def quantile(q: float, buckets: Buckets) -> float | None:
             return lower + (bound - lower) * share
         lower, below = bound, count
     return lower
-
-
-def _samples(metric: Any) -> list[Any]:
-    return next(iter(metric.collect())).samples
-
-
-def _total(metric: Any) -> float:
-    return sum(s.value for s in _samples(metric) if s.name.endswith("_total"))
-
-
-def _bound(le: str) -> float:
-    return math.inf if le == "+Inf" else float(le)

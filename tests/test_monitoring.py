@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from socketio import packet
 
-from chat.metrics import quantile
+from chat.metrics import Latencies, Metrics, quantile
 from chat.monitor import MAX_SERIES
 
 TOKEN = "notify-token-for-the-tests-0123"
@@ -231,6 +231,28 @@ def test_quantile_interpolates_within_buckets():
     assert p99 is not None and 0.002 < p99 <= 0.005
     assert quantile(0.5, [(0.001, 0), (math.inf, 0)]) is None
     assert quantile(0.99, [(0.001, 1), (math.inf, 10)]) == 0.001  # beyond the last bound: the last bound
+
+
+def test_an_observation_counts_in_the_first_bucket_whose_bound_holds_it():
+    latencies = Latencies("t_seconds", "t", (0.001, 0.01))
+    for seconds in (0.0005, 0.001, 0.0011, 0.01, 3.0):
+        latencies.observe(seconds)
+    assert latencies.cumulative() == [(0.001, 2.0), (0.01, 4.0), (math.inf, 5.0)]
+    samples = {(s.name, s.labels.get("le")): s.value for s in latencies.family().samples}
+    assert samples[("t_seconds_bucket", "0.001")] == 2 and samples[("t_seconds_bucket", "+Inf")] == 5
+    assert samples[("t_seconds_count", None)] == 5 and samples[("t_seconds_sum", None)] == pytest.approx(3.0126)
+
+
+def test_totals_read_the_counters_and_the_histogram():
+    metrics = Metrics()
+    metrics.messages_in.inc()
+    metrics.messages_out.inc(3)
+    metrics.errors.labels("not_in_room", "socket").inc()
+    metrics.errors.labels("not_found", "http").inc(2)
+    metrics.latency.observe(0.004)
+    totals = metrics.totals()
+    assert (totals["messages_in"], totals["messages_out"], totals["errors"]) == (1, 3, 3)
+    assert dict(totals["buckets"])[0.005] == 1 and dict(totals["buckets"])[0.003] == 0
 
 
 def test_the_monitor_page_is_for_admins_and_carries_no_inline_script(client):
