@@ -1,5 +1,4 @@
 """Papo: a real-time chat, notification and monitoring server on Flask-SocketIO."""
-import json
 import logging
 import os
 
@@ -52,7 +51,7 @@ def create_app(test_config=None, async_mode="threading"):
     scaled = scaleout.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
                         cors_allowed_origins=audit.checked_origins(settings.CORS_ALLOWED_ORIGINS),
-                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=json,
+                        max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=events.CompactJson,
                         ping_interval=settings.PING_INTERVAL, ping_timeout=settings.PING_TIMEOUT,
                         serializer=events.JsonPacket)
     websockets = transport.install(socketio.server.eio, async_mode, settings)

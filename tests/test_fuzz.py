@@ -182,3 +182,17 @@ def _split(rule, values):
     import re
     parts = re.split(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
     return [values[part] if index % 2 else part for index, part in enumerate(parts)]
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | unicode_text,
+                           lambda inner: st.lists(inner, max_size=5) | st.dictionaries(unicode_text, inner, max_size=5),
+                           max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_the_packets_json_encodes_as_json_dumps_does(value):
+    from chat.events import CompactJson
+
+    assert CompactJson.dumps(value, separators=(",", ":")) == json.dumps(value, separators=(",", ":"))
+    assert CompactJson.dumps(value) == json.dumps(value)
