@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .async_modes import short_lock
 from .errors import ChatError
 from .ports import Broadcaster, DirectMessage, Message, Notification, Presence, RateLimiter, Store, UserRow
 
@@ -52,7 +53,7 @@ class RoomSignals:
 
     def __init__(self) -> None:
         self._events: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+        self._lock = short_lock()
 
     def current(self, room: str) -> threading.Event:
         """Return the event the room's next message sets."""
