@@ -1,5 +1,6 @@
 """GreenTasks on eventlet's and gevent's real hubs: order, reuse, isolation, failures, the idle bound."""
 import contextvars
+import functools
 import logging
 
 import greenlet
@@ -115,6 +116,27 @@ def test_an_idle_green_thread_woken_by_another_caller_ends_and_leaves_the_idle_s
     tasks.start(lambda: ran.append(1))
     _settle(mode)
     assert ran == [1]
+
+
+def test_resumes_of_one_turn_share_a_timer_and_a_failing_one_stops_none_of_the_others(caplog):
+    timers = []
+    resumes = async_modes.Resumes(lambda seconds, fn: timers.append(fn))
+    ran: list[int] = []
+
+    def runs(task):
+        task()
+
+    def fails(task):
+        raise RuntimeError("boom")
+
+    for n, body in enumerate((runs, fails, runs)):
+        resumes.resume(greenlet.greenlet(body), functools.partial(ran.append, n))
+    assert len(timers) == 1
+    with caplog.at_level(logging.ERROR, logger="chat.async_modes"):
+        timers[0]()
+    assert ran == [0, 2] and "a resumed green thread failed" in caplog.text
+    resumes.resume(greenlet.greenlet(runs), lambda: ran.append(3))
+    assert len(timers) == 2
 
 
 def test_threading_has_no_green_tasks():
