@@ -242,6 +242,14 @@ def _waiter_class(async_mode):
     return ThreadWaiter
 
 
+@functools.cache
+def _eventlet_hubs():
+    """eventlet.hubs, imported once: an import statement in a function costs a lookup on every call."""
+    from eventlet import hubs
+
+    return hubs
+
+
 class EventletWaiter:
     """A result the hub hands straight to the green thread that waits for it.
 
@@ -260,9 +268,7 @@ class EventletWaiter:
         waiting, self._waiting = self._waiting, None
         if waiting is None or waiting.dead:
             return
-        from eventlet import hubs
-
-        hub = hubs.get_hub()
+        hub = _eventlet_hubs().get_hub()
         if _greenlet.getcurrent() is hub.greenlet:
             try:
                 waiting.switch()
@@ -272,8 +278,7 @@ class EventletWaiter:
             hub.schedule_call_global(0, waiting.switch)
 
     def wait(self):
-        from eventlet import hubs
-
+        hubs = _eventlet_hubs()
         while self._outcome is None:
             self._waiting = _greenlet.getcurrent()
             try:
