@@ -104,19 +104,21 @@ class Latencies:
 
     def cumulative(self) -> list[tuple[float, float]]:
         """Return [(upper bound, observations at or below it)], as Prometheus' buckets count."""
-        with self._lock:
-            counts = list(self.counts)
-        running, out = 0, []
-        for bound, count in zip(self.bounds, counts, strict=True):
-            running += count
-            out.append((bound, float(running)))
-        return out
+        return self._snapshot()[0]
 
     def family(self) -> Metric:
+        buckets, total = self._snapshot()
+        return HistogramMetricFamily(self.name, self.documentation, sum_value=total,
+                                     buckets=[(floatToGoString(bound), count) for bound, count in buckets])
+
+    def _snapshot(self) -> tuple[list[tuple[float, float]], float]:
         with self._lock:
-            total = self.sum
-        buckets = [(floatToGoString(bound), count) for bound, count in self.cumulative()]
-        return HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+            counts, total = list(self.counts), self.sum
+        running, buckets = 0, []
+        for bound, count in zip(self.bounds, counts, strict=True):
+            running += count
+            buckets.append((bound, float(running)))
+        return buckets, total
 
 
 class Metrics:
