@@ -12,6 +12,7 @@ from chat.store import Store, queries
 from chat.store.engine import SqliteConnector
 from chat.store.lanes import Lanes
 from chat.store.recent import RecentMessages
+from chat.store.unread import NoneUnread
 
 
 def _message(room, seq):
@@ -109,6 +110,49 @@ def test_a_second_claim_on_the_same_file_is_refused(tmp_path):
     first.close()
     second.claim()  # free again once the first lets go
     second.close()
+
+
+def test_who_has_no_unread_notification_is_forgotten_when_one_is_stored_here_or_elsewhere():
+    foreign = [0]
+    known = NoneUnread(threading.Lock(), lambda: foreign[0])
+    known.learned("ana", known.stamp())
+    assert known.has_none("ana") and not known.has_none("bob")
+    known.stored()
+    assert not known.has_none("ana")
+    late = known.stamp()
+    known.stored()  # stored while a read that began before it ran: the read proves nothing
+    known.learned("ana", late)
+    assert not known.has_none("ana")
+    known.learned("ana", known.stamp())
+    foreign[0] += 1  # another process said it stored one
+    assert not known.has_none("ana")
+
+
+def test_a_claimed_store_reads_unread_notifications_until_it_knows_there_are_none(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/notes.db"
+    store, other = Store(url), Store(url)  # other: a second process, as `flask notify --direct` is
+    store.migrate()
+    store.claim()
+    reads: list[str] = []
+    read = store.connector.read
+
+    def counted(work, *args):
+        reads.append(work.__name__)
+        return read(work, *args)
+
+    monkeypatch.setattr(store.connector, "read", counted)
+    assert store.unread_notifications("ana", 10) == []
+    assert store.unread_notifications("ana", 10) == []
+    assert reads == ["notifications"], "a user known to have none was read again"
+    note = other.add_notification("ana", "Disk 91%", "", "info", 1)
+    assert store.unread_notifications("ana", 10) == [note]
+    store.mark_read("ana", up_to=int(note["id"][1:]))
+    assert store.unread_notifications("ana", 10) == []
+    mine = store.add_notification("ana", "Disk 95%", "", "info", 2)
+    assert store.unread_notifications("ana", 10) == [mine]
+    assert len(reads) == 4
+    store.close()
+    other.close()
 
 
 rooms = st.sampled_from(["a", "b", "c"])

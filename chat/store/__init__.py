@@ -2,7 +2,7 @@
 
 schema: the tables; engine: connections and SQL; queries: every statement; commit: the group
 commit; lanes: the OS threads the disk's waits run on; recent: the latest messages in memory;
-wire: the shapes clients receive; store: the Store the service uses.
+unread: who has no unread notifications; wire: the shapes clients receive; store: the Store the service uses.
 """
 from .engine import DatabaseInUse
 from .schema import metadata

@@ -1,5 +1,6 @@
 """Connections to the database: SQLite per OS thread, PostgreSQL from a pool, and SQL run on either."""
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -11,6 +12,8 @@ from sqlalchemy import Engine, create_engine
 
 from .. import internals
 from ..config import SettingError
+
+log = logging.getLogger(__name__)
 
 # An unreachable PostgreSQL fails a request within seconds instead of hanging it: bounded connect
 # and pool waits, and TCP keepalives and a user timeout for a peer that vanished without closing.
@@ -137,7 +140,25 @@ class SqliteConnector:
             os.close(fd)
             raise DatabaseInUse(f"another Papo server serves {self.path}; several processes need a shared "
                                 "PostgreSQL database: set DATABASE_URL=postgresql://... (docs/scaling.md)") from None
+        os.ftruncate(fd, 0)
         self._claim = fd
+
+    def foreign_writes(self) -> int:
+        """How many times other processes said they wrote since this one claimed the file (an fstat, no disk)."""
+        assert self._claim is not None, "not claimed"
+        return os.fstat(self._claim).st_size
+
+    def tell_claimant(self) -> None:
+        """Tell the server that claims this file that this process stored what it keeps in memory."""
+        try:
+            fd = os.open(self.path + "-papo.lock", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as error:  # the file is readable but its directory not writable: no server can claim it
+            log.warning("could not tell a server of this write: %s", error)
+            return
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self.release()
@@ -225,6 +246,9 @@ class PooledConnector:
 
     def claim(self) -> None:
         """Any number of processes may share a PostgreSQL database."""
+
+    def tell_claimant(self) -> None:
+        """Nothing keeps a PostgreSQL database's notifications in memory."""
 
     def close(self) -> None:
         self.release()

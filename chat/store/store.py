@@ -8,6 +8,7 @@ from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
+from .unread import NoneUnread
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
@@ -45,6 +46,7 @@ class Store:
             self._checkpointer = None
         self.recent: RecentMessages | None = None
         self.counters: RoomCounters | None = None  # last_rev and read marks, kept by the exclusive store
+        self.none_unread: NoneUnread | None = None  # who has no unread notification, kept by the exclusive store
         self._commits = GroupCommit(lanes, self._writer, self.connector, now_ms, self._committed)
         self._shared_reads: SharedReads | None = None
         self._unread: UnreadReads | None = None
@@ -79,6 +81,7 @@ class Store:
         self.connector.claim()
         if isinstance(self.connector, SqliteConnector) and self.recent is None:
             self.recent = RecentMessages(lock=self.lanes.os_lock())
+            self.none_unread = NoneUnread(self.lanes.os_lock(), self.connector.foreign_writes)
             self.counters = RoomCounters(lock=self.lanes.os_lock())
             self._commits.counters = {}
 
@@ -386,7 +389,16 @@ class Store:
 
     def add_notification(self, recipient: str, title: str, body: str, level: str, ts: int) -> dict:
         """Store a notification for one user; it as the `notification` event carries it."""
-        return self._write(queries.add_notification, recipient, title, body, level, ts)
+        note = self.lanes.call(self._writer, self._add_notification, recipient, title, body, level, ts)
+        if self.none_unread is not None:
+            self.none_unread.stored()
+        return note
+
+    def _add_notification(self, *args):
+        note = self.connector.write(queries.add_notification, *args)
+        if self.none_unread is None:  # a server that claims the file may remember its users have none
+            self.connector.tell_claimant()
+        return note
 
     def notifications(self, recipient: str, after: int | None = None, limit: int = 50,
                       unread: bool = False) -> list[dict]:
@@ -394,10 +406,21 @@ class Store:
         return self._read(queries.notifications, recipient, after, limit, unread)
 
     def unread_notifications(self, recipient: str, limit: int) -> list[dict]:
-        """The user's latest `limit` unread notifications, oldest first; a storm's connects share one read."""
+        """The user's latest `limit` unread notifications, oldest first; a storm's connects share one read.
+
+        A user the claiming server knows has none costs no read (store/unread.py).
+        """
+        known = self.none_unread
+        if known is not None and known.has_none(recipient):
+            return []
+        stamp = known.stamp() if known is not None else 0
         if self._unread is not None:
-            return self._unread.call((recipient, limit))
-        return self._read(queries.notifications, recipient, None, limit, True)
+            found = self._unread.call((recipient, limit))
+        else:
+            found = self._read(queries.notifications, recipient, None, limit, True)
+        if known is not None and not found:
+            known.learned(recipient, stamp)
+        return found
 
     def unread_count(self, recipient: str) -> int:
         return self._read(queries.unread_count, recipient)
