@@ -115,17 +115,22 @@ def test_a_second_claim_on_the_same_file_is_refused(tmp_path):
 def test_who_has_no_unread_notification_is_forgotten_when_one_is_stored_here_or_elsewhere():
     foreign = [0]
     known = NoneUnread(threading.Lock(), lambda: foreign[0])
-    known.learned("ana", known.stamp())
-    assert known.has_none("ana") and not known.has_none("bob")
+    stamp = known.check("ana")
+    assert stamp is not None
+    known.learned("ana", stamp)
+    assert known.check("ana") is None and known.check("bob") is not None
     known.stored()
-    assert not known.has_none("ana")
-    late = known.stamp()
+    late = known.check("ana")
+    assert late is not None
     known.stored()  # stored while a read that began before it ran: the read proves nothing
     known.learned("ana", late)
-    assert not known.has_none("ana")
-    known.learned("ana", known.stamp())
+    assert known.check("ana") is not None
+    again = known.check("ana")
+    assert again is not None
+    known.learned("ana", again)
+    assert known.check("ana") is None
     foreign[0] += 1  # another process said it stored one
-    assert not known.has_none("ana")
+    assert known.check("ana") is not None
 
 
 def test_a_claimed_store_reads_unread_notifications_until_it_knows_there_are_none(tmp_path, monkeypatch):

@@ -411,16 +411,20 @@ class Store:
         A user the claiming server knows has none costs no read (store/unread.py).
         """
         known = self.none_unread
-        if known is not None and known.has_none(recipient):
+        if known is None:
+            return self._unread_read(recipient, limit)
+        stamp = known.check(recipient)
+        if stamp is None:
             return []
-        stamp = known.stamp() if known is not None else 0
-        if self._unread is not None:
-            found = self._unread.call((recipient, limit))
-        else:
-            found = self._read(queries.notifications, recipient, None, limit, True)
-        if known is not None and not found:
+        found = self._unread_read(recipient, limit)
+        if not found:
             known.learned(recipient, stamp)
         return found
+
+    def _unread_read(self, recipient: str, limit: int) -> list[dict]:
+        if self._unread is not None:
+            return self._unread.call((recipient, limit))
+        return self._read(queries.notifications, recipient, None, limit, True)
 
     def unread_count(self, recipient: str) -> int:
         return self._read(queries.unread_count, recipient)

@@ -14,7 +14,7 @@ MAX_USERS = 100_000  # past this many, start again rather than grow
 
 
 class NoneUnread:
-    """Who has no unread notifications, as far as this process knows; bookkeeping without I/O."""
+    """Who has no unread notifications, as far as this process knows; bookkeeping without I/O (`foreign` is given)."""
 
     def __init__(self, lock: Any, foreign: Callable[[], int]):
         self._lock = lock
@@ -23,17 +23,17 @@ class NoneUnread:
         self._users: set[str] = set()
         self._epoch = 0  # counts what forgot everyone; a read that overlapped one proves nothing
 
-    def has_none(self, user: str) -> bool:
-        self._check_foreign()
-        return user in self._users
-
-    def stamp(self) -> int:
-        """Where this process stands, to take before a read of unread notifications is queued."""
-        self._check_foreign()
-        return self._epoch
+    def check(self, user: str) -> int | None:
+        """None when the user is known to have none; else the stamp to give `learned` after a read."""
+        seen = self._foreign()
+        with self._lock:
+            if seen != self._foreign_seen:
+                self._foreign_seen = seen
+                self._forget()
+            return None if user in self._users else self._epoch
 
     def learned(self, user: str, stamp: int) -> None:
-        """A read queued at `stamp` found no unread notification of the user."""
+        """A read that began after `check` gave `stamp` found no unread notification of the user."""
         with self._lock:
             if stamp != self._epoch:
                 return
@@ -44,11 +44,8 @@ class NoneUnread:
     def stored(self) -> None:
         """A notification was stored: nobody is known to have none any more."""
         with self._lock:
-            self._epoch += 1
-            self._users.clear()
+            self._forget()
 
-    def _check_foreign(self) -> None:
-        seen = self._foreign()
-        if seen != self._foreign_seen:
-            self._foreign_seen = seen
-            self.stored()
+    def _forget(self) -> None:
+        self._epoch += 1
+        self._users.clear()
