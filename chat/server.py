@@ -13,7 +13,7 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from chat import create_app, internals
+from chat import create_app, http_head, internals
 from chat.config import Settings, SettingError
 from chat.transport import drain, hubs
 
@@ -167,7 +167,8 @@ def _serve_eventlet(app, listener, max_connections, papo):
 
 
 def _detachable_protocol():
-    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.transport).
+    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.transport),
+    its requests' heads read by chat.http_head.
 
     The request's environ gets `papo.detach`: once called, the connection's green thread ends without
     shutting the socket down, and the transport owns it.
@@ -176,6 +177,9 @@ def _detachable_protocol():
 
     class DetachableProtocol(eventlet.wsgi.HttpProtocol):
         detached = False
+
+        def parse_request(self):
+            return http_head.parse_request(self)
 
         def get_environ(self):
             environ = super().get_environ()
