@@ -6,7 +6,8 @@ here, and the objects it leaves feed the garbage collector. A storm's connect ph
 clients, three alternated pairs) cost 327, 345, 321 µs of server CPU a connection with it and 306,
 313, 305 with this. `parse_request` does what the standard library's does with the fields read here; where
 the email package would have ended the headers early (a line that is no field, a field folded over
-lines, a bare CR), the request is refused with 400 instead, as RFC 9112 allows.
+lines, a bare CR), the request is refused with 400 instead, as RFC 9112 allows. gevent's server
+reads its fields here too (`internals.gevent_fields`): 287, 284, 289 -> 265, 269, 272 µs.
 """
 import http.client
 import re
@@ -29,9 +30,9 @@ class HeadError(Exception):
         self.reason = reason
 
 
-def read_fields(readline: Callable[[int], bytes]) -> http.client.HTTPMessage:
-    """The header fields up to the blank line, as `http.client.parse_headers` returns them."""
-    fields = http.client.HTTPMessage()
+def read_fields(readline: Callable[[int], bytes], message_class: Callable[[], Any] = http.client.HTTPMessage) -> Any:
+    """The header fields up to the blank line, in a message_class as `http.client.parse_headers` returns them."""
+    fields = message_class()
     for _ in range(MAX_FIELDS + 1):
         line = readline(MAX_LINE + 1)
         if len(line) > MAX_LINE:

@@ -20,7 +20,7 @@ WRITTEN_FOR = {
     "python-socketio": "5.18.1",  # event dispatch; the client manager's rooms, callbacks and pending tables
     "simple-websocket": "1.1.0",  # the development server's reader thread and message size
     "eventlet": "0.41.3",  # the WSGI server's connection state, a green socket's descriptor
-    "gevent": "26.9.0",  # a green socket's OS socket
+    "gevent": "26.9.0",  # a green socket's OS socket, the WSGI handler's header class
     "psycopg": "3.3.9",  # the wait function its connections block in
 }
 
@@ -364,6 +364,24 @@ def request_version(environ) -> str:
     handler = getattr(environ.get("papo.detach"), "__self__", None)
     version = getattr(handler, "request_version", None)
     return version if isinstance(version, str) else environ.get("SERVER_PROTOCOL", "HTTP/1.0")
+
+
+def gevent_fields(fp, read_fields):
+    """gevent.pywsgi's header object (its OldMessage) filled by `read_fields(readline, message_class)`.
+
+    A head that read_fields refuses (http_head.HeadError) comes back empty with the `status` that
+    gevent's WSGIHandler answers with 400, as it does for a line too long.
+    """
+    from gevent.pywsgi import OldMessage
+
+    from .http_head import HeadError
+
+    try:
+        return read_fields(fp.readline, OldMessage)
+    except HeadError as error:
+        refused = OldMessage()
+        refused.status = error.reason
+        return refused
 
 
 def eventlet_keep_socket(protocol, stand_in):

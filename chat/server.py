@@ -235,7 +235,8 @@ def _serve_gevent(app, listener, max_connections, papo):
         """Reads time out, so that a silent client lets go of its greenlet; the WebSocket transport may keep one.
 
         The request's environ gets `papo.socket` and `papo.detach` (chat.transport): once detached, the
-        connection's greenlet ends without closing the socket, and the transport owns it.
+        connection's greenlet ends without closing the socket, and the transport owns it. The header
+        fields are read by chat.http_head.
         """
 
         detached = False
@@ -243,6 +244,9 @@ def _serve_gevent(app, listener, max_connections, papo):
         def __init__(self, sock, address, server, rfile=None):
             sock.settimeout(timeout)
             super().__init__(sock, address, server, rfile)
+
+        def MessageClass(self, fp, *_):
+            return internals.gevent_fields(fp, http_head.read_fields)
 
         def get_environ(self):
             environ = super().get_environ()

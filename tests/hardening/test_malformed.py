@@ -93,6 +93,16 @@ def test_malformed_http(server, case):
     assert_still_serving(server)
 
 
+@pytest.mark.parametrize("line", [b"nonsense", b" folded: x", b"X-CR: a\rInjected: b"])
+def test_a_header_line_that_is_no_field_is_refused_with_400(server, line):
+    """The production servers read a head with chat.http_head, which refuses what the email package cut short."""
+    if server.mode == "threading":
+        pytest.skip("the development server reads heads with the standard library, which serves them")
+    answer = raw_exchange(server, b"GET /healthz HTTP/1.1\r\n" + H + line + b"\r\n\r\n", timeout=1.5)
+    assert status_of(answer) == 400, answer[:300]
+    assert_still_serving(server)
+
+
 def test_a_connection_stalled_mid_request_does_not_hang_the_others(server):
     stalled = [socket.create_connection((server.host, server.port)) for _ in range(20)]
     try:
