@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 from socketio.packet import Packet
@@ -36,10 +37,14 @@ class JsonPacket(Packet):
 
 
 class CompactJson:
-    """The json module python-socketio and python-engineio are given: their compact form by one encoder built once.
+    """The json module python-socketio and python-engineio are given: their packets encoded by orjson.
 
-    json.dumps with separators builds a JSONEncoder on every call: 3.3 µs a message's packet against 2.5 µs
-    (measured), and a message encodes two packets (its broadcast and its ack). The output is the same.
+    A message encodes two packets (its broadcast and its ack): 2.2 µs a packet by json with one encoder
+    built once, 0.2 µs by orjson (measured). orjson writes non-ASCII as UTF-8 where json escapes it,
+    which decodes to the same, and a float that is not finite as null (json wrote NaN, which JSON.parse
+    refuses; Papo's own floats are finite). What orjson refuses to encode (a lone surrogate, a key that
+    is not a string, an integer past 64 bits) json encodes, as before. Decoding stays json's: orjson
+    reads an integer past 64 bits as a float, which would change what a client's payload means.
     """
 
     _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -47,9 +52,12 @@ class CompactJson:
 
     @classmethod
     def dumps(cls, obj: Any, **options: Any) -> str:
-        """Encode as json.dumps(obj, **options) does."""
+        """Encode as json.dumps(obj, **options) does, to the same value."""
         if options == _COMPACT:
-            return cls._compact(obj)
+            try:
+                return orjson.dumps(obj).decode()
+            except TypeError:  # orjson.JSONEncodeError is one
+                return cls._compact(obj)
         return json.dumps(obj, **options)
 
 

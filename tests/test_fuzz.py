@@ -189,10 +189,29 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=30)
 
 
+finite_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | unicode_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(unicode_text, inner, max_size=5), max_leaves=30)
+
+
 @settings(max_examples=300, deadline=None)
-@given(value=json_values)
-def test_the_packets_json_encodes_as_json_dumps_does(value):
+@given(value=finite_json_values)
+def test_the_packets_json_encodes_to_what_json_dumps_does(value):
+    from chat.events import CompactJson
+
+    packet = CompactJson.dumps(value, separators=(",", ":"))
+    assert json.loads(packet) == json.loads(json.dumps(value, separators=(",", ":")))
+    assert CompactJson.dumps(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize("value", [["\ud800 lone"], {1: "a key that is no string"}, [2 ** 70]])
+def test_what_orjson_refuses_to_encode_is_encoded_by_json(value):
     from chat.events import CompactJson
 
     assert CompactJson.dumps(value, separators=(",", ":")) == json.dumps(value, separators=(",", ":"))
-    assert CompactJson.dumps(value) == json.dumps(value)
+
+
+def test_a_float_that_is_not_finite_is_sent_as_null():
+    from chat.events import CompactJson
+
+    assert CompactJson.dumps([float("nan"), float("inf")], separators=(",", ":")) == "[null,null]"
