@@ -49,11 +49,16 @@ def unexpected_error(error):
     return chat_error(ChatError("unavailable", "the server could not complete this; try again"))
 
 
-def json_body():
+def request_json():
+    """The request's JSON body; None when it is not JSON, or nested deeper than the decoder goes."""
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the JSON decoder goes
-        body = None
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
+def json_body():
+    body = request_json()
     if not isinstance(body, dict):
         raise ChatError("invalid_payload", "the body must be a JSON object")
     return body
@@ -147,7 +152,7 @@ def disconnect_user(user):
     actor = "backend" if is_backend() else signed_in_user()
     if actor != "backend" and not is_admin(actor):
         raise ChatError("forbidden", "only an administrator may disconnect users")
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = request_json() if request.content_length else {}
     revoke = isinstance(body, dict) and body.get("revoke") is True
     sessions = papo().identity.sessions
     if revoke:

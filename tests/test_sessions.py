@@ -126,6 +126,9 @@ def test_only_an_admin_or_a_backend_disconnects_a_user(app, papo, user, connect)
     answer = http.post(f"/api/users/{name}/disconnect", json={"revoke": True}, headers=bearer("n" * 20))
     assert answer.get_json() == {"disconnected": 1} and not again.is_connected()
     assert http.get("/api/rooms", headers=bearer(token)).status_code == 401
+    deep = http.post(f"/api/users/{name}/disconnect", data="[" * 100_000, content_type="application/json",
+                     headers=bearer(boss))  # nested deeper than the JSON decoder goes: no revoke asked for
+    assert deep.status_code == 200 and deep.get_json() == {"disconnected": 0}
 
 
 class FakeServer:
