@@ -167,11 +167,10 @@ def _serve_eventlet(app, listener, max_connections, papo):
 
 
 def _detachable_protocol():
-    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.transport),
-    its requests' heads read by chat.http_head.
+    """eventlet's HTTP protocol, letting the WebSocket transport keep a connection it takes over (chat.transport).
 
     The request's environ gets `papo.detach`: once called, the connection's green thread ends without
-    shutting the socket down, and the transport owns it.
+    shutting the socket down, and the transport owns it. Each request's head is read by chat.http_head.
     """
     import eventlet.wsgi
 

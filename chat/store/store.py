@@ -23,7 +23,8 @@ class Store:
 
     SQLite: one writer thread owns every write (the group commit included), and under eventlet or
     gevent two reader threads take the reads. A server process claims its file (claim()), which
-    refuses a second server and lets it answer rejoins from the recent messages it keeps.
+    refuses a second server and lets it answer rejoins from the recent messages it keeps, and the
+    connects of users it knows have no unread notification without a read.
     PostgreSQL: one writer thread with a connection of its own (a commit's round trips never wait
     for a turn of a busy event loop, and its rooms' rows are locked no longer than they take);
     reads run in the green thread that asks, psycopg waiting cooperatively.
