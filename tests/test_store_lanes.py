@@ -75,10 +75,8 @@ def test_concurrent_messages_share_commits(tmp_path, monkeypatch):
     store.close()
 
 
-def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp_path, monkeypatch):
-    store = Store(f"sqlite:///{tmp_path}/claimed.db")
-    store.migrate()
-    store.claim()
+def counted_reads(store, monkeypatch):
+    """(the names of the reads the store's connector runs from now on, its read function itself)."""
     reads: list[str] = []
     read = store.connector.read
 
@@ -87,6 +85,14 @@ def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp
         return read(work, *args)
 
     monkeypatch.setattr(store.connector, "read", counted)
+    return reads, read
+
+
+def test_a_claimed_store_answers_rejoins_from_memory_exactly_as_the_database(tmp_path, monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/claimed.db")
+    store.migrate()
+    store.claim()
+    reads, read = counted_reads(store, monkeypatch)
     for i in range(30):
         store.append("a", "ana", f"m{i}", 1, f"c{i}")
     assert store.messages_after("a", 25, 10) == read(queries.messages_after, "a", 25, 10)
@@ -138,14 +144,7 @@ def test_a_claimed_store_reads_unread_notifications_until_it_knows_there_are_non
     store, other = Store(url), Store(url)  # other: a second process, as `flask notify --direct` is
     store.migrate()
     store.claim()
-    reads: list[str] = []
-    read = store.connector.read
-
-    def counted(work, *args):
-        reads.append(work.__name__)
-        return read(work, *args)
-
-    monkeypatch.setattr(store.connector, "read", counted)
+    reads, _ = counted_reads(store, monkeypatch)
     assert store.unread_notifications("ana", 10) == []
     assert store.unread_notifications("ana", 10) == []
     assert reads == ["notifications"], "a user known to have none was read again"
