@@ -184,11 +184,6 @@ def _split(rule, values):
     return [values[part] if index % 2 else part for index, part in enumerate(parts)]
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | unicode_text,
-                           lambda inner: st.lists(inner, max_size=5) | st.dictionaries(unicode_text, inner, max_size=5),
-                           max_leaves=30)
-
-
 finite_json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | unicode_text,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(unicode_text, inner, max_size=5), max_leaves=30)
