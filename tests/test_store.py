@@ -95,6 +95,38 @@ def test_seq_survives_reopening_the_database(tmp_path):
     second.close()
 
 
+def test_stores_opening_a_fresh_file_at_once_all_write(tmp_path):
+    """A fresh file is switched to WAL by migrate(), alone: switching it from several connections at
+    once fails some of them at once with "database is locked" (SQLite takes no busy wait for it)."""
+    for trial in range(30):
+        url = f"sqlite:///{tmp_path}/fresh-{trial}.db"
+        Store(url).migrate()
+        failed = first_writes_at_once([Store(url) for _ in range(4)])
+        assert not failed, f"trial {trial}: {failed}"
+
+
+def first_writes_at_once(stores):
+    """Each store's first message, all started together; the exceptions they raised. Closes the stores."""
+    start = threading.Barrier(len(stores))
+    failed: list[BaseException] = []
+
+    def first_write(store, n):
+        start.wait()
+        try:
+            store.append("fresh", f"u{n}", "hello", 1, f"c{n}")
+        except Exception as error:
+            failed.append(error)
+
+    threads = [threading.Thread(target=first_write, args=(s, n)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    return failed
+
+
 def test_concurrent_writers_and_retries_leave_no_gap_and_no_repeat(tmp_path):
     url = f"sqlite:///{tmp_path}/race.db"
     Store(url).migrate()

@@ -76,6 +76,7 @@ class Store:
             command.upgrade(config, "head")
         if isinstance(self.connector, SqliteConnector):
             self.engine.dispose()  # the threads open their own connections
+            self.connector.use_wal()
 
     def claim(self) -> None:
         """Serve this database as a server process: a second server on the same SQLite file is refused."""
