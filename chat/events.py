@@ -47,17 +47,16 @@ class CompactJson:
     reads an integer past 64 bits as a float, which would change what a client's payload means.
     """
 
-    _compact = json.JSONEncoder(separators=(",", ":")).encode
     loads = staticmethod(json.loads)
 
-    @classmethod
-    def dumps(cls, obj: Any, **options: Any) -> str:
+    @staticmethod
+    def dumps(obj: Any, **options: Any) -> str:
         """Encode as json.dumps(obj, **options) does, to the same value."""
         if options == _COMPACT:
             try:
                 return orjson.dumps(obj).decode()
             except TypeError:  # orjson.JSONEncodeError is one
-                return cls._compact(obj)
+                pass
         return json.dumps(obj, **options)
 
 

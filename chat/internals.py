@@ -14,6 +14,8 @@ import time
 
 from engineio import packet as engineio_packet
 
+from .http_head import HeadError
+
 # {distribution: the version whose source the hooks below were read against}
 WRITTEN_FOR = {
     "python-engineio": "4.15.1",  # the websocket driver table, connect handler, send_packet, a session's queue
@@ -372,16 +374,21 @@ def gevent_fields(fp, read_fields):
     A head that read_fields refuses (http_head.HeadError) comes back empty with the `status` that
     gevent's WSGIHandler answers with 400, as it does for a line too long.
     """
-    from gevent.pywsgi import OldMessage
-
-    from .http_head import HeadError
-
+    message_class = _gevent_message_class()
     try:
-        return read_fields(fp.readline, OldMessage)
+        return read_fields(fp.readline, message_class)
     except HeadError as error:
-        refused = OldMessage()
+        refused = message_class()
         refused.status = error.reason
         return refused
+
+
+@functools.cache
+def _gevent_message_class():
+    """gevent.pywsgi's OldMessage, imported once: gevent_fields runs for every request."""
+    from gevent.pywsgi import OldMessage
+
+    return OldMessage
 
 
 def eventlet_keep_socket(protocol, stand_in):

@@ -391,14 +391,14 @@ class Store:
 
     def add_notification(self, recipient: str, title: str, body: str, level: str, ts: int) -> dict:
         """Store a notification for one user; it as the `notification` event carries it."""
-        note = self.lanes.call(self._writer, self._add_notification, recipient, title, body, level, ts)
-        if self.none_unread is not None:
-            self.none_unread.stored()
-        return note
+        return self.lanes.call(self._writer, self._add_notification, recipient, title, body, level, ts)
 
     def _add_notification(self, *args):
+        """In the writer: store it, then make whoever remembers users with none forget them (store/unread.py)."""
         note = self.connector.write(queries.add_notification, *args)
-        if self.none_unread is None:  # a server that claims the file may remember its users have none
+        if self.none_unread is not None:
+            self.none_unread.stored()
+        else:  # another process may be the server that claims this file
             self.connector.tell_claimant()
         return note
 
