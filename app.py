@@ -2,9 +2,38 @@
 
 `flask --app app run`        development server, threading mode, WebSockets through simple-websocket
 `python app.py --port 5000`  production server in ASYNC_MODE (eventlet by default, or gevent)
+
+The production server opens its port before it loads anything: during a restart, clients that
+reconnect while it starts wait in the port's accept queue instead of being refused, and are
+served as soon as it is ready (a refused client backs off and comes back seconds later).
 """
+import argparse
 import os
+import socket
 import sys
+
+BACKLOG = 4096  # connections the kernel queues while the server starts or is busy (capped by net.core.somaxconn)
+
+
+def _arguments(argv):
+    parser = argparse.ArgumentParser(prog="app.py", description="Run the Papo server.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    return parser.parse_args(argv)
+
+
+def _listen(host, port):
+    """A listening socket with Nagle off (inherited by accepted sockets) and a deep accept queue."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _monkey_patch():
@@ -24,10 +53,16 @@ def _monkey_patch():
 
 
 if __name__ == "__main__":
+    ARGS = _arguments(sys.argv[1:])
+    try:
+        LISTENER = _listen(ARGS.host, ARGS.port)
+    except OSError as error:
+        print(f"papo: cannot listen on {ARGS.host}:{ARGS.port}: {error.strerror}", file=sys.stderr)
+        sys.exit(2)
     ASYNC_MODE = _monkey_patch()
     from chat.server import main
 
-    sys.exit(main(ASYNC_MODE))
+    sys.exit(main(ASYNC_MODE, LISTENER))
 
 from chat import create_app, internals  # noqa: E402
 

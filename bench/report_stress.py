@@ -111,9 +111,12 @@ def storm_section(res):
              "port and database; the clients come back with the browser client's backoff (socket.io-client: "
              "500 ms doubling to 4 s, ±50%) and re-join with `since`; a run recovers when every client has "
              "re-joined, and then every client must hold every seq of its room, none missing, none changed "
-             "(a message acked before the restart and gone after it would show as changed).", "",
+             "(a message acked before the restart and gone after it would show as changed). Papo opens its port "
+             "before it loads, so *new server answering* is when it answered the benchmark's health check, which "
+             "waits in the port's queue with the clients that came back meanwhile; *server µs per reconnect* is "
+             "the new process's CPU until the check ended, less a quiet start's, per client.", "",
              *columns("server", "phase", "connect s", "server µs per connection", "back after the signal s",
-                      "back after the first drop s", "old server exited s", "new server started s",
+                      "back after the first drop s", "old server exited s", "new server answering s",
                       "server µs per reconnect", "missing / changed", "runs")]
     for who in ("reference", "papo"):
         f = figs.get(f"connect/{who}")

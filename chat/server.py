@@ -1,8 +1,7 @@
 """The production server behind `python app.py --host H --port P`, in ASYNC_MODE (eventlet or gevent).
 
-app.py monkey-patches for the mode before it imports this module.
+app.py opens the listening socket and monkey-patches for the mode before it imports this module.
 """
-import argparse
 import contextlib
 import gc
 import logging
@@ -17,13 +16,11 @@ from chat import create_app, http_head, internals
 from chat.config import Settings, SettingError
 from chat.transport import drain, hubs
 
-BACKLOG = 2048
 log = logging.getLogger("papo.server")
 
 
-def main(mode, argv=None):
-    """Serve the app until SIGTERM; 2 when a setting is bad."""
-    args = _arguments(argv)
+def main(mode: str, listener: socket.socket) -> int:
+    """Serve the app on the listening socket until SIGTERM; 2 when a setting is bad."""
     try:
         internals.check_versions()
     except internals.VersionMismatch as error:
@@ -36,14 +33,11 @@ def main(mode, argv=None):
         print(f"papo: {error}", file=sys.stderr)
         return 2
     papo = app.extensions["papo"]
-    try:
-        listener = _listener(_socket_class(mode), args.host, args.port)
-    except OSError as error:
-        print(f"papo: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
-        return 2
+    listener = _adopt(_socket_class(mode), listener)
+    host, port = listener.getsockname()[:2]
     _allow_open_files(papo.settings.MAX_CONNECTIONS)
     _freeze_startup_objects()
-    log.info("Papo serving on http://%s:%d (%s)", args.host, args.port, mode)
+    log.info("Papo serving on http://%s:%d (%s)", host, port, mode)
     log.info("%s", start_line(papo.settings, app.instance_path))
     serve = {"eventlet": _serve_eventlet, "gevent": _serve_gevent, "threading": _serve_threading}[mode]
     serve(app, listener, papo.settings.MAX_CONNECTIONS, papo)
@@ -73,13 +67,6 @@ def _where(url: str) -> str:
     return f"{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
-def _arguments(argv):
-    parser = argparse.ArgumentParser(prog="app.py", description="Run the Papo server.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
-    return parser.parse_args(argv)
-
-
 def _socket_class(mode):
     if mode == "eventlet":
         from eventlet.green import socket as green_socket
@@ -90,15 +77,9 @@ def _socket_class(mode):
     return socket.socket
 
 
-def _listener(make_socket, host, port):
-    """A listening socket with Nagle off (inherited by accepted sockets) and a deep accept queue."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = make_socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    return sock
+def _adopt(make_socket, listener: socket.socket):
+    """The listening socket app.py opened, as a socket of the mode (its options and queue stay)."""
+    return make_socket(listener.family, listener.type, listener.proto, listener.detach())
 
 
 def _allow_open_files(connections):

@@ -143,18 +143,11 @@ class ServerProcess:
 
     def start(self, timeout=START_TIMEOUT):
         """Start the process and wait until GET /healthz answers 200; ServerError with the log if not."""
-        if self.alive():
-            raise ServerError(f"{self!r} is already running")
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (open for the process's life; close() shuts it)
-        self._log.write(f"--- start {' '.join(self.command())}\n".encode())
-        self._log.flush()
-        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
-                                        stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        _running.add(self)
+        process = self.spawn()
         deadline = time.monotonic() + timeout
         while True:
-            if self.process.poll() is not None:
-                raise ServerError(f"{self.mode} server exited with {self.process.returncode} while starting"
+            if process.poll() is not None:
+                raise ServerError(f"{self.mode} server exited with {process.returncode} while starting"
                                   f"\n{self.log_tail()}")
             if health(self.url, timeout=1.0) == 200 and self._listening():
                 return self
@@ -162,6 +155,19 @@ class ServerProcess:
                 self.kill()
                 raise ServerError(f"{self.mode} server not healthy after {timeout:.0f} s\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def spawn(self) -> subprocess.Popen:
+        """Start the process without waiting for it."""
+        if self.alive():
+            raise ServerError(f"{self!r} is already running")
+        if self._log is None:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 (open for the process's life; close() shuts it)
+        self._log.write(f"--- start {' '.join(self.command())}\n".encode())
+        self._log.flush()
+        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
+                                        stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        _running.add(self)
+        return self.process
 
     def alive(self):
         return self.process is not None and self.process.poll() is None

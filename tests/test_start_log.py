@@ -1,6 +1,7 @@
 """The start log's line: which features run, the database's kind, the instance folder; never a secret."""
 import dataclasses
 import logging
+import socket
 
 from chat.config import Settings
 from chat.server import start_line
@@ -44,7 +45,7 @@ def test_the_server_logs_it_at_start(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(server, "_allow_open_files", lambda connections: None)
     monkeypatch.setattr(server, "_serve_threading", lambda app, listener, limit, papo: served.append((listener, papo)))
     with caplog.at_level(logging.INFO, logger="papo.server"):
-        assert server.main("threading", ["--host", "127.0.0.1", "--port", "0"]) == 0
+        assert server.main("threading", socket.create_server(("127.0.0.1", 0))) == 0
     [(listener, papo)] = served
     listener.close()
     if getattr(papo, "monitor", None) is not None:

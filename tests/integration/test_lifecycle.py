@@ -1,4 +1,6 @@
 """A server's life: killed with SIGKILL and started again on the same database, stopped with SIGTERM."""
+import socket
+import sqlite3
 import time
 
 import pytest
@@ -65,3 +67,41 @@ def test_more_than_1024_connections_under_a_1024_open_file_limit(mode, tmp_path)
     """A fresh machine's shell often gives 1024 open files; the server raises its own limit to serve more."""
     with ServerProcess(mode, f"sqlite:///{tmp_path}/papo.db", nofile=1024) as server:
         hold_connections(server, 1100)
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "gevent"])
+def test_a_request_made_while_the_server_starts_is_answered_once_it_is_ready(mode, tmp_path):
+    """The production server opens its port before it loads: a client arriving meanwhile waits, is not refused."""
+    database = tmp_path / "papo.db"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the server's migrations wait for this lock: it is starting until we let go
+    server = ServerProcess(mode, f"sqlite:///{database}")
+    try:
+        server.spawn()
+        client = _connect(server.port, within=10)
+        assert client is not None, f"the port refused connections while the server started\n{server.log_tail()}"
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: papo\r\nConnection: close\r\n\r\n")
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.recv(1)  # not answered while the database is locked: the server is still starting
+        holder.rollback()
+        holder.close()
+        client.settimeout(20)
+        answer = b"".join(iter(lambda: client.recv(65536), b""))
+        client.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert server.alive()
+    finally:
+        holder.close()
+        server.close()
+
+
+def _connect(port, within):
+    """A TCP connection to the port, trying until `within` seconds have passed; None if it kept refusing."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except ConnectionRefusedError:
+            time.sleep(0.02)
+    return None
