@@ -18,8 +18,16 @@ BACKLOG = 4096  # connections the kernel queues while the server starts or is bu
 def _arguments(argv):
     parser = argparse.ArgumentParser(prog="app.py", description="Run the Papo server.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    parser.add_argument("--port", type=port, default=5000, help="port to bind (default 5000)")
     return parser.parse_args(argv)
+
+
+def port(text):
+    """A TCP port number, 0 to 65535 (argparse names this function in its errors)."""
+    number = int(text)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port (0-65535)")
+    return number
 
 
 def _listen(host, port):

@@ -53,3 +53,25 @@ def test_the_server_logs_it_at_start(tmp_path, monkeypatch, caplog):
     papo.store.close()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("features:")]
     assert len(said) == 1 and "monitor admins: boss;" in said[0] and f"SQLite {tmp_path}/papo.db" in said[0]
+
+
+def test_the_command_line_is_checked_before_anything_loads(tmp_path):
+    """A port out of range, or one already taken, stops app.py at once with one line and status 2."""
+    import subprocess
+    import sys
+
+    from chat import ROOT
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/papo.db"})
+        return done.returncode, done.stderr
+
+    code, said = run("--port", "70000")
+    assert code == 2 and "70000 is not a port (0-65535)" in said
+    code, said = run("--port", "many")
+    assert code == 2 and "invalid port value: 'many'" in said
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = taken.getsockname()[1]
+        code, said = run("--port", str(busy))
+    assert code == 2 and said.strip() == f"papo: cannot listen on 127.0.0.1:{busy}: Address already in use"
