@@ -2,7 +2,10 @@
 import dataclasses
 import logging
 import socket
+import subprocess
+import sys
 
+from chat import ROOT
 from chat.config import Settings
 from chat.server import start_line
 
@@ -57,10 +60,6 @@ def test_the_server_logs_it_at_start(tmp_path, monkeypatch, caplog):
 
 def test_the_command_line_is_checked_before_anything_loads(tmp_path):
     """A port out of range, or one already taken, stops app.py at once with one line and status 2."""
-    import subprocess
-    import sys
-
-    from chat import ROOT
 
     def run(*args):
         done = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
