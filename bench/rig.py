@@ -231,7 +231,6 @@ class Server:
         self.log_path = None
         self.start_s = None
         self.start_cpu_s = None
-        self.quiet_start_cpu_s = None  # a restarted server's first start's CPU (bench/storm.py)
 
     @property
     def papo(self):

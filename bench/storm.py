@@ -38,12 +38,11 @@ def restart(server, how, drain_limit=30.0):
     CHILDREN.procs.pop(old_pid, None)
     quiet_start_cpu = server.start_cpu_s  # its first start's, with no client waiting
     server.start(port=port)
-    server.quiet_start_cpu_s = quiet_start_cpu
     return {"restart": {
         "how": how, "t_signal_wall_s": round(t_signal, 3), "exit_s": round(t_exit - t_signal, 3),
         "drain_forced": forced, "exit_code": exit_code,
         "down_s": round(time.time() - t_signal, 3), "start_s": server.start_s, "old_pid": old_pid,
-        "new_pid": server.pid, "old_server_cpu_s_total": old_cpu,
+        "new_pid": server.pid, "old_server_cpu_s_total": old_cpu, "quiet_start_cpu_s": quiet_start_cpu,
     }}
 
 
@@ -55,7 +54,8 @@ def recovery_cpu(server, run):
     """
     now_cpu = proc_cpu_seconds(server.pid)
     clients = (run.get("result") or {}).get("clients")
-    if now_cpu is None or server.quiet_start_cpu_s is None or not clients:
+    quiet = (run.get("restart") or {}).get("quiet_start_cpu_s")
+    if now_cpu is None or quiet is None or not clients:
         return None
-    cpu = now_cpu - server.quiet_start_cpu_s
+    cpu = now_cpu - quiet
     return {"server_cpu_s_after_start": round(cpu, 2), "server_cpu_us_per_reconnect": round(cpu * 1e6 / clients, 1)}
