@@ -17,6 +17,7 @@ USERNAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 _TOKEN_SALT = "papo-token"
+VERIFIED_TOKENS = 100_000  # tokens whose signature this process remembers having checked, at most
 
 
 class SessionRefused(ChatError):
@@ -36,6 +37,9 @@ class Identity:
         self.throttle = throttle  # a chat.limits.LoginThrottle, or None for no limit on guessing
         self.sessions: Sessions = sessions or Sessions(store, token_ttl)
         self._tokens = URLSafeTimedSerializer(secret_key, salt=_TOKEN_SALT)
+        # {token: (user, session id, signed at)}: a token is checked by its signature once per process;
+        # a reconnect, a second tab or an API call with it again costs a lookup (its age is still checked)
+        self._verified: dict[str, tuple[object, object, int]] = {}
 
     def register(self, username, password):
         """Create a user and return the stored name; conflict when taken, invalid_payload when malformed."""
@@ -97,16 +101,34 @@ class Identity:
 
         fresh reads the session from the database, not from what this process remembers of it.
         """
+        claims = self._claims(token)
+        if claims is None:
+            return None
+        user, session_id = claims
+        session = self.sessions.check(session_id, fresh)
+        return session if session is not None and session.user == user else None
+
+    def _claims(self, token) -> tuple[object, object] | None:
+        """The (user, session id) a token names when its signature holds and it is younger than TOKEN_TTL."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             return None
-        try:
-            claims = self._tokens.loads(token, max_age=self.token_ttl)
-        except (BadSignature, SignatureExpired):
+        known = self._verified.get(token)
+        if known is None:
+            try:
+                claims, signed = self._tokens.loads(token, max_age=self.token_ttl, return_timestamp=True)
+            except (BadSignature, SignatureExpired):
+                return None
+            if not isinstance(claims, dict):
+                return None
+            known = (claims.get("u"), claims.get("s"), int(signed.timestamp()))
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = known
+        user, session_id, signed_at = known
+        if not 0 <= int(time.time()) - signed_at <= self.token_ttl:  # itsdangerous's own rule for max_age
+            self._verified.pop(token, None)
             return None
-        if not isinstance(claims, dict):
-            return None
-        session = self.sessions.check(claims.get("s"), fresh)
-        return session if session is not None and session.user == claims.get("u") else None
+        return user, session_id
 
     def user_for_token(self, token):
         """Return the user a token was issued to, or None when it is forged, malformed, expired or revoked."""

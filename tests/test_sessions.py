@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chat import auth
+from chat.auth import Identity
 from chat.sessions import CACHE_SECONDS, TRUST_SECONDS, Fanout, Lifetimes, Session, Sessions
 from chat.store.queries import SessionRow
 from chat.store.recent import RoomCounters
@@ -327,6 +329,77 @@ def test_a_session_that_seems_expired_is_read_again_a_refresh_may_have_moved_it(
     store.rows["s1"] = SessionRow("ana", 1_120_000, None)  # refreshed on another process
     clock[0], monotonic[0] = 1061.0, 61.0
     assert sessions.check("s1") == Session("s1", "ana", 1120.0) and store.reads == 2
+
+
+class CountingSerializer:
+    """itsdangerous's serializer, counting the signatures it checks."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.checked = 0
+
+    def dumps(self, obj):
+        return self.inner.dumps(obj)
+
+    def loads(self, token, **kwargs):
+        self.checked += 1
+        return self.inner.loads(token, **kwargs)
+
+
+def token_identity(monkeypatch, now):
+    """An Identity over the fake store, its tokens' TTL 60 s, its clock (and itsdangerous's) at now[0]."""
+    monkeypatch.setattr("time.time", lambda: now[0])
+    store = FakeSessionStore()
+
+    def add_session(session_id, user, *_):
+        store.rows[session_id] = SessionRow(user, int((now[0] + 60) * 1000), None)
+
+    store.add_session = add_session  # type: ignore[attr-defined]
+    identity = Identity(store, "k" * 32, 60, sessions=Sessions(store, 60, clock=lambda: now[0]))
+    identity._tokens = CountingSerializer(identity._tokens)  # type: ignore[assignment]
+    return identity, store
+
+
+def test_a_token_s_signature_is_checked_once_and_its_age_every_time(monkeypatch):
+    now = [1_000_000.0]
+    identity, store = token_identity(monkeypatch, now)
+    token = identity.issue_token("ana")["token"]
+    assert identity.user_for_token(token) == "ana"
+    assert identity.user_for_token(token) == "ana" and identity._tokens.checked == 1
+    store.rows = {sid: row._replace(expires_at=10**13) for sid, row in store.rows.items()}  # refreshed elsewhere
+    identity.sessions.forget(None)
+    now[0] += 60
+    assert identity.user_for_token(token) == "ana"  # itsdangerous's bound: an age of max_age still holds
+    now[0] += 1
+    assert identity.user_for_token(token) is None  # the token is too old, remembered or not
+    assert identity.user_for_token(token) is None and identity._tokens.checked == 2
+    now[0] -= 120
+    assert identity.user_for_token(token) is None  # signed in the future: refused, as itsdangerous does
+
+
+def test_a_remembered_token_of_a_revoked_session_is_refused(monkeypatch):
+    now = [1_000_000.0]
+    identity, store = token_identity(monkeypatch, now)
+    token = identity.issue_token("ana")["token"]
+    assert identity.user_for_token(token) == "ana"
+    (session_id,) = store.rows
+    store.rows[session_id] = store.rows[session_id]._replace(revoked_at=1)
+    identity.sessions.forget("ana")
+    assert identity.user_for_token(token) is None and identity._tokens.checked == 1
+
+
+def test_forged_tokens_are_never_remembered_and_the_memory_is_bounded(monkeypatch):
+    now = [1_000_000.0]
+    identity, _ = token_identity(monkeypatch, now)
+    token = identity.issue_token("ana")["token"]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(3):
+        assert identity.user_for_token(forged) is None
+    assert identity._tokens.checked == 3 and forged not in identity._verified
+    monkeypatch.setattr(auth, "VERIFIED_TOKENS", 2)
+    tokens = [identity.issue_token(name)["token"] for name in ("a", "b", "c")]
+    assert [identity.user_for_token(t) for t in tokens] == ["a", "b", "c"]
+    assert len(identity._verified) <= 2 and identity.user_for_token(tokens[0]) == "a"
 
 
 def test_extending_a_session_moves_its_connections_and_their_old_deadlines_do_not_count():
