@@ -176,3 +176,32 @@ def test_a_change_reaches_the_recent_window_a_rejoin_reads(tmp_path):
         assert db.messages_before("a", None, 10)[1] == changed
     finally:
         db.close()
+
+
+def test_a_restarted_server_knows_its_rooms_and_read_marks_before_its_first_client(tmp_path):
+    url = f"sqlite:///{tmp_path}/restart.db"
+    db = Store(url)
+    db.migrate()
+    db.claim()
+    db.append("a", "ana", "m", 1, None)
+    db.change_message("a", 1, edit("m, fixed"))
+    db.create_room("secret", "ana", True, 1)
+    db.mark_room_read("a", "Bo", 1)
+    db.close()
+    db = Store(url)
+    db.migrate()
+    db.claim()
+    try:
+        def no_read(work, *args):
+            raise AssertionError(f"read the database: {work.__name__}{args}")
+
+        db._read = no_read  # type: ignore[method-assign]
+        assert db.last_rev("a") == 1 and db.last_rev("empty") == 0
+        assert db.last_read("a", "bo") == 1 and db.last_read("a", "ana") == 0
+        assert db.room_privacy("a") == (False, None)
+        db.ensure_room("a")
+        assert db.mark_room_read("a", "ana", 1) == (1, 1) and db.last_read("a", "ANA") == 1
+        with pytest.raises(AssertionError, match="read the database"):
+            db.room_privacy("secret")  # a private room's privacy is read each time, as before
+    finally:
+        db.close()

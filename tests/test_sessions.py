@@ -417,6 +417,18 @@ def test_extending_a_session_moves_its_connections_and_their_old_deadlines_do_no
     assert [event for event, _, _ in server.sent].count("session_ended") == 2 and lifetimes.bound == {}
 
 
+def test_room_counters_loaded_whole_answer_0_for_the_missing_until_a_table_overflows():
+    counters = RoomCounters(size=2)
+    assert counters.last_rev("a") is None and counters.last_read("a", "ana") is None
+    assert counters.load({"a": 3}, {("a", "ana"): 2})
+    assert counters.last_rev("a") == 3 and counters.last_rev("new") == 0
+    assert counters.last_read("a", "ANA") == 2 and counters.last_read("a", "bo") == 0
+    counters.keep_rev("b", 1)
+    counters.keep_rev("c", 1)  # overflows: cleared, so a missing room is unknown again
+    assert counters.last_rev("c") == 1 and counters.last_rev("a") is None and counters.last_read("a", "bo") is None
+    assert not RoomCounters(size=1).load({"a": 1, "b": 1}, {})  # too many: nothing held, reads as before
+
+
 def test_room_counters_keep_the_larger_value_and_refuse_a_read_that_a_clear_overtook():
     counters = RoomCounters(size=2)
     generation = counters.generation

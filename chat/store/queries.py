@@ -81,6 +81,16 @@ def create_room(tx: Tx, name: str, owner: str, private: bool, now: int) -> int:
     return room_id
 
 
+def rooms_and_marks(tx: Tx, limit: int) -> tuple[list[tuple[str, bool, int]], dict[tuple[str, str], int]]:
+    """(name, private, last_rev) of every room and {(room, username key): last_read} of every read mark;
+    at most limit + 1 of each, so that a caller can tell there are more."""
+    rooms = [(name, bool(private), rev) for name, private, rev in
+             tx.rows("SELECT name, private, last_rev FROM rooms LIMIT ?", (limit + 1,))]
+    marks = tx.rows("SELECT r.name, rr.username_key, rr.last_read FROM room_reads rr "
+                    "JOIN rooms r ON r.id = rr.room_id LIMIT ?", (limit + 1,))
+    return rooms, {(name, key): mark for name, key, mark in marks}
+
+
 def room_privacy(tx: Tx, name: str) -> tuple[bool, str | None] | None:
     found = tx.row("SELECT private, owner FROM rooms WHERE name = ?", (name,))
     return None if found is None else (bool(found[0]), found[1])

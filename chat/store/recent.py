@@ -113,6 +113,8 @@ class RoomCounters:
 
     Both only ever grow, so a value read from the database is kept as the larger of it and what the
     writer set meanwhile; a read that started before the table was cleared is not kept at all.
+    Loaded whole at claim (`load`), the tables are complete: a room or mark missing from them is 0,
+    as in the database, until a table overflows and is cleared.
     Shape: revs {room: last_rev}; marks {(room, username key): last_read}; generation, bumped by clear.
     """
 
@@ -122,12 +124,21 @@ class RoomCounters:
         self.marks: dict[tuple[str, str], int] = {}
         self.size = size
         self.generation = 0
+        self.complete = False
+
+    def load(self, revs: dict[str, int], marks: dict[tuple[str, str], int]) -> bool:
+        """Hold every room's last_rev and every read mark (keys lowercased) read before any write; False: too many."""
+        if len(revs) > self.size or len(marks) > self.size:
+            return False
+        with self._lock:
+            self.revs, self.marks, self.complete = dict(revs), dict(marks), True
+        return True
 
     def last_rev(self, room: str) -> int | None:
-        return self.revs.get(room)
+        return self.revs.get(room, 0 if self.complete else None)
 
     def last_read(self, room: str, user: str) -> int | None:
-        return self.marks.get((room, user.lower()))
+        return self.marks.get((room, user.lower()), 0 if self.complete else None)
 
     def keep_rev(self, room: str, rev: int, generation: int | None = None) -> None:
         """Keep a room's last_rev (the writer's, or one read when generation is still the one given)."""
@@ -144,4 +155,5 @@ class RoomCounters:
             if len(table) >= self.size:
                 table.clear()
                 self.generation += 1
+                self.complete = False
             table[key] = max(value, table.get(key, value))

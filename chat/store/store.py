@@ -86,6 +86,19 @@ class Store:
             self.none_unread = NoneUnread(self.lanes.os_lock(), self.connector.foreign_writes)
             self.counters = RoomCounters(lock=self.lanes.os_lock())
             self._commits.counters = {}
+            self._know_rooms(self.counters)
+
+    def _know_rooms(self, counters: RoomCounters) -> None:
+        """Read every room (its privacy and last_rev) and every read mark once, before the first client.
+
+        A restarted server's clients all come back at once and join before any read has come back:
+        without this, each join asked the database for its room's privacy, last_rev and read mark
+        (about two reads a client in a storm of 10,000).
+        """
+        rooms, marks = self.lanes.call(self._writer, self.connector.read, queries.rooms_and_marks, counters.size)
+        self._known_rooms.update(name for name, _, _ in rooms)
+        self._public_rooms.update(name for name, private, _ in rooms if not private)
+        counters.load({name: rev for name, _, rev in rooms}, marks)
 
     def close(self) -> None:
         self._writer.close()
