@@ -95,7 +95,10 @@ class Store:
         without this, each join asked the database for its room's privacy, last_rev and read mark
         (about two reads a client in a storm of 10,000).
         """
-        rooms, marks = self.lanes.call(self._writer, self.connector.read, queries.rooms_and_marks, counters.size)
+        try:  # at start-up, before any client: on this thread, on a connection of its own
+            rooms, marks = self.connector.read(queries.rooms_and_marks, counters.size)
+        finally:
+            self.connector.release()
         self._known_rooms.update(name for name, _, _ in rooms)
         self._public_rooms.update(name for name, private, _ in rooms if not private)
         counters.load({name: rev for name, _, rev in rooms}, marks)
