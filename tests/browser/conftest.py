@@ -158,17 +158,36 @@ def server(tmp_path):
         yield proc
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, so that a fixture's teardown can tell that the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def person(chromium, server):
-    """Make a registered user with their own browser context: person(prefix="alice")."""
-    contexts = []
+def person(request, chromium, server):
+    """Make a registered user with their own browser context: person(prefix="alice").
+
+    When the test fails, what each page saw (its address, script errors, console errors) and the
+    server's last log lines go into the failure's report.
+    """
+    contexts, people = [], []
 
     def make(prefix="user", register=True, viewport=None):
         context = chromium.new_context(viewport=viewport or {"width": 1280, "height": 800})
         contexts.append(context)
         someone = Person(context, server.url, f"{prefix}{next(_names)}")
+        people.append(someone)
         return someone.register() if register else someone
 
     yield make
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        seen = [f"{p.name}: pages {[page.url for page in p.context.pages]}, script errors {p.errors}, "
+                f"console errors {p.console_errors}, dialogs {p.dialogs}" for p in people]
+        report.sections.append(("what the pages saw", "\n".join(seen)))
+        report.sections.append(("server log", server.log_tail(60)))
     for context in contexts:
         context.close()
