@@ -160,19 +160,21 @@ def server(tmp_path):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Keep each phase's report on the test, so that a fixture's teardown can tell that the test failed."""
+    """Put what each page saw (its address, script and console errors) and the server's log in a failed report."""
     outcome = yield
     report = outcome.get_result()
-    setattr(item, f"report_{report.when}", report)
+    make, server = getattr(item, "funcargs", {}).get("person"), getattr(item, "funcargs", {}).get("server")
+    if report.when == "call" and report.failed and make is not None:
+        report.sections.append(("what the pages saw", "\n".join(
+            f"{p.name}: pages {[page.url for page in p.context.pages]}, script errors {p.errors}, "
+            f"console errors {p.console_errors}, dialogs {p.dialogs}" for p in make.people)))
+        if server is not None:
+            report.sections.append(("server log", server.log_tail(60)))
 
 
 @pytest.fixture
-def person(request, chromium, server):
-    """Make a registered user with their own browser context: person(prefix="alice").
-
-    When the test fails, what each page saw (its address, script errors, console errors) and the
-    server's last log lines go into the failure's report.
-    """
+def person(chromium, server):
+    """Make a registered user with their own browser context: person(prefix="alice")."""
     contexts, people = [], []
 
     def make(prefix="user", register=True, viewport=None):
@@ -182,12 +184,7 @@ def person(request, chromium, server):
         people.append(someone)
         return someone.register() if register else someone
 
+    make.people = people  # type: ignore[attr-defined]  # for a failure's report
     yield make
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        seen = [f"{p.name}: pages {[page.url for page in p.context.pages]}, script errors {p.errors}, "
-                f"console errors {p.console_errors}, dialogs {p.dialogs}" for p in people]
-        report.sections.append(("what the pages saw", "\n".join(seen)))
-        report.sections.append(("server log", server.log_tail(60)))
     for context in contexts:
         context.close()
