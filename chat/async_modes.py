@@ -43,6 +43,18 @@ def short_lock():
     return threading.Lock()
 
 
+def os_select(rlist: list, wlist: list, xlist: list, timeout: float) -> tuple[list, list, list]:
+    """select.select as the OS gives it, for an OS thread: there a green select has no loop to wait on."""
+    if _patched("eventlet"):
+        from eventlet import patcher
+        return patcher.original("select").select(rlist, wlist, xlist, timeout)
+    if _patched("gevent"):
+        from gevent import monkey
+        return monkey.get_original("select", "select")(rlist, wlist, xlist, timeout)
+    import select
+    return select.select(rlist, wlist, xlist, timeout)
+
+
 def cooperation(async_mode):
     """A call that lets every other ready green thread run once; None with OS threads."""
     if async_mode == "eventlet":

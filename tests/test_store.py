@@ -263,7 +263,35 @@ def test_one_batch_numbers_each_rooms_messages_in_order_creates_new_rooms_and_re
         assert {m["id"] for m in stored} >= {m["id"] for m, _ in outcomes if m["room"] == room}
 
 
+def test_a_batch_stores_each_item_once_in_rooms_old_and_new_and_tells_what_it_created(store):
+    """The writer's batch: one statement where the rooms exist, a transaction that creates the others,
+    items one by one when a client_id was stored before; only what it created is told, in the writer."""
+    store.ensure_room("old")
+    store.append("old", "ana", "earlier", 1, "taken")
+    told: list[dict] = []
+    store._commits._committed = told.extend
+    items = [("old", "ana", "1", 2, "x"), ("new", "bo", "2", 2, None), ("old", "ana", "repeat", 2, "x"),
+             ("new", "bo", "3", 2, "y"), ("old", "cy", "4", 2, None)]
+    outcomes = store._commits.run(items)
+    assert [(ok, m["room"], m["seq"], m["text"], created) for ok, (m, created) in outcomes] == [
+        (True, "old", 2, "1", True), (True, "new", 1, "2", True), (True, "old", 2, "1", False),
+        (True, "new", 2, "3", True), (True, "old", 3, "4", True)]
+    assert sorted((m["room"], m["seq"]) for m in told) == [("new", 1), ("new", 2), ("old", 2), ("old", 3)]
+    told.clear()
+    outcomes = store._commits.run([("old", "ana", "again", 3, "taken"), ("old", "dee", "5", 3, None)])
+    assert [(m["text"], m["seq"], created) for _, (m, created) in outcomes] == [("earlier", 1, False), ("5", 4, True)]
+    assert [m["text"] for m in told] == ["5"]
+    assert [m["seq"] for m in store.messages_after("old", 0, 10)] == [1, 2, 3, 4]
+    if store.connector.postgres:  # the statement committed by itself: the writer holds no transaction open
+        import psycopg
+
+        writer = store.connector._writer
+        assert (writer.info.transaction_status, writer.autocommit) == (psycopg.pq.TransactionStatus.IDLE, False)
+
+
 def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_path):
+    """A server that closes the writer's connection says so before it goes: the writer sees it, with no
+    round trip, and stores on a new connection."""
     need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
     import psycopg
 
@@ -271,7 +299,7 @@ def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_pat
         store.append("r", "ana", "before", 1, "c1")
         backend = store.connector._writer.info.backend_pid
         with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone() == (True,)
+            assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", (backend,)).fetchone() == (True,)
         message, created = store.append("r", "ana", "after", 2, "c2")  # at once: no idle ping saves it
         assert created and message["seq"] == 2
         assert store.connector._writer.info.backend_pid != backend

@@ -5,7 +5,7 @@ threads ask for the same thing together: a commit each, the same room's privacy,
 unread notifications. A batch turns those into one lane job, and identical reads into one read.
 """
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import queries
@@ -109,38 +109,57 @@ class GroupCommit(Batcher):
         return self.queue(item)
 
     def run(self, items: list[queries.Item]) -> list[Outcome]:
+        outcomes = self._outcomes(items, self._store)
+        if self._committed is not None:
+            self._committed([value[0] for ok, value in outcomes if ok and value[1]])
+        return outcomes
+
+    def _outcomes(self, items: list[queries.Item], store: Callable[[list[queries.Item]], Sequence]) -> list[Outcome]:
+        """Store the items; those of rooms that store found missing go to a transaction that creates them."""
         try:
-            stored = self._store(items)
+            stored = store(items)
         except self._connector.integrity_errors:
             if len(items) == 1:
                 return [self._known(items[0])]
-            return [outcome for item in items for outcome in self.run([item])]
+            return [outcome for item in items for outcome in self._outcomes([item], store)]
         except Exception as error:
             return [(False, error)] * len(items)
-        if self._committed is not None:
-            self._committed([message for message, created in stored if created])
-        return [(True, outcome) for outcome in stored]
+        outcomes: list[Outcome] = [(True, outcome) for outcome in stored]
+        missing = [i for i, outcome in enumerate(stored) if outcome is None]
+        if missing:
+            created = self._outcomes([items[i] for i in missing], self._store_creating_rooms)
+            for i, outcome in zip(missing, created, strict=True):
+                outcomes[i] = outcome
+        return outcomes
 
-    def _store(self, items: list[queries.Item]) -> list[tuple[dict, bool]]:
-        """Store the batch: numbered from the counters in one statement when they know its rooms, else in a transaction.
+    def _store(self, items: list[queries.Item]) -> Sequence[tuple[dict, bool] | None]:
+        """Store the batch in one statement where its rooms exist: None for an item whose room does not.
 
-        The writer waits for the GIL after each step of a statement while the event loop is busy: a
-        transaction of four statements made a batch wait six times, one INSERT once.
+        The writer waits for the GIL after each step of a statement while the event loop is busy, and
+        on PostgreSQL a transaction's every statement is a round trip with the rooms' rows locked: a
+        transaction of four statements made a batch wait six times, one statement once. SQLite's batch
+        is numbered from the counters when this process is the file's only server and they know its rooms.
         """
+        if self._connector.postgres:
+            return self._connector.write_alone(queries.insert_into_rooms, items)
         counters = self.counters
         if counters is None:
-            return self._connector.write(queries.insert_messages, items, self._now())
+            return self._store_creating_rooms(items)
         if len(counters) >= self.max_counted_rooms:
             counters.clear()  # a room forgotten is read again on its next message
-        rooms = {item[0] for item in items}
-        unknown = [room for room in rooms if room not in counters]
+        unknown = [room for room in {item[0] for item in items} if room not in counters]
         if unknown:
             counters.update(self._connector.read(queries.room_counters, unknown))
-            if any(room not in counters for room in unknown):  # rooms to create: the transaction does
-                for room in rooms:
-                    counters.pop(room, None)
-                return self._connector.write(queries.insert_messages, items, self._now())
+            if any(room not in counters for room in unknown):
+                return [None] * len(items)
         return self._connector.write_alone(queries.insert_messages, items, self._now(), counters)
+
+    def _store_creating_rooms(self, items: list[queries.Item]) -> list[tuple[dict, bool]]:
+        """Store the batch in a transaction that creates its missing rooms."""
+        if self.counters is not None:
+            for room in {item[0] for item in items}:
+                self.counters.pop(room, None)  # the transaction moves their last seq: read again on the next message
+        return self._connector.write(queries.insert_messages, items, self._now())
 
     def _known(self, item: queries.Item) -> Outcome:
         """The stored message of an item whose client_id was taken, or the error that refused it."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine
 
-from .. import internals
+from .. import async_modes, internals
 from ..config import SettingError
 
 log = logging.getLogger(__name__)
@@ -235,9 +235,30 @@ class PooledConnector:
         self._used = time.monotonic()
         return result
 
+    def write_alone(self, work: Work, *args: Any) -> Any:
+        """`work(tx, *args)` of one statement in autocommit mode, which commits it by itself; on the writer only.
+
+        One round trip, where a transaction takes two. A connection that breaks meanwhile raises, as
+        the outcome is not known; one the server closed before is found first (_writer_connection).
+        """
+        conn = self._writer_connection()
+        conn.autocommit = True
+        try:
+            return work(Tx(conn.cursor(), True), *args)
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+            self._used = time.monotonic()
+
     def _writer_connection(self) -> Any:
+        """The writer's connection, pinged first when idle for a while or when the server sent something unasked.
+
+        An idle connection has nothing to read unless its server is closing it (a restart, an
+        administrator's pg_terminate_backend), which it says before it goes: one select, no round trip.
+        """
         conn = self._writer
-        if conn is not None and not conn.broken and time.monotonic() - self._used > self.PING_AFTER_SECONDS:
+        if conn is not None and not conn.broken and (time.monotonic() - self._used > self.PING_AFTER_SECONDS
+                                                     or _readable(conn)):
             try:
                 conn.execute("SELECT 1")
                 conn.rollback()
@@ -264,6 +285,11 @@ class PooledConnector:
     def close(self) -> None:
         self.release()
         self.engine.dispose()
+
+
+def _readable(conn: Any) -> bool:
+    """Whether the connection's socket has something to read, without waiting (the OS's select, not a green one)."""
+    return bool(async_modes.os_select([conn.fileno()], [], [], 0)[0])
 
 
 def _read_on(raw: Any, work: Work, args: tuple) -> Any:

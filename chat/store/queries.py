@@ -161,11 +161,38 @@ Counters = dict[str, list[int]]  # {room name: [room id, last seq]}, kept by the
 
 
 def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | None = None) -> list[tuple[dict, bool]]:
-    """Store the items with their rooms' next seqs; (message, created) for each, in order.
+    """Store the items with their rooms' next seqs, creating missing rooms; (message, created) for each, in order.
 
     A client_id repeated within the batch gets the first one's message. One already stored fails
     the whole batch on the unique constraint: the caller then stores the items one by one. With
     counters (SQLite, every room of the batch in them) the batch is one INSERT numbered from them.
+    """
+    if counters is not None:
+        return _first_of_each(items, lambda fresh: _insert_counted(tx, fresh, counters))
+    if not tx.postgres:
+        return _first_of_each(items, lambda fresh: _insert_sqlite(tx, fresh, now))
+    stored = _first_of_each(items, lambda fresh: _insert_postgres(tx, fresh))
+    missing = [i for i, outcome in enumerate(stored) if outcome is None]
+    if missing:  # rooms no one joined yet: create them, then store their items
+        room_ids(tx, sorted({items[i][0] for i in missing}), now)
+        for i, outcome in zip(missing, insert_into_rooms(tx, [items[i] for i in missing]), strict=True):
+            stored[i] = outcome
+    return stored
+
+
+def insert_into_rooms(tx: Tx, items: list[Item]) -> list[tuple[dict, bool] | None]:
+    """PostgreSQL: store the items of rooms that exist in one statement; (message, created) for each, None where none.
+
+    In autocommit mode the statement is its own transaction: one round trip for a batch, its rooms'
+    rows held only while PostgreSQL runs it and commits.
+    """
+    return _first_of_each(items, lambda fresh: _insert_postgres(tx, fresh))
+
+
+def _first_of_each(items: list[Item], insert: Callable[[list[Item]], list[tuple[int, int] | None]]) -> list[Any]:
+    """(message, created) of each item, inserting only the first of those that repeat a client_id.
+
+    insert gives (id, seq) of each item it is given, or None for one it could not store.
     """
     outcomes: list[Any] = [None] * len(items)
     first_of: dict[tuple, int] = {}  # {(room, author, client_id): index of its first item in this batch}
@@ -178,17 +205,14 @@ def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | No
                 continue
             first_of[key] = index
         fresh.append(index)
-    fresh_items = [items[i] for i in fresh]
-    if counters is not None:
-        numbered = _insert_counted(tx, fresh_items, counters)
-    else:
-        numbered = (_insert_postgres if tx.postgres else _insert_sqlite)(tx, fresh_items, now)
-    for index, (row_id, seq) in zip(fresh, numbered, strict=True):
-        room, author, text, ts, client_id = items[index]
-        outcomes[index] = (wire.message(row_id, room, seq, author, text, ts, client_id), True)
+    for index, numbered in zip(fresh, insert([items[i] for i in fresh]), strict=True):
+        if numbered is not None:
+            room, author, text, ts, client_id = items[index]
+            outcomes[index] = (wire.message(numbered[0], room, numbered[1], author, text, ts, client_id), True)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, int):
-            outcomes[index] = (outcomes[outcome][0], False)
+            first = outcomes[outcome]
+            outcomes[index] = None if first is None else (first[0], False)
     return outcomes
 
 
@@ -204,45 +228,42 @@ def _insert_sqlite(tx, items, now):
     return [(row_id, row[1]) for row_id, row in zip(_insert_rows(tx, rows), rows, strict=True)]
 
 
-# On PostgreSQL a batch's transaction holds its rooms' rows from its first statement to its COMMIT,
-# and every other process's batch to those rooms waits meanwhile. So a batch is one pipeline, one
-# round trip however many rooms: the rooms' counters moved by name, in name order (two processes'
-# batches lock rows in the same order and never deadlock), then one INSERT that reads each room's
-# new last_seq and numbers its messages back from it.
+# On PostgreSQL a batch's statement holds its rooms' rows until its transaction commits, and every
+# other process's batch to those rooms waits meanwhile. So a batch is one statement: it locks its rooms
+# in name order (two processes' batches never deadlock), moves their counters and inserts the messages
+# numbered back from each room's new last_seq. In autocommit mode it commits by itself (insert_into_rooms).
+_INSERT_POSTGRES = (
+    "WITH batch AS MATERIALIZED (SELECT * FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], "
+    "?::text[]) AS b(room, back, author, text, ts, client_id)), "
+    "counts AS (SELECT room, count(*) AS n FROM batch GROUP BY room), "
+    "locked AS MATERIALIZED (SELECT id FROM rooms WHERE name IN (SELECT room FROM counts) ORDER BY name FOR UPDATE), "
+    "moved AS (UPDATE rooms SET last_seq = rooms.last_seq + counts.n FROM counts "
+    "WHERE rooms.name = counts.room AND rooms.id IN (SELECT id FROM locked) "
+    "RETURNING rooms.id, rooms.name, rooms.last_seq), "
+    "added AS (INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
+    "SELECT moved.id, moved.last_seq - batch.back, batch.author, batch.text, batch.ts, batch.client_id "
+    "FROM batch JOIN moved ON moved.name = batch.room RETURNING id, room_id, seq) "
+    "SELECT added.id, moved.name, added.seq FROM added JOIN moved ON moved.id = added.room_id")
 
-def _insert_postgres(tx, items, now):
-    """Insert the items with their rooms' next seqs, in one round trip; (id, seq) of each, in order."""
+
+def _insert_postgres(tx, items):
+    """Insert the items of existing rooms numbered on from their last seqs, in one statement; (id, seq) or None each."""
     if not items:
         return []
-    counts = Counter(item[0] for item in items)
-    left = Counter(counts)
+    left = Counter(item[0] for item in items)
     backs = []  # per item: how many of its room's items come after it in the batch
     for room, *_ in items:
         left[room] -= 1
         backs.append(left[room])
-    with tx.cursor.connection.pipeline():
-        for room in sorted(counts):
-            tx.run("UPDATE rooms SET last_seq = last_seq + ? WHERE name = ?", (counts[room], room))
-        stored = tx.rows(
-            "WITH added AS (INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
-            "SELECT rooms.id, rooms.last_seq - batch.back, batch.author, batch.text, batch.ts, batch.client_id "
-            "FROM unnest(?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[]) "
-            "AS batch(room, back, author, text, ts, client_id) JOIN rooms ON rooms.name = batch.room "
-            "RETURNING id, room_id, seq) "
-            "SELECT added.id, rooms.name, added.seq FROM added JOIN rooms ON rooms.id = added.room_id",
-            ([item[0] for item in items], backs, [item[1] for item in items], [item[2] for item in items],
-             [item[3] for item in items], [item[4] for item in items]))
+    stored = tx.rows(_INSERT_POSTGRES, ([item[0] for item in items], backs, [item[1] for item in items],
+                                        [item[2] for item in items], [item[3] for item in items],
+                                        [item[4] for item in items]))
     ids = {(name, seq): row_id for row_id, name, seq in stored}
     last: dict[str, int] = {}
     for _, name, seq in stored:
         last[name] = max(seq, last.get(name, 0))
-    missing = counts.keys() - last.keys()
-    if missing:  # rooms no one joined yet: create them, then store their items
-        room_ids(tx, sorted(missing), now)
-        later = dict(zip((i for i, item in enumerate(items) if item[0] in missing),
-                         _insert_postgres(tx, [item for item in items if item[0] in missing], now), strict=True))
-    return [later[i] if item[0] in missing else (ids[item[0], last[item[0]] - back], last[item[0]] - back)
-            for i, (item, back) in enumerate(zip(items, backs, strict=True))]
+    return [(ids[room, last[room] - back], last[room] - back) if room in last else None
+            for (room, *_), back in zip(items, backs, strict=True)]
 
 
 # On SQLite the writer is an OS thread that gives up the GIL at every step of a statement, and gets it
