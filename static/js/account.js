@@ -34,24 +34,31 @@ function confirmDialog() {
 export function wireLogout(form, storage, { before = () => {} } = {}) {
   if (!form) return;
   let confirmed = false;
+  let dialog = null;
   const leave = () => {
     confirmed = true;
     before();
     storage.clear();
     form.submit();
   };
+  // One listener for the dialog's life: a close event is a task of its own, and under load the one of
+  // an earlier answer can arrive after the dialog opened again; it must not take the new opening's answer.
+  const answered = () => {
+    if (dialog.open) return;
+    if (dialog.returnValue === "discard") leave();
+    else form.querySelector("button")?.focus();
+  };
   form.addEventListener("submit", (event) => {
     if (confirmed) return;
     event.preventDefault();
     const count = unsentCount(storage);
     if (!count) { leave(); return; }
-    const dialog = document.getElementById("logout-confirm") || confirmDialog();
+    if (!dialog) {
+      dialog = document.getElementById("logout-confirm") || confirmDialog();
+      dialog.addEventListener("close", answered);
+    }
     dialog.querySelector("#logout-confirm-text").textContent = lossWarning(count);
     dialog.querySelector("#logout-discard").textContent = `Log out and delete ${count === 1 ? "it" : `${count} messages`}`;
-    dialog.addEventListener("close", () => {
-      if (dialog.returnValue === "discard") leave();
-      else form.querySelector("button")?.focus();
-    }, { once: true });
     dialog.returnValue = "";
     dialog.showModal();
     dialog.querySelector("#logout-stay").focus();

@@ -144,3 +144,30 @@ def test_logging_out_with_unsent_messages_asks_first_and_names_how_many(person):
     page.wait_for_url(re.compile(r"/login"))
     assert stored_keys(page, ana.name) == []
     assert ana.errors == []
+
+
+def test_a_late_close_of_the_unsent_dialog_does_not_take_the_next_answer(person):
+    """The dialog's close event is a task of its own: under load the one of an answer (Escape) may come
+    after the dialog opened again. It must not take the answer of the new opening (which then did nothing)."""
+    ana = person("ana")
+    page = ana.open_room("general")
+    ana.cut_off()
+    page.reload()
+    page.wait_for_selector('#connection:not([data-status="online"])')
+    ana.say("unsent")
+    expect(page.locator("#messages li[data-status=pending]")).to_have_count(1)
+    page.get_by_role("button", name="Log out").click()
+    dialog = page.get_by_role("dialog", name="Unsent messages")
+    expect(dialog).to_be_visible()
+    # closed and opened again within one task: the first close event is dispatched after the reopening
+    page.evaluate("""() => {
+        document.getElementById("logout-confirm").close();
+        document.querySelector('form[data-form="logout"]').requestSubmit();
+    }""")
+    expect(dialog).to_be_visible()
+    page.wait_for_timeout(100)  # the late close event has been dispatched by now
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Log out and delete it").click()
+    page.wait_for_url(re.compile(r"/login"), timeout=5000)
+    assert stored_keys(page, ana.name) == []
+    assert ana.errors == []
