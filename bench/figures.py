@@ -429,10 +429,26 @@ def scaling_figures(res):
         groups.setdefault(key, {"label": run.get("config"), "fanout": [], "latency": []})
         groups[key][run["workload"]].append(run)
     return {key: {"label": g["label"], "fanout": entry(g["fanout"], "result.deliveries_per_s"),
+                  "busy": entry(g["fanout"], busy_cores), "servers_busy": entry(g["fanout"], server_cores),
                   "p50": entry(g["latency"], latency_of("p50")),
                   "p99": entry(g["latency"], latency_of("p99")),
                   "delivered": entry(g["latency"], "result.delivered_ratio")}
             for key, g in groups.items()}
+
+
+def server_cores(run: dict) -> float | None:
+    """The cores the run's server processes kept busy, on average over its invocation."""
+    wall, srv = run.get("wall_s"), run.get("server_cpu_s")
+    return None if not wall or srv is None else srv / wall
+
+
+def busy_cores(run: dict) -> float | None:
+    """The cores the whole machine kept busy during the run: servers, generator and every other process."""
+    servers, wall = server_cores(run), run.get("wall_s")
+    gen, others = run.get("generator_cpu_s"), run.get("others_cpu_cores")
+    if servers is None or gen is None or others is None or not wall:
+        return None
+    return servers + gen / wall + others
 
 
 STRESS_GOALS = [  # key, label, comparison, target

@@ -154,9 +154,11 @@ def scaling_section(res):
              "processes share one PostgreSQL database (created for the run, dropped after) and, with Redis, a "
              "redis-server the benchmark starts for itself; the reference's share socket.io's Redis adapter. "
              f"**On this machine's {cores} cores the processes, the load generator and Redis share the CPUs**: "
-             "figures with more processes than cores are lower bounds of what the processes would do alone.", "",
+             "figures with more processes than cores are lower bounds of what the processes would do alone. "
+             f"*Cores busy* is the machine's CPU during the fan-out runs, of {cores}: the servers' (in brackets), "
+             "the generator's and every other process's (Redis, PostgreSQL) together.", "",
              *columns("server", "processes", "Redis", "fan-out deliveries/s", "/ Papo 1 process without Redis",
-                      "/ its 1 process", "p50 ms", "p99 ms", "delivered", "runs")]
+                      "/ its 1 process", "cores busy (servers)", "p50 ms", "p99 ms", "delivered", "runs")]
     for (kind, n, redis), f in figs.items():
         base = ref_one if kind == "reference" else one
         runs = f["p99"][2]
@@ -164,6 +166,7 @@ def scaling_section(res):
         lines.append(f"| {SERVER_NAMES.get(kind, kind)} | {n} | {'yes' if redis else 'no'} | "
                      f"{spread([get(r, 'result.deliveries_per_s') for r in f['fanout'][2]])} | "
                      f"{ratio_text(_div(f['fanout'][0], one))} | {ratio_text(_div(f['fanout'][0], base))} | "
+                     f"{fmt(f['busy'][0])} ({fmt(f['servers_busy'][0])}) | "
                      f"{fmt(f['p50'][0])} | {fmt(f['p99'][0])}{mark} | {fmt(f['delivered'][0], 4)} | "
                      f"{len(f['fanout'][1])}/{len(f['fanout'][2])} |")
     return lines + ["", "![scaling over processes](img/bench_scaling.png)", ""]

@@ -101,6 +101,16 @@ def test_scaling_figures_by_server_processes_and_redis():
     assert f[("eventlet", 1, False)]["p99"][0] is None
 
 
+def test_the_cores_busy_in_a_run_are_the_servers_the_generator_and_the_others_together():
+    run = dict(scaling_run("eventlet", 2, True, "fanout", 900_000), wall_s=5.0, server_cpu_s=5.5, generator_cpu_s=3.0,
+               others_cpu_cores=0.25)
+    assert figures.server_cores(run) == pytest.approx(1.1)
+    assert figures.busy_cores(run) == pytest.approx(1.1 + 0.6 + 0.25)
+    assert figures.busy_cores(dict(run, server_cpu_s=None)) is None  # a server restarted meanwhile
+    f = figures.scaling_figures(results(run))[("eventlet", 2, True)]
+    assert f["busy"][0] == pytest.approx(1.95) and f["servers_busy"][0] == pytest.approx(1.1)
+
+
 def goals_of(res):
     return {g[0]: g for g in figures.stress_goals(res)}
 
