@@ -274,6 +274,7 @@ class Report:
     stored_before: int
     refusals: int
     rss_mb: list
+    phases: dict = field(default_factory=dict)  # {phase: seconds}: set up, chaos, drain, catch-up
 
     def line(self):
         return (f"chaos: {self.seconds:.0f} s, {self.clients} clients in {self.rooms} rooms, "
@@ -282,7 +283,8 @@ class Report:
                 f"{self.acked} acked, {self.stored} stored; lost = {self.lost}, duplicated = {self.duplicated}, "
                 f"seq gaps = {self.gaps}, views differing from the database = {self.view_mismatches} "
                 f"({self.redeliveries} repeated deliveries, {self.resends} resends of which "
-                f"{self.stored_before} found stored already, {self.refusals} refusals)")
+                f"{self.stored_before} found stored already, {self.refusals} refusals); seconds per phase: "
+                + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.phases.items()))
 
 
 def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6, kill_every=15.0,
@@ -293,6 +295,15 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
     server = ServerProcess(mode, f"sqlite:///{db_path}", env=env)
     people: list[ChaosClient] = []
     rss: list[float] = []
+    phases = {}
+    began = time.monotonic()
+
+    def phase(name):
+        nonlocal began
+        now = time.monotonic()
+        phases[name] = now - began
+        began = now
+
     try:
         server.start()
         tokens = sign_up(server.url, [f"chaos{n}" for n in range(clients)])
@@ -304,17 +315,19 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
         for person in people:
             person.connect()
         log(f"chaos: {clients} clients connected to {server!r}; running {seconds:.0f} s")
-        began = time.monotonic()
+        phase("set up")
         kills = make_chaos(server, people, rng, seconds, kill_every, drop_every, rss)
-        elapsed = time.monotonic() - began
+        phase("chaos")
         try:
-            drain(people, deadline=time.monotonic() + 60)
+            drain(people, deadline=time.monotonic() + 60, log=log)
         except AssertionError as error:
             raise AssertionError(f"{error}\nserver log:\n{server.log_tail(60)}") from None
+        phase("drain")
         stored, last = database_rooms(db_path)
         catch_up(people, last, deadline=time.monotonic() + 60)
+        phase("catch-up")
         rss.append(round(server.rss() / 2**20, 1))
-        return verify(people, stored, last, elapsed, kills, rss)
+        return verify(people, stored, last, phases, kills, rss)
     finally:
         for person in people:
             person.close()
@@ -392,8 +405,13 @@ def wait_for_sending(people, timeout):
         time.sleep(0.001)
 
 
-def drain(people, deadline):
-    """Stop writing and let every outbox empty (all acked); raise if one never does."""
+def drain(people, deadline, log=print, slow=10.0):
+    """Stop writing and let every outbox empty (all acked); raise if one never does.
+
+    A drain slower than `slow` seconds logs, once, the state of each client still waiting: a slow
+    drain that passes is a loss of progress too, and needs its cause.
+    """
+    told = time.monotonic() + slow
     while time.monotonic() < deadline:
         now = time.monotonic()
         waiting = 0
@@ -405,6 +423,10 @@ def drain(people, deadline):
             waiting += len(person.outbox)
         if not waiting:
             return
+        if told is not None and now > told:
+            told = None
+            slow_ones = {p.name: p.state() for p in people if p.outbox}
+            log(f"chaos: still draining after {slow:.0f} s: {json.dumps(slow_ones, default=str)[:6000]}")
         time.sleep(0.05)
     stuck = {p.name: p.state() for p in people if p.outbox}
     raise AssertionError(f"outboxes never drained: {json.dumps(stuck, default=str)[:6000]}")
@@ -425,7 +447,7 @@ def catch_up(people, last, deadline):
                         view.add(message)
 
 
-def verify(people, stored, last, elapsed, kills, rss):
+def verify(people, stored, last, phases, kills, rss):
     """Compare every acked message and every client's view with the database."""
     gaps = duplicated = lost = mismatches = 0
     by_client_id: dict[tuple, list] = {}
@@ -454,14 +476,15 @@ def verify(people, stored, last, elapsed, kills, rss):
             if seen != expected:
                 mismatches += 1
     return Report(
-        seconds=elapsed, clients=len(people), rooms=len({room for p in people for room in p.views}), kills=kills,
+        seconds=phases["chaos"], clients=len(people), rooms=len({room for p in people for room in p.views}),
+        kills=kills,
         drops=sum(p.drops for p in people), reconnects=sum(p.connects - 1 for p in people),
         generated=sum(next(p.counter) - 1 for p in people), acked=acked, stored=sum(len(r) for r in stored.values()),
         lost=lost, duplicated=duplicated, gaps=gaps, view_mismatches=mismatches,
         redeliveries=sum(v.deliveries - len(v.messages) for p in people for v in p.views.values()),
         resends=sum(p.resends for p in people), stored_before=sum(p.stored_before for p in people),
         refusals=sum(p.refusals for p in people),
-        rss_mb=rss)
+        rss_mb=rss, phases=phases)
 
 
 def memory_is_flat(rss_mb, warm_share=0.25):
