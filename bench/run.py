@@ -202,7 +202,7 @@ SUITES = {  # name for --only: what it measures
     "latency-disk": "the fixed latency load, 30 s windows, quiet and beside a disk neighbour",
     "storm": "10,000 clients; Papo restarted under them (SIGTERM, kill -9)",
     "scaling": "fan-out and latency over 1-3 processes with Redis and PostgreSQL",
-    "profile": "py-spy over Papo under the disk neighbour and a storm",
+    "profile": "py-spy over Papo under the disk neighbour, the persistence load and a storm",
 }
 
 

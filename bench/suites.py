@@ -164,7 +164,8 @@ def scaling_config(bench, config, redis, database, round_no):
 
 # ------------------------------------------------------------------ where the time goes
 def profiles(bench):
-    """py-spy over Papo under the latency load beside the disk neighbour, and under a storm's restart."""
+    """py-spy over Papo under the latency load beside the disk neighbour, under the persistence load,
+    and under a storm's connect phase."""
     p = bench.plan["profile"]
     if not py_spy():
         bench.runner.notes.append("py-spy is not installed: no profile (make setup-dev installs it)")
@@ -175,6 +176,10 @@ def profiles(bench):
             profile_latency(bench, p)
         else:
             bench.runner.skip("profile under the disk neighbour", "time budget")
+        if bench.budget.fits(p["seconds"] + 10):
+            profile_persist(bench, p)
+        else:
+            bench.runner.skip("profile under the persistence load", "time budget")
         if p.get("storm") and bench.budget.fits(storm_estimate(bench, "eventlet", bench.plan["storm"])):
             profile_storm(bench)
         elif p.get("storm"):
@@ -192,6 +197,19 @@ def profile_latency(bench, p):
     run = None
     try:
         run = latency_once(bench, server, load, True, None, disk.filesystem(bench.runner.workdir), "profile")
+    finally:
+        attach(bench, run, spy)
+        server.stop()
+
+
+def profile_persist(bench, p):
+    load = dict(bench.plan["persist"], duration=p["seconds"])
+    server = bench.server("eventlet")
+    spy = Spy(server.pid, bench.runner.workdir / "profile-persist.txt", seconds=p["seconds"] + 30).start()
+    run = None
+    try:
+        run = bench.runner.loadgen(server, "persist", arg_list(load), section="profile", label="persistence",
+                                   max_seconds=120)
     finally:
         attach(bench, run, spy)
         server.stop()
