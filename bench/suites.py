@@ -192,41 +192,38 @@ def profiles(bench):
 
 def profile_latency(bench, p):
     load = dict(bench.plan["latency_disk"]["load"], duration=p["seconds"])
-    server = bench.server("eventlet")
-    spy = Spy(server.pid, bench.runner.workdir / "profile-latency.txt", seconds=p["seconds"] + 30).start()
-    run = None
-    try:
-        run = latency_once(bench, server, load, True, None, disk.filesystem(bench.runner.workdir), "profile")
-    finally:
-        attach(bench, run, spy)
-        server.stop()
+    where = disk.filesystem(bench.runner.workdir)
+    profiled(bench, "latency", p["seconds"] + 30,
+             lambda server: latency_once(bench, server, load, True, None, where, "profile"))
 
 
 def profile_persist(bench, p):
     load = dict(bench.plan["persist"], duration=p["seconds"])
-    server = bench.server("eventlet")
-    spy = Spy(server.pid, bench.runner.workdir / "profile-persist.txt", seconds=p["seconds"] + 30).start()
-    run = None
-    try:
-        run = bench.runner.loadgen(server, "persist", arg_list(load), section="profile", label="persistence",
-                                   max_seconds=120)
-    finally:
-        attach(bench, run, spy)
-        server.stop()
+    profiled(bench, "persist", p["seconds"] + 30,
+             lambda server: bench.runner.loadgen(server, "persist", arg_list(load), section="profile",
+                                                 label="persistence", max_seconds=120))
 
 
 def profile_storm(bench):
     p = bench.plan["storm"]
     args = arg_list({k: p[k] for k in ("clients", "rooms", "rate", "before", "recover-seconds")})
+    # the connect phase of the first server: a storm's connections as the first start sees them
+    profiled(bench, "storm", p["max_seconds"],
+             lambda server: bench.runner.loadgen(server, "storm", args, section="profile", label="storm: connect",
+                                                 max_seconds=p["max_seconds"], extra={"how": "connect"}),
+             grace=3)  # thousands of connections make a graceful exit slow
+
+
+def profiled(bench, name, seconds, work, grace=5.0):
+    """Run work(server) on a new eventlet server under py-spy (at most `seconds`); its summary joins the run."""
     server = bench.server("eventlet")
-    spy = Spy(server.pid, bench.runner.workdir / "profile-storm.txt", seconds=p["max_seconds"]).start()
+    spy = Spy(server.pid, bench.runner.workdir / f"profile-{name}.txt", seconds=seconds).start()
     run = None
-    try:  # the connect phase of the first server: a storm's connections as the first start sees them
-        run = bench.runner.loadgen(server, "storm", args, section="profile", label="storm: connect",
-                                   max_seconds=p["max_seconds"], extra={"how": "connect"})
+    try:
+        run = work(server)
     finally:
         attach(bench, run, spy)
-        server.stop(grace=3)
+        server.stop(grace=grace)
 
 
 def attach(bench, run, spy):

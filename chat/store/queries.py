@@ -171,7 +171,7 @@ def insert_messages(tx: Tx, items: list[Item], now: int, counters: Counters | No
         return _first_of_each(items, lambda fresh: _insert_counted(tx, fresh, counters))
     if not tx.postgres:
         return _first_of_each(items, lambda fresh: _insert_sqlite(tx, fresh, now))
-    stored = _first_of_each(items, lambda fresh: _insert_postgres(tx, fresh))
+    stored: list[Any] = insert_into_rooms(tx, items)
     missing = [i for i, outcome in enumerate(stored) if outcome is None]
     if missing:  # rooms no one joined yet: create them, then store their items
         room_ids(tx, sorted({items[i][0] for i in missing}), now)
