@@ -46,6 +46,9 @@ def server(tmp_path):
 
 def axe_violations(page):
     """Run axe-core in the page; the serious and critical violations, each with its nodes' targets."""
+    # A form's answer is a new document whose elements can show before its stylesheet applies:
+    # unstyled links on the dark canvas fail contrast where no user ever sees them (render-blocking).
+    page.wait_for_load_state("load")
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(AXE.read_text())
     results = page.evaluate("""async () => {
