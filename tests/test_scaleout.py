@@ -12,15 +12,13 @@ import redis
 import socketio
 
 from chat import scaleout
-from tests.cluster.conftest import RedisServer
-from tests.needs import need_program
+from tests.services import RedisServer, need_redis
 from tests.servers import ROOT
 
 
 @pytest.fixture(scope="module")
 def redis_server():
-    need_program("redis-server")
-    need_program("redis-cli")
+    need_redis()
     server = RedisServer().start()
     yield server
     server.stop()

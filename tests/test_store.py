@@ -1,14 +1,10 @@
-import os
 import random
 import threading
-import uuid
 
 import pytest
 
 from chat.store import Store
-from tests.needs import listening, need
-
-PG_PORT = 5432
+from tests.services import PG_ADMIN, fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,21 +40,13 @@ def open_store(kind, tmp_path):
         yield store
         store.close()
         return
-    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
-    import psycopg
-
-    name = f"papo_store_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = f"postgresql://127.0.0.1:{PG_PORT}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    store = Store(f"postgresql://127.0.0.1:{PG_PORT}/{name}")
-    try:
-        store.migrate()
-        yield store
-    finally:
-        store.close()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database("papo_store") as url:
+        store = Store(url)
+        try:
+            store.migrate()
+            yield store
+        finally:
+            store.close()
 
 
 def test_seq_starts_at_one_per_room_and_grows_by_one(store):
@@ -292,13 +280,12 @@ def test_a_batch_stores_each_item_once_in_rooms_old_and_new_and_tells_what_it_cr
 def test_the_postgresql_writer_comes_back_after_its_connection_is_killed(tmp_path):
     """A server that closes the writer's connection says so before it goes: the writer sees it, with no
     round trip, and stores on a new connection."""
-    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
     import psycopg
 
     for store in open_store("postgresql", tmp_path):
         store.append("r", "ana", "before", 1, "c1")
         backend = store.connector._writer.info.backend_pid
-        with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", (backend,)).fetchone() == (True,)
         message, created = store.append("r", "ana", "after", 2, "c2")  # at once: no idle ping saves it
         assert created and message["seq"] == 2
@@ -339,7 +326,7 @@ def test_a_postgresql_read_comes_back_after_the_pools_connections_are_killed(tmp
         held = [store.engine.raw_connection() for _ in range(3)]
         for raw in held:
             raw.close()
-        with psycopg.connect(f"postgresql://127.0.0.1:{PG_PORT}/postgres", autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
                                    (store.engine.url.database,)).fetchone()
         assert killed is not None and killed[0] >= 3

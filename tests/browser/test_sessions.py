@@ -6,12 +6,11 @@ import urllib.request
 
 import pytest
 
-from tests.cluster.conftest import RedisServer, need_services
+from tests.services import RedisServer, fresh_database, need_redis
 from tests.servers import ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, Person, expect
 
-PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 
 pytestmark = pytest.mark.browser
 
@@ -79,26 +78,19 @@ def test_the_page_refreshes_its_identity_before_it_expires(chromium, tmp_path):
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """Two eventlet processes sharing a Redis of their own and a fresh PostgreSQL database."""
-    need_services()
-    import psycopg
-
-    name = f"papo_browser_sessions_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    redis = RedisServer().start()
-    env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN}
-    servers = [ServerProcess("eventlet", f"postgresql://127.0.0.1:5432/{name}", env=env) for _ in range(2)]
-    try:
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.close()
-        redis.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    need_redis()
+    with fresh_database("papo_browser_sessions") as url:
+        redis = RedisServer().start()
+        env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN}
+        servers = [ServerProcess("eventlet", url, env=env) for _ in range(2)]
+        try:
+            for server in servers:
+                server.start()
+            yield servers
+        finally:
+            for server in servers:
+                server.close()
+            redis.stop()
 
 
 def log_in(someone):

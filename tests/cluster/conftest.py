@@ -5,7 +5,6 @@ their own; test modules here share one cluster, and a test that kills a process 
 """
 import itertools
 import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,14 +12,14 @@ import pytest
 
 from tests.integration.conftest import clients  # noqa: F401 (a fixture the cluster tests use)
 from tests.integration.conftest import no_secret_in_server_logs  # noqa: F401 (autouse: the run's logs hold no secret)
-from tests.needs import listening, need, need_program
+from tests.needs import need_program
 from tests.servers import ServerProcess, free_port, health, register, request
+from tests.services import PG_PORT, RedisServer, fresh_database, need_postgres, need_redis
 from tools.cluster import Nginx
 
 from .proxy import TcpProxy
 
 PROCESSES = 4
-PG_PORT = 5432
 NOTIFY_TOKEN = "cluster-notify-token"
 _names = itertools.count(1)
 
@@ -37,43 +36,9 @@ def pytest_runtest_makereport(item, call):
 
 
 def need_services():
-    need(listening(PG_PORT), "PostgreSQL is not listening on 127.0.0.1:5432")
+    need_postgres()
     need_program("nginx")
-    need_program("redis-server")
-    need_program("redis-cli")
-
-
-class RedisServer:
-    """A Redis server of the suite's own on a free loopback port, so a restart disturbs nothing else."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def up(self):
-        ping = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "ping"],
-                              capture_output=True, text=True)
-        return ping.stdout.strip() == "PONG"
-
-    def start(self, timeout=10.0):
-        """Start it (again, on the same port) and wait for PONG."""
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self.up():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Redis did not start on port {self.port}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self):
-        """Stop it by PID, as a crash or a restart would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+    need_redis()
 
 
 class Cluster:
@@ -120,18 +85,10 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def database():
-    """A fresh PostgreSQL database for the session; dropped at the end."""
+    """A fresh PostgreSQL database for the session, by name; dropped at the end."""
     need_services()
-    import psycopg
-
-    name = f"papo_cluster_{os.getpid()}"
-    admin = f"postgresql://127.0.0.1:{PG_PORT}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database("papo_cluster") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,16 @@
 """Changes to messages over the wire: a client that drops while messages are edited, deleted and reacted
 to catches up exactly when it joins again with since and revs_since, also after the server's kill -9."""
-import os
 import threading
-import uuid
 
 import pytest
 
-from tests.needs import listening, need
 from tests.servers import ServerProcess, post_message, read_messages, register, request
+from tests.services import fresh_database
 
 from .client import ChatClient
 from .conftest import start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-PG_PORT = 5432
 
 
 class Replica:
@@ -125,16 +122,8 @@ def test_search_and_unread_over_http_never_leak_a_private_room(tmp_path_factory)
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for two server processes; dropped at the end."""
-    need(listening(PG_PORT), f"PostgreSQL is not listening on 127.0.0.1:{PG_PORT}")
-    import psycopg
-
-    name = f"papo_state_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = f"postgresql://127.0.0.1:{PG_PORT}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://127.0.0.1:{PG_PORT}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database("papo_state") as url:
+        yield url
 
 
 def test_two_processes_take_gap_free_revs_and_a_client_catches_up_on_the_other(postgres_url):

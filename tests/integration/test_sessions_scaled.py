@@ -5,28 +5,20 @@ import time
 
 import pytest
 
-from tests.cluster.conftest import RedisServer, need_services
+from tests.services import RedisServer, fresh_database, need_redis
 from tests.servers import PASSWORD, ServerProcess, login, register, request
 
 from .test_sessions import NOTIFY, MonitorClient, assert_no_secret_logged, ended, refused_everywhere, still_served
 
-PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
 WATCHER = f"watcher{os.getpid()}"
 _names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
 def database():
-    need_services()
-    import psycopg
-
-    name = f"papo_sessions_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    need_redis()
+    with fresh_database("papo_sessions") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
