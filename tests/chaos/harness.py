@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import json
+import os
 import random
 import socket
 import sqlite3
@@ -239,9 +240,14 @@ class ChaosClient:
         closing.join(1)
 
 
-def database_rooms(db_path):
-    """{room: [(seq, id, author, text, client_id)] by seq} and {room: last_seq}, read from the SQLite file."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def database_rooms(db_url):
+    """{room: [(seq, id, author, text, client_id)] by seq} and {room: last_seq}, read from the database."""
+    if db_url.startswith("sqlite:///"):
+        conn = sqlite3.connect(f"file:{db_url.removeprefix('sqlite:///')}?mode=ro", uri=True)
+    else:
+        import psycopg
+
+        conn = psycopg.connect(db_url)
     try:
         rows = conn.execute("SELECT r.name, m.seq, m.id, m.author, m.text, m.client_id FROM messages m "
                             "JOIN rooms r ON r.id = m.room_id ORDER BY r.name, m.seq").fetchall()
@@ -287,12 +293,17 @@ class Report:
                 + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.phases.items()))
 
 
-def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6, kill_every=15.0,
-        drop_every=1.0, polling_share=0.2, mode="eventlet", seed=1, env=None, log=print):
-    """Run the chaos for `seconds`, drain, verify; a Report (assertions are the caller's)."""
+def run(db_url, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6, kill_every=15.0,
+        drop_every=1.0, polling_share=0.2, mode="eventlet", seed=1, env=None, processes=1, log=print):
+    """Run the chaos for `seconds`, drain, verify; a Report (assertions are the caller's).
+
+    With several `processes` (sharing a PostgreSQL db_url and the REDIS_URL in env), client n holds
+    to process n mod processes: every room has members on each, so every message crosses, and a
+    kill takes down one process with its clients.
+    """
     rng = random.Random(seed)
     room_names = [f"chaos-{n}" for n in range(rooms)]
-    server = ServerProcess(mode, f"sqlite:///{db_path}", env=env)
+    servers = [ServerProcess(mode, db_url, env=env) for _ in range(processes)]
     people: list[ChaosClient] = []
     rss: list[float] = []
     phases = {}
@@ -305,33 +316,42 @@ def run(db_path, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6
         began = now
 
     try:
-        server.start()
-        tokens = sign_up(server.url, [f"chaos{n}" for n in range(clients)])
+        for server in servers:  # one at a time: the first creates the schema
+            server.start()
+        tokens = sign_up(servers[0].url, [f"chaos{n}" for n in range(clients)])
         for n in range(clients):
             name = f"chaos{n}"
             mine = [room_names[(n + k) % rooms] for k in range(rooms_per_client)]
             transport = "polling" if n < clients * polling_share else "websocket"
-            people.append(ChaosClient(server.url, name, tokens[name], mine, transport, rate, random.Random(seed + n)))
+            people.append(ChaosClient(servers[n % processes].url, name, tokens[name], mine, transport, rate,
+                                      random.Random(seed + n)))
         for person in people:
             person.connect()
-        log(f"chaos: {clients} clients connected to {server!r}; running {seconds:.0f} s")
+        log(f"chaos: {clients} clients connected to {servers!r}; running {seconds:.0f} s")
         phase("set up")
-        kills = make_chaos(server, people, rng, seconds, kill_every, drop_every, rss)
+        kills = make_chaos(servers, people, rng, seconds, kill_every, drop_every, rss)
         phase("chaos")
         try:
             drain(people, deadline=time.monotonic() + 60, log=log)
         except AssertionError as error:
-            raise AssertionError(f"{error}\nserver log:\n{server.log_tail(60)}") from None
+            logs = "\n".join(f"log of {server!r}:\n{server.log_tail(60)}" for server in servers)
+            raise AssertionError(f"{error}\n{logs}") from None
         phase("drain")
-        stored, last = database_rooms(db_path)
+        stored, last = database_rooms(db_url)
         catch_up(people, last, deadline=time.monotonic() + 60)
         phase("catch-up")
-        rss.append(round(server.rss() / 2**20, 1))
+        rss.append(resident_mb(servers))
         return verify(people, stored, last, phases, kills, rss)
     finally:
         for person in people:
             person.close()
-        server.close()
+        for server in servers:
+            server.close()
+
+
+def resident_mb(servers):
+    """The servers' resident memory together, in MB."""
+    return round(sum(server.rss() for server in servers) / 2**20, 1)
 
 
 def sign_up(url, names):
@@ -352,8 +372,8 @@ def sign_up(url, names):
     return tokens
 
 
-def make_chaos(server, people, rng, seconds, kill_every, drop_every, rss):
-    """Let the clients chat for `seconds` while connections drop and the server is killed; the kills."""
+def make_chaos(servers, people, rng, seconds, kill_every, drop_every, rss):
+    """Let the clients chat for `seconds` while connections drop and a server is killed; the kills."""
     began = time.monotonic()
     next_kill = began + kill_every if kill_every else float("inf")
     next_drop = began + drop_every
@@ -367,17 +387,18 @@ def make_chaos(server, people, rng, seconds, kill_every, drop_every, rss):
             next_drop = now + rng.expovariate(1 / drop_every)
         if now >= next_kill:
             wait_for_sending(people, timeout=1.0)  # kill with messages in flight
+            server = rng.choice(servers)
             server.kill()
             kills += 1
             for person in people:
-                person.note("server killed")
+                person.note(f"server {server.port} killed")
             time.sleep(rng.random())
             server.start()
             for person in people:
-                person.note("server started")
+                person.note(f"server {server.port} started")
             next_kill = time.monotonic() + kill_every * (0.5 + rng.random())
         if now >= next_sample:
-            rss.append(round(server.rss() / 2**20, 1))
+            rss.append(resident_mb(servers))
             next_sample = now + max(5.0, seconds / 60)
         time.sleep(0.02)
     return kills
@@ -506,11 +527,11 @@ def main():
     parser.add_argument("--mode", default="eventlet")
     parser.add_argument("--db", default="/tmp/papo-chaos.db")
     args = parser.parse_args()
-    import os
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(args.db + suffix):
             os.remove(args.db + suffix)
-    report = run(args.db, seconds=args.seconds, clients=args.clients, kill_every=args.kill_every, mode=args.mode)
+    report = run(f"sqlite:///{os.path.abspath(args.db)}", seconds=args.seconds, clients=args.clients,
+                 kill_every=args.kill_every, mode=args.mode)
     print(report.line())
     flat, growth = memory_is_flat(report.rss_mb)
     print(f"server RSS MB every sample: {report.rss_mb}; growth after warm-up {growth} MB: "
