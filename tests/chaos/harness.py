@@ -21,6 +21,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import socketio
 
@@ -242,6 +243,7 @@ class ChaosClient:
 
 def database_rooms(db_url):
     """{room: [(seq, id, author, text, client_id)] by seq} and {room: last_seq}, read from the database."""
+    conn: Any
     if db_url.startswith("sqlite:///"):
         conn = sqlite3.connect(f"file:{db_url.removeprefix('sqlite:///')}?mode=ro", uri=True)
     else:
