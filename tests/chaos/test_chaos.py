@@ -2,8 +2,8 @@
 
 CHAOS_SECONDS (default 60) sets how long the chaos lasts; CHAOS_KILL_EVERY (default 15) the mean
 seconds between kills (0: never, for a soak). The same chaos runs against two processes sharing
-Redis and PostgreSQL, for half as long (each process killed in turn at random). The 30-minute soak
-of docs/security.md:
+Redis and PostgreSQL, for half as long and with kills twice as often (each kill takes one of them,
+chosen at random). The 30-minute soak of docs/security.md:
     CHAOS_SECONDS=1800 CHAOS_KILL_EVERY=0 .venv/bin/python -m pytest tests/chaos -s
 asserts in addition that the server's memory stays flat.
 """
