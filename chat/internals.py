@@ -10,6 +10,7 @@ import functools
 import importlib.metadata
 import logging
 import sys
+import threading
 import time
 
 from engineio import packet as engineio_packet
@@ -206,6 +207,27 @@ def simple_websocket_of(driver_instance):
 def simple_websocket_overflowed(ws, max_bytes: int) -> bool:
     """Whether the connection ended on a message over max_bytes."""
     return getattr(ws, "incoming_message_len", 0) > max_bytes
+
+
+def order_simple_websocket_sends(ws):
+    """Make a simple_websocket connection's frames leave in the order wsproto makes them, from either thread.
+
+    simple-websocket makes a frame with wsproto, then writes it: on the app's thread (send, close)
+    and on its reader thread (_handle_events, which answers the client's pings and close at once).
+    A close answered between the two steps of a send went out first, and the message the send had
+    made after it, which RFC 6455 5.5.1 forbids. One lock per connection makes each step pair whole.
+    """
+    lock = threading.Lock()
+
+    def ordered(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            with lock:
+                return method(*args, **kwargs)
+        return call
+
+    for name in ("send", "close", "_handle_events"):
+        setattr(ws, name, ordered(getattr(ws, name)))
 
 
 def join_simple_websocket_reader(ws, timeout: float):

@@ -1,6 +1,8 @@
-"""chat.internals' version table matches requirements.txt, and a version drift stops start-up with one line."""
+"""chat.internals: its version table matches requirements.txt, a drift stops start-up with one line; its hooks."""
 import os
 import re
+import threading
+import time
 
 import pytest
 
@@ -45,3 +47,31 @@ def test_a_different_version_stops_start_up_with_one_clear_line():
 def test_a_library_that_is_not_installed_is_not_a_mismatch():
     installed = {name: version for name, version in internals.WRITTEN_FOR.items() if name != "psycopg"}
     internals.check_versions(installed)
+
+
+def test_a_close_answered_during_a_send_leaves_after_the_message_the_send_made():
+    """simple-websocket makes a frame, then writes it; its reader thread answers a close between the two."""
+    wire: list[str] = []
+    made = threading.Event()
+
+    class TwoStepWebSocket:  # the shape of simple_websocket.Server's send, close and _handle_events
+        def send(self, data):
+            frame = f"message {data}"  # wsproto made it
+            made.set()
+            time.sleep(0.05)  # the reader thread runs here
+            wire.append(frame)
+
+        def close(self, reason=None, message=None):
+            wire.append("close")
+
+        def _handle_events(self):
+            wire.append("close answer")
+
+    ws = TwoStepWebSocket()
+    internals.order_simple_websocket_sends(ws)
+    sender = threading.Thread(target=ws.send, args=("echo",))
+    sender.start()
+    made.wait(1)
+    ws._handle_events()  # the client's close arrived meanwhile
+    sender.join(1)
+    assert wire == ["message echo", "close answer"]

@@ -1,9 +1,9 @@
 """WebSockets under the threading development server: simple-websocket's edges, fixed where Engine.IO uses it.
 
 An oversized frame is refused as it arrives instead of being buffered whole; a reader never sleeps
-through its own connection's close; a client's close is answered before TCP ends; and the TCP
-connection ends with the WebSocket, where the WSGI server would otherwise read on for another
-HTTP request.
+through its own connection's close; a client's close is answered before TCP ends, and never
+before a message already on its way; and the TCP connection ends with the WebSocket, where the WSGI
+server would otherwise read on for another HTTP request.
 """
 import socket
 import struct
@@ -21,7 +21,11 @@ def harden(eio, max_bytes: int):
 
     class HardenedWebSocket:
         def __init__(self, handler, server):
-            self.inner = make_websocket(handler, server)
+            def ordered(driver):  # Engine.IO's handler, called once the driver has made its connection
+                internals.order_simple_websocket_sends(internals.simple_websocket_of(driver))
+                return handler(driver)
+
+            self.inner = make_websocket(ordered, server)
             internals.limit_simple_websocket_messages(self.inner, max_bytes)
             internals.replace_simple_websocket_wait(self.inner, self.wait)
 
@@ -81,6 +85,7 @@ def echo_app(max_bytes: int):
         import simple_websocket
 
         ws = simple_websocket.Server(environ, max_message_size=max_bytes)
+        internals.order_simple_websocket_sends(ws)
         try:
             while True:
                 data = ws.receive(timeout=1)
