@@ -3,14 +3,18 @@
 An oversized frame is refused as it arrives instead of being buffered whole; a reader never sleeps
 through its own connection's close; a client's close is answered before TCP ends, and never
 before a message already on its way; and the TCP connection ends with the WebSocket, where the WSGI
-server would otherwise read on for another HTTP request.
+server would otherwise read on for another HTTP request, without a reset that would drop what the
+client has not yet read.
 """
+import selectors
 import socket
 import struct
+import time
 
 from chat import internals
 
 CLOSE_ANSWER_WAIT = 2.0  # seconds simple-websocket's reader gets to answer the client's close frame
+HANG_UP_WAIT = 2.0  # seconds an ended connection reads what the client still sends, until it hangs up
 
 
 def harden(eio, max_bytes: int):
@@ -62,8 +66,12 @@ def harden(eio, max_bytes: int):
 def end_connection(environ, abort=False):
     """Shut the client's TCP connection down, whichever WSGI server holds it.
 
-    `abort` resets it instead: a client still pushing an oversized frame at a closed window would
-    otherwise wait for the window to open again until the kernel gives up on the orphan.
+    Our side is shut first and the client's last bytes read until it hangs up (or HANG_UP_WAIT
+    passes): a socket closed with input unread, or closed before input arrives, makes the kernel
+    reset the connection and throw away what the client has not yet received, such as a close frame
+    queued behind a long message. `abort` resets it at once: a client still pushing an oversized
+    frame at a closed window would otherwise wait for the window to open again until the kernel
+    gives up on the orphan.
     """
     sock = environ.get("werkzeug.socket")
     if sock is None:
@@ -73,9 +81,22 @@ def end_connection(environ, abort=False):
     try:
         if abort:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            sock.shutdown(socket.SHUT_WR)
+            _read_until_hung_up(sock, HANG_UP_WAIT)
         sock.shutdown(socket.SHUT_RDWR)
     except (AttributeError, OSError):
         pass
+
+
+def _read_until_hung_up(sock, seconds: float):
+    """Read and drop what the client sends until it closes its side or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and selector.select(left):
+            if not sock.recv(65536):
+                return
 
 
 def echo_app(max_bytes: int):
