@@ -5,6 +5,7 @@ from figures import (
     behind,
     get,
     latency_disk_figures,
+    machine_ceiling,
     profile_runs,
     scaling_figures,
     storm_figures,
@@ -169,7 +170,18 @@ def scaling_section(res):
                      f"{fmt(f['busy'][0])} ({fmt(f['servers_busy'][0])}) | "
                      f"{fmt(f['p50'][0])} | {fmt(f['p99'][0])}{mark} | {fmt(f['delivered'][0], 4)} | "
                      f"{len(f['fanout'][1])}/{len(f['fanout'][2])} |")
-    return lines + ["", "![scaling over processes](img/bench_scaling.png)", ""]
+    return lines + _ceiling(figs, cores) + ["", "![scaling over processes](img/bench_scaling.png)", ""]
+
+
+def _ceiling(figs, cores):
+    c = machine_ceiling(figs, cores)
+    if c is None:
+        return []
+    return ["", f"What {cores} cores allow: with two Papo processes the machine spent {fmt(c['us_per_delivery'])} µs "
+            "of CPU per delivery (the servers, the generator, Redis and PostgreSQL together: cores busy over "
+            f"deliveries/s), so its {cores} cores carry at most {c['most_per_s']:,.0f} deliveries/s at that cost, "
+            f"{ratio_text(c['most_ratio'])} one process without Redis; {c['goal']:g}x would take "
+            f"{fmt(c['cores_for_goal'])} cores."]
 
 
 def _div(a, b):

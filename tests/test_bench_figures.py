@@ -111,6 +111,25 @@ def test_the_cores_busy_in_a_run_are_the_servers_the_generator_and_the_others_to
     assert f["busy"][0] == pytest.approx(1.95) and f["servers_busy"][0] == pytest.approx(1.1)
 
 
+
+def test_the_machine_bounds_two_processes_at_the_cpu_it_spends_per_delivery():
+    one = dict(scaling_run("eventlet", 1, False, "fanout", 1_000_000), wall_s=5.0, server_cpu_s=3.5,
+               generator_cpu_s=3.5, others_cpu_cores=0.1)
+    two = dict(scaling_run("eventlet", 2, True, "fanout", 1_000_000), wall_s=5.0, server_cpu_s=5.0,
+               generator_cpu_s=3.5, others_cpu_cores=0.1)  # 1.0 + 0.7 + 0.1 = 1.8 cores busy
+    figs = figures.scaling_figures(results(one, two))
+    c = figures.machine_ceiling(figs, cores=2)
+    assert c is not None
+    assert c["us_per_delivery"] == pytest.approx(1.8)
+    assert c["most_per_s"] == pytest.approx(2 / 1.8e-6) and c["most_ratio"] == pytest.approx(2 / 1.8)
+    assert c["cores_for_goal"] == pytest.approx(1.7 * 1.8)
+    assert figures.machine_ceiling(figs, cores=None) is None
+    assert figures.machine_ceiling(figures.scaling_figures(results(two)), cores=2) is None
+    text = "\n".join(report_stress._ceiling(figs, 2))
+    assert "at most 1,111,111 deliveries/s" in text and "1.11x one process" in text
+    assert "1.7x would take 3.06 cores" in text
+
+
 def goals_of(res):
     return {g[0]: g for g in figures.stress_goals(res)}
 
