@@ -8,6 +8,7 @@ always kills it and removes its log, and an atexit hook catches any a crashed te
 """
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import http.client
 import json
@@ -28,6 +29,7 @@ TEST_SECRET = "integration-test-secret-key"
 PASSWORD = "correct-horse"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
+SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture (5.6 and later)
 
 _WITH_NOFILE = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard)); "
@@ -258,6 +260,35 @@ class ServerProcess:
         """The resident memory of the server process, in bytes."""
         with open(f"/proc/{self.pid}/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def socket_option(self, client: socket.socket, level: int, option: int, timeout: float = 5.0) -> int:
+        """getsockopt on the server's end of the client's TCP connection, once the server has accepted it.
+
+        Linux only: the server's descriptors are copied into this process with pidfd_getfd(2), which
+        a parent may do to its own child.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        wanted = client.getsockname()
+        deadline = time.monotonic() + timeout
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            while time.monotonic() < deadline:
+                for name in os.listdir(f"/proc/{self.pid}/fd"):
+                    fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+                    if fd < 0:
+                        continue
+                    try:
+                        copy = socket.socket(fileno=fd)
+                    except OSError:
+                        os.close(fd)
+                        continue
+                    with copy, contextlib.suppress(OSError):
+                        if copy.type == socket.SOCK_STREAM and copy.getpeername() == wanted:
+                            return copy.getsockopt(level, option)
+                time.sleep(0.05)
+        finally:
+            os.close(pidfd)
+        raise AssertionError(f"{self!r} holds no accepted socket for {wanted} after {timeout} s")
 
 
 def _signal(pid, sig):
