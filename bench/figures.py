@@ -451,17 +451,17 @@ def busy_cores(run: dict) -> float | None:
     return servers + gen / wall + others
 
 
-def machine_ceiling(figs: dict, cores: int | None, processes: int = 2) -> dict | None:
-    """What the machine's cores allow Papo's processes, at the CPU the whole machine spent per delivery with them.
+def machine_ceiling(figs: dict, cores: int | None) -> dict | None:
+    """What the machine's cores allow two Papo processes, at the CPU the whole machine spent per delivery with them.
 
     {"us_per_delivery", "most_per_s", "most_ratio" (of one process without Redis), "goal", "cores_for_goal"};
     None without the figures. Every delivery costs the servers, the generator, Redis and PostgreSQL
     CPU on the same machine, so its cores bound the fan-out whatever the servers do.
     """
-    several, one = figs.get(("eventlet", processes, True)), figs.get(("eventlet", 1, False))
-    if not several or not one or not cores:
+    two, one = figs.get(("eventlet", 2, True)), figs.get(("eventlet", 1, False))
+    if not two or not one or not cores:
         return None
-    rate, busy, base = several["fanout"][0], several["busy"][0], one["fanout"][0]
+    rate, busy, base = two["fanout"][0], two["busy"][0], one["fanout"][0]
     if not rate or not busy or not base:
         return None
     per = busy / rate

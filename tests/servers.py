@@ -267,7 +267,7 @@ class ServerProcess:
         Linux only: the server's descriptors are copied into this process with pidfd_getfd(2), which
         a parent may do to its own child.
         """
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None)
         wanted = client.getsockname()
         deadline = time.monotonic() + timeout
         pidfd = os.pidfd_open(self.pid)

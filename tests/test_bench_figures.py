@@ -111,7 +111,6 @@ def test_the_cores_busy_in_a_run_are_the_servers_the_generator_and_the_others_to
     assert f["busy"][0] == pytest.approx(1.95) and f["servers_busy"][0] == pytest.approx(1.1)
 
 
-
 def test_the_machine_bounds_two_processes_at_the_cpu_it_spends_per_delivery():
     one = dict(scaling_run("eventlet", 1, False, "fanout", 1_000_000), wall_s=5.0, server_cpu_s=3.5,
                generator_cpu_s=3.5, others_cpu_cores=0.1)
