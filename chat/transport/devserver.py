@@ -37,13 +37,7 @@ def harden(eio, max_bytes: int):
             try:
                 return self.inner(environ, start_response)
             finally:
-                ws = internals.simple_websocket_of(self.inner)
-                overflowed = ws is not None and internals.simple_websocket_overflowed(ws, max_bytes)
-                if ws is not None and not overflowed:
-                    # The reader thread marks the connection closed before it sends its answer to the
-                    # client's close frame: shutting TCP down now would drop the answer (RFC 6455 7.1.2).
-                    internals.join_simple_websocket_reader(ws, CLOSE_ANSWER_WAIT)
-                end_connection(environ, abort=overflowed)
+                end_websocket(internals.simple_websocket_of(self.inner), environ, max_bytes)
 
         def wait(self):
             """The next message, or None once the connection is closed (checked every second)."""
@@ -61,6 +55,16 @@ def harden(eio, max_bytes: int):
                     return None
 
     internals.replace_websocket_driver(eio, HardenedWebSocket)
+
+
+def end_websocket(ws, environ, max_bytes: int):
+    """End the TCP connection under a simple-websocket connection (None: no handshake), reset if it overflowed."""
+    overflowed = ws is not None and internals.simple_websocket_overflowed(ws, max_bytes)
+    if ws is not None and not overflowed:
+        # The reader thread marks the connection closed before it sends its answer to the client's
+        # close frame: shutting TCP down now would drop the answer (RFC 6455 7.1.2).
+        internals.join_simple_websocket_reader(ws, CLOSE_ANSWER_WAIT)
+    end_connection(environ, abort=overflowed)
 
 
 def end_connection(environ, abort=False):
@@ -117,10 +121,7 @@ def echo_app(max_bytes: int):
         except simple_websocket.ConnectionClosed:
             pass
         finally:
-            overflowed = internals.simple_websocket_overflowed(ws, max_bytes)
-            if not overflowed:
-                internals.join_simple_websocket_reader(ws, CLOSE_ANSWER_WAIT)
-            end_connection(environ, abort=overflowed)
+            end_websocket(ws, environ, max_bytes)
         raise ConnectionError("the WebSocket is over")  # werkzeug then writes no HTTP response of its own
 
     return app
