@@ -64,6 +64,17 @@ def replace_websocket_driver(eio, driver):
     return previous
 
 
+def answered_websocket() -> tuple:
+    """What a websocket driver that wrote its own 101 returns, so that Engine.IO adds no answer of its own.
+
+    Engine.IO's upgrade of a polling session (`Socket.handle_get_request` to `Server.handle_request`)
+    takes a list from the driver for packets and answers them with 200 OK; anything else it passes
+    on untouched as the WSGI response. gevent.pywsgi wrote that 200 before the 101 (eventlet.wsgi
+    writes nothing once told the response was written): an empty tuple is an empty response either way.
+    """
+    return ()
+
+
 def wrap_connect_handler(eio, wrap):
     """Replace Engine.IO's connect handler (python-socketio's) with wrap(handler)."""
     eio.handlers["connect"] = wrap(eio.handlers["connect"])

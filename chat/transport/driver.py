@@ -165,7 +165,7 @@ class Transport:
         connection.send(protocol.accept_response(environ["HTTP_SEC_WEBSOCKET_KEY"]))  # out with the first frames
         connection.start()
         self.hub.responded()
-        return []
+        return internals.answered_websocket()
 
 
 def install(eio, hub, max_connections=None) -> Transport:

@@ -1,4 +1,5 @@
 """Transport limits of a real server per async mode: oversized frames, many connections, clean closes."""
+import http.client
 import json
 import socket
 import struct
@@ -117,6 +118,40 @@ def test_a_bad_handshake_gets_rfc_6455s_answer(server):
     headers = refused.value.resp_headers
     assert headers is not None
     assert headers.get("sec-websocket-version") == "13"
+
+
+def test_a_polling_session_upgrades_to_websocket_and_is_answered_by_the_101_alone(server):
+    """Engine.IO's upgrade of a polling session: under gevent a 200 went out before the 101, and no upgrade held."""
+    handshake = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    handshake.request("GET", "/socket.io/?EIO=4&transport=polling")
+    sid = json.loads(handshake.getresponse().read()[1:])["sid"]
+    handshake.close()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 101 "), answer
+        mask = b"abcd"
+        sock.sendall(b"\x81\x86" + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(b"2probe")))
+        rest = answer.split(b"\r\n\r\n", 1)[1]
+        while len(rest) < 8:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed after {answer + rest!r}"
+            rest += chunk
+        assert rest[:8] == b"\x81\x063probe"
+
+
+def test_a_client_that_starts_on_polling_moves_to_websocket(server, user, room, clients):
+    client = clients(server.url, user()[1], transports=["polling", "websocket"])
+    assert client.wait_until(lambda c: c.transport == "websocket", 5), client.transport
+    client.join(room)
+    assert client.send(room, "after the upgrade")["ok"]
+    assert client.wait_until(lambda c: c.seqs(room) == [1], 5)
 
 
 def test_more_than_1024_connections_are_served_at_once(server):
