@@ -1,7 +1,7 @@
 """Papo's entry point.
 
 `flask --app app run`        development server, threading mode, WebSockets through simple-websocket
-`python app.py --port 5000`  production server in ASYNC_MODE (eventlet by default, or gevent)
+`python app.py --port 5000`  production server in ASYNC_MODE (gevent by default, or eventlet)
 
 The production server opens its port before it loads anything: during a restart, clients that
 reconnect while it starts wait in the port's accept queue instead of being refused, and are
@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 
+DEFAULT_MODE = "gevent"  # chat.config.DEFAULT_ASYNC_MODE: chat cannot be imported before patching
 BACKLOG = 4096  # connections the kernel queues while the server starts or is busy (capped by net.core.somaxconn)
 
 
@@ -46,10 +47,10 @@ def _listen(host, port):
 
 def _monkey_patch():
     """Patch the standard library for ASYNC_MODE before anything else imports socket or threading."""
-    mode = os.environ.get("ASYNC_MODE") or "eventlet"
+    mode = os.environ.get("ASYNC_MODE") or DEFAULT_MODE
     if mode == "eventlet":
         import warnings
-        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # a setting picks gevent
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # chosen by a setting
         import eventlet
         eventlet.monkey_patch()
     elif mode == "gevent":

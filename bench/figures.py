@@ -9,6 +9,7 @@ from typing import Any
 
 LOAD_WARN = 1.5  # 1-minute load average above which a figure is marked
 PAPO_MODES = ("eventlet", "gevent", "threading")
+DEFAULT_MODE = "gevent"  # Papo's default ASYNC_MODE (chat/config.py): the one mode the storage suites measure
 GOALS = [  # key, label, comparison, target
     ("fanout", "Fan-out (deliveries/s)", ">=", 1.0),
     ("latency_p99", "p99 latency at fixed load", "<=", 2.0),
@@ -451,14 +452,14 @@ def busy_cores(run: dict) -> float | None:
     return servers + gen / wall + others
 
 
-def machine_ceiling(figs: dict, cores: int | None) -> dict | None:
+def machine_ceiling(figs: dict, cores: int | None, papo: str) -> dict | None:
     """What the machine's cores allow two Papo processes, at the CPU the whole machine spent per delivery with them.
 
     {"us_per_delivery", "most_per_s", "most_ratio" (of one process without Redis), "goal", "cores_for_goal"};
     None without the figures. Every delivery costs the servers, the generator, Redis and PostgreSQL
     CPU on the same machine, so its cores bound the fan-out whatever the servers do.
     """
-    two, one = figs.get(("eventlet", 2, True)), figs.get(("eventlet", 1, False))
+    two, one = figs.get((papo, 2, True)), figs.get((papo, 1, False))
     if not two or not one or not cores:
         return None
     rate, busy, base = two["fanout"][0], two["busy"][0], one["fanout"][0]
@@ -489,8 +490,14 @@ def first(value):
     return value[0] if value else None
 
 
-def stress_ratios(res, papo="eventlet"):
+def measured_mode(res) -> str:
+    """The Papo mode the storage and scale-out suites measured (the default ASYNC_MODE of the run's checkout)."""
+    return res.data.get("plan", {}).get("papo", "eventlet")  # runs before the plan named it measured eventlet
+
+
+def stress_ratios(res):
     """{goal key: (Papo's figure, the figure it is compared with)} for STRESS_GOALS."""
+    papo = measured_mode(res)
     lat = latency_disk_figures(res)
     storm = storm_figures(res)
     scale = scaling_figures(res)
@@ -518,8 +525,9 @@ def stress_ratios(res, papo="eventlet"):
     }
 
 
-def papo_behind(res, papo="eventlet"):
+def papo_behind(res):
     """The latency goals whose Papo runs fell behind (their latency is then only a lower bound)."""
+    papo = measured_mode(res)
     lat = latency_disk_figures(res).get(papo, {})
     two = scaling_figures(res).get((papo, 2, True), {})
     out = set()

@@ -6,6 +6,7 @@ from figures import (
     get,
     latency_disk_figures,
     machine_ceiling,
+    measured_mode,
     profile_runs,
     scaling_figures,
     storm_figures,
@@ -26,10 +27,10 @@ def sections(res):
 
 def goals_section(res):
     lines = ["## Goals of the storage and scale-out work (same run)", "",
-             "Ratios of medians measured in this run (Papo eventlet against the Node reference, or Papo against "
-             "itself); each goal is met or not, as measured. A latency goal is not met when Papo fell behind "
-             "(less than 99% of the window's messages delivered before the drain ended), whatever the ratio; "
-             "a storm's goal is not met when any client missed a message.", "",
+             f"Ratios of medians measured in this run ({SERVER_NAMES[measured_mode(res)]} against the Node "
+             "reference, or Papo against itself); each goal is met or not, as measured. A latency goal is not "
+             "met when Papo fell behind (less than 99% of the window's messages delivered before the drain "
+             "ended), whatever the ratio; a storm's goal is not met when any client missed a message.", "",
              *columns("goal", "target", "ratio", "Papo", "compared with", "verdict")]
     for _key, label, op, target, ratio, papo, other, passed in stress_goals(res):
         lines.append(f"| {label} | {op} {target:g}x | {ratio_text(ratio)} | {fmt(papo)} | {fmt(other)} | "
@@ -122,7 +123,7 @@ def storm_section(res):
     for who in ("reference", "papo"):
         f = figs.get(f"connect/{who}")
         if f:
-            lines.append(f"| {'Node reference' if who == 'reference' else 'Papo eventlet'} | connect | "
+            lines.append(f"| {SERVER_NAMES['reference' if who == 'reference' else measured_mode(res)]} | connect | "
                          f"{spread(_each(f, 'connect_s'))} | {spread(_each(f, 'server_cpu_us_per_connect'))} | "
                          "| | | | | | "
                          f"{len(f['connect_s'][1])}/{len(f['connect_s'][2])} |")
@@ -131,7 +132,7 @@ def storm_section(res):
         if not f:
             continue
         forced = f" ({f['forced']} drain(s) past the limit)" if f["forced"] else ""
-        lines.append(f"| Papo eventlet | {name} | | | {fmt(f['since_signal_s'][0])} | "
+        lines.append(f"| {SERVER_NAMES[measured_mode(res)]} | {name} | | | {fmt(f['since_signal_s'][0])} | "
                      f"{fmt(f['recovered_s'][0])}{'' if f['all_back'] else ' (not all back)'} | "
                      f"{fmt(f['exit_s'][0])}{forced} | {fmt(f['start_s'][0])} | {fmt(f['reconnect_cpu_us'][0])} | "
                      f"{f['missing']} / {f['changed']} | {len(f['runs'])} |")
@@ -145,7 +146,7 @@ def scaling_section(res):
     p = res.data.get("plan", {}).get("scaling", {})
     fo, la = p.get("fanout", {}), p.get("latency", {})
     cores = res.data.get("machine", {}).get("cores")
-    one = figs.get(("eventlet", 1, False), {}).get("fanout", (None,))[0]
+    one = figs.get((measured_mode(res), 1, False), {}).get("fanout", (None,))[0]
     ref_one = figs.get(("reference", 1, True), {}).get("fanout", (None,))[0]
     lines = ["## Scaling over processes", "",
              f"Fan-out in one room of {fo.get('clients')} ({fo.get('senders')} senders), and the latency load "
@@ -170,11 +171,12 @@ def scaling_section(res):
                      f"{fmt(f['busy'][0])} ({fmt(f['servers_busy'][0])}) | "
                      f"{fmt(f['p50'][0])} | {fmt(f['p99'][0])}{mark} | {fmt(f['delivered'][0], 4)} | "
                      f"{len(f['fanout'][1])}/{len(f['fanout'][2])} |")
-    return lines + _ceiling(figs, cores) + ["", "![scaling over processes](img/bench_scaling.png)", ""]
+    return lines + _ceiling(figs, cores, measured_mode(res)) + [
+        "", "![scaling over processes](img/bench_scaling.png)", ""]
 
 
-def _ceiling(figs, cores):
-    c = machine_ceiling(figs, cores)
+def _ceiling(figs, cores, papo):
+    c = machine_ceiling(figs, cores, papo)
     if c is None:
         return []
     return ["", f"What {cores} cores allow: with two Papo processes the machine spent {fmt(c['us_per_delivery'])} µs "

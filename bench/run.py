@@ -40,7 +40,7 @@ from pathlib import Path
 
 import rig
 import suites
-from figures import descriptors, kept_up
+from figures import DEFAULT_MODE, descriptors, kept_up
 from rig import (
     BASELINE,
     BENCH,
@@ -73,6 +73,7 @@ from spy import Spy, py_spy
 # whose estimate does not fit in what is left is skipped and listed in the report.
 FULL = {
     "name": "full",
+    "papo": DEFAULT_MODE,  # the mode of the suites that measure one: the transport study, storage, scale-out
     "budget": 1800,
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
@@ -102,7 +103,7 @@ FULL = {
     "threading_idle": [1000],
     "threading_capacity_max": 1500,
     # the storage and scale-out suites (bench/suites.py); seconds per round in "shares" below
-    "latency_disk": {"rounds": 3, "servers": ["reference", "eventlet"],
+    "latency_disk": {"rounds": 3, "servers": ["reference", DEFAULT_MODE],
                      "load": {"clients": 100, "rooms": 10, "rate": 20, "duration": 30, "warmup": 2, "drain": 3},
                      "neighbour": {"mb-per-s": 64, "block-kb": 256, "sync-every": 4, "max-mb": 64}},
     "storm": {"rounds": 3, "clients": 10000, "rooms": 100, "rate": 1, "before": 3, "recover-seconds": 90,
@@ -111,12 +112,13 @@ FULL = {
                 "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 1},
                 "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 4, "warmup": 1, "drain": 2},
                 # (server, processes, Redis): alternated within each round
-                "configs": [["reference", 1, True], ["eventlet", 1, False], ["eventlet", 1, True],
-                            ["reference", 2, True], ["eventlet", 2, True], ["eventlet", 3, True]]},
+                "configs": [["reference", 1, True], [DEFAULT_MODE, 1, False], [DEFAULT_MODE, 1, True],
+                            ["reference", 2, True], [DEFAULT_MODE, 2, True], [DEFAULT_MODE, 3, True]]},
     "profile": {"seconds": 10, "storm": True},
 }
 QUICK = {
     "name": "quick",
+    "papo": DEFAULT_MODE,
     "budget": 240,
     "user_pool": 20,
     "shares": {"transport": 40, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
@@ -137,7 +139,7 @@ QUICK = {
     "idle_repeat": [],
     "threading_idle": [],
     "threading_capacity_max": 0,
-    "latency_disk": {"rounds": 1, "servers": ["reference", "eventlet"],
+    "latency_disk": {"rounds": 1, "servers": ["reference", DEFAULT_MODE],
                      "load": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
                      "neighbour": {"mb-per-s": 64, "block-kb": 256, "sync-every": 4, "max-mb": 64}},
     "storm": {"rounds": 1, "clients": 500, "rooms": 10, "rate": 1, "before": 1, "recover-seconds": 40,
@@ -145,8 +147,8 @@ QUICK = {
     "scaling": {"rounds": 1,
                 "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 1.5, "warmup": 0.5},
                 "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 1.5, "warmup": 0.5, "drain": 1.5},
-                "configs": [["reference", 1, True], ["eventlet", 1, False], ["eventlet", 1, True],
-                            ["reference", 2, True], ["eventlet", 2, True]]},
+                "configs": [["reference", 1, True], [DEFAULT_MODE, 1, False], [DEFAULT_MODE, 1, True],
+                            ["reference", 2, True], [DEFAULT_MODE, 2, True]]},
     "profile": {"seconds": 3, "storm": False},
 }
 # Cheapest first: at a big size the ways that hold it are measured before the ones that fall behind
@@ -196,7 +198,7 @@ class Budget:
 
 
 SUITES = {  # name for --only: what it measures
-    "transport": "the transport study and its rate sweep (Papo eventlet)",
+    "transport": f"the transport study and its rate sweep (Papo {DEFAULT_MODE})",
     "servers": "fanout, latency, persist, capacity and idle per server, in rounds",
     "threading": "the development server, once",
     "latency-disk": "the fixed latency load, 30 s windows, quiet and beside a disk neighbour",
@@ -316,14 +318,14 @@ class Bench:
                 if not kept_up(result if not run.get("error") else None):
                     alive.remove((name, way, extra))
         self.phase("transport_sizes_s", t)
-        return server if server.alive() else self.server("eventlet")
+        return server if server.alive() else self.server(self.plan["papo"])
 
     def transport_run(self, server, args, label, extra, max_seconds, what):
-        """One transport invocation, on `server` or, when None, on a fresh Papo eventlet stopped after it."""
+        """One transport invocation, on `server` or, when None, on a fresh Papo server stopped after it."""
         own = None
         if server is None:
             try:
-                own = server = self.server("eventlet")
+                own = server = self.server(self.plan["papo"])
             except ServerError as error:
                 self.runner.skip(what, str(error))
                 return {"error": str(error)}
@@ -471,7 +473,7 @@ def npm_check():
 def measure(bench, only):
     """The suites in `only`, in order; the user pool registered first on the run's SQLite database."""
     if only & {"transport", "servers", "threading", "latency-disk", "storm", "profile"}:
-        server = bench.server("eventlet")
+        server = bench.server(bench.plan["papo"])
         try:
             bench.register(server)
             if "transport" in only:

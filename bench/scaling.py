@@ -109,7 +109,7 @@ def migrate(database_url):
         log(f"papo migrate: exit {done.returncode}: {done.stderr.strip()[-200:]}")
 
 
-def papo_processes(workdir, n, database, redis=None, mode="eventlet"):
+def papo_processes(workdir, n, database, mode, redis=None):
     """n Papo processes on one database (and Redis when given), started one after the other."""
     env = {"DATABASE_URL": database.url}
     if redis is not None:

@@ -83,7 +83,7 @@ def storm_runs(bench):
     args = arg_list({k: p[k] for k in ("clients", "rooms", "rate", "before", "recover-seconds")})
     for round_no in rounds(bench, "storm", p):
         for how in ["connect"] + p["ways"]:
-            kind = "reference" if how == "connect" else "eventlet"
+            kind = "reference" if how == "connect" else bench.plan["papo"]
             if not bench.budget.fits(storm_estimate(bench, kind, p)):
                 bench.runner.skip(f"storm {how} round {round_no}", "time budget")
                 continue
@@ -148,7 +148,7 @@ def scaling_config(bench, config, redis, database, round_no):
         if kind == "reference":
             servers = scaling.reference_processes(workdir, n, redis)
         else:
-            servers = scaling.papo_processes(workdir, n, database, redis if with_redis else None)
+            servers = scaling.papo_processes(workdir, n, database, kind, redis if with_redis else None)
     except ServerError as error:
         bench.runner.skip(f"scaling {name} round {round_no}", str(error))
         return
@@ -180,7 +180,7 @@ def profiles(bench):
             profile_persist(bench, p)
         else:
             bench.runner.skip("profile under the persistence load", "time budget")
-        if p.get("storm") and bench.budget.fits(storm_estimate(bench, "eventlet", bench.plan["storm"])):
+        if p.get("storm") and bench.budget.fits(storm_estimate(bench, bench.plan["papo"], bench.plan["storm"])):
             profile_storm(bench)
         elif p.get("storm"):
             bench.runner.skip("profile of a storm's connect phase", "time budget")
@@ -215,8 +215,8 @@ def profile_storm(bench):
 
 
 def profiled(bench, name, seconds, work, grace=5.0):
-    """Run work(server) on a new eventlet server under py-spy (at most `seconds`); its summary joins the run."""
-    server = bench.server("eventlet")
+    """Run work(server) on a new Papo server under py-spy (at most `seconds`); its summary joins the run."""
+    server = bench.server(bench.plan["papo"])
     spy = Spy(server.pid, bench.runner.workdir / f"profile-{name}.txt", seconds=seconds).start()
     run = None
     try:

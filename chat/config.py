@@ -7,7 +7,8 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-ASYNC_MODES = ("eventlet", "gevent", "threading")
+ASYNC_MODES = ("gevent", "eventlet", "threading")
+DEFAULT_ASYNC_MODE = "gevent"  # maintained; eventlet's maintainers discourage new use (docs/architecture.md)
 SECURE_COOKIES = ("auto", "always", "never")
 Number = TypeVar("Number", int, float)
 
@@ -35,7 +36,7 @@ class Settings:
     REDIS_URL: str = ""
     NOTIFY_TOKEN: str = ""
     CORS_ALLOWED_ORIGINS: tuple[str, ...] = ()
-    ASYNC_MODE: str = one_of("eventlet", ASYNC_MODES)
+    ASYNC_MODE: str = one_of(DEFAULT_ASYNC_MODE, ASYNC_MODES)
     ADMIN_USERS: tuple[str, ...] = ()
     TOKEN_TTL: int = bounded(86400, 5, 10**8)
     RATE_BURST: int = bounded(100, 1, 10**9)

@@ -1,6 +1,6 @@
 """Real Papo server processes on loopback ports, for the integration, browser, cluster and chaos tests.
 
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db") as server:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db") as server:
         token = register(server.url, "ana", "correct-horse")
 
 Every process is started in its own session and ended by its PID; close() (or leaving the `with`)
@@ -25,6 +25,7 @@ import typing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("eventlet", "gevent", "threading")
+DEFAULT_MODE = "gevent"  # the mode users run: chat.config.DEFAULT_ASYNC_MODE (tests/test_config.py holds them equal)
 TEST_SECRET = "integration-test-secret-key"
 PASSWORD = "correct-horse"
 START_TIMEOUT = 15.0

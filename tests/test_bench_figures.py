@@ -117,14 +117,14 @@ def test_the_machine_bounds_two_processes_at_the_cpu_it_spends_per_delivery():
     two = dict(scaling_run("eventlet", 2, True, "fanout", 1_000_000), wall_s=5.0, server_cpu_s=5.0,
                generator_cpu_s=3.5, others_cpu_cores=0.1)  # 1.0 + 0.7 + 0.1 = 1.8 cores busy
     figs = figures.scaling_figures(results(one, two))
-    c = figures.machine_ceiling(figs, cores=2)
+    c = figures.machine_ceiling(figs, cores=2, papo="eventlet")
     assert c is not None
     assert c["us_per_delivery"] == pytest.approx(1.8)
     assert c["most_per_s"] == pytest.approx(2 / 1.8e-6) and c["most_ratio"] == pytest.approx(2 / 1.8)
     assert c["cores_for_goal"] == pytest.approx(1.7 * 1.8)
-    assert figures.machine_ceiling(figs, cores=None) is None
-    assert figures.machine_ceiling(figures.scaling_figures(results(two)), cores=2) is None
-    text = "\n".join(report_stress._ceiling(figs, 2))
+    assert figures.machine_ceiling(figs, cores=None, papo="eventlet") is None
+    assert figures.machine_ceiling(figures.scaling_figures(results(two)), cores=2, papo="eventlet") is None
+    text = "\n".join(report_stress._ceiling(figs, 2, "eventlet"))
     assert "at most 1,111,111 deliveries/s" in text and "1.11x one process" in text
     assert "1.7x would take 3.06 cores" in text
 
@@ -192,3 +192,14 @@ def test_numbers_as_the_report_writes_them():
     assert text.ratio_text(1.234) == "1.23x"
     assert text.spread([10, 30, 20]) == "20 (10–30)"
     assert text.columns("a", "b") == ["| a | b |", "|---|---|"]
+
+
+def test_the_storage_goals_read_the_mode_the_run_measured():
+    from chat.config import DEFAULT_ASYNC_MODE
+
+    assert figures.DEFAULT_MODE == DEFAULT_ASYNC_MODE
+    runs = (latency_run("reference", "quiet", 1, 2, 5), latency_run("eventlet", "quiet", 1, 3, 20),
+            latency_run("gevent", "quiet", 1, 5, 20))
+    assert goals_of(results(*runs))["p99_quiet"][4] == 1.5  # a run before the plan named its mode: eventlet
+    named = figures.Results({"runs": list(runs), "plan": {"papo": "gevent"}})
+    assert figures.measured_mode(named) == "gevent" and goals_of(named)["p99_quiet"][4] == 2.5

@@ -183,7 +183,6 @@ def main(argv=None):
     env = dict(os.environ)
     env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    env.setdefault("ASYNC_MODE", "eventlet")
     env.setdefault("PROXY_COUNT", "1")  # behind nginx: throttles must see the clients' addresses
     env["PYTHONUNBUFFERED"] = "1"
     ensure_database(env["DATABASE_URL"])

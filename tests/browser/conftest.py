@@ -1,7 +1,7 @@
 """Fixtures for the browser suite: a real server process, Debian's Chromium, and people using it.
 
 Each person is a Playwright browser context (own cookies and localStorage) with one page.
-The server is `python app.py` (eventlet) on a free loopback port over a SQLite file in
+The server is `python app.py` (the default mode) on a free loopback port over a SQLite file in
 tmp_path (tests/servers.py); a test may kill it and start it again on the same port and database.
 """
 import itertools
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.needs import need
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 try:
     from playwright.sync_api import expect
@@ -154,7 +154,7 @@ def chromium():
 @pytest.fixture
 def server(tmp_path):
     """A Papo server process on a free port; killed at the end of the test."""
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env={"NOTIFY_TOKEN": NOTIFY_TOKEN}) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env={"NOTIFY_TOKEN": NOTIFY_TOKEN}) as proc:
         yield proc
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, Person, expect
 
@@ -19,7 +19,7 @@ NEW_PASSWORD = "a-new-and-longer-one"
 def server(tmp_path):
     """A Papo server that takes the client's address from X-Forwarded-For (one proxy in front)."""
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "PROXY_COUNT": "1"}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
         yield proc
 
 

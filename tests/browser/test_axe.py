@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chat import create_app
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, ROOT, Person, expect
 
@@ -40,7 +40,7 @@ NOT_PAGES = {"static", "metrics", "sse.stream"}  # files, the Prometheus text an
 def server(tmp_path):
     """The suite's server with an admin (ADMIN_USERS) for /monitor."""
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": ADMIN}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
         yield proc
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, ROOT, Person, wait_for
 
@@ -36,7 +36,7 @@ Object.defineProperty(document, "visibilityState", { get: () => "hidden" });
 def server(tmp_path):
     """The suite's server with an admin (ADMIN_USERS) for the monitor."""
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": ADMIN}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
         yield proc
 
 

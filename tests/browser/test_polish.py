@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, Person, expect, wait_for
 
@@ -22,7 +22,7 @@ LIMIT = 4000
 def server(tmp_path):
     """The suite's server with an admin (ADMIN_USERS) for the monitor's link and page."""
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": ADMIN}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
         yield proc
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, Person, expect
 from .test_private_rooms import invite
@@ -22,7 +22,7 @@ DESKTOP = {"width": 1280, "height": 800}
 def server(tmp_path):
     """The suite's server with ana as an admin, so that /monitor can be shown."""
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": "ana"}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as proc:
         yield proc
 
 

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from tests.services import RedisServer, fresh_database, need_redis
-from tests.servers import ServerProcess
+from tests.servers import DEFAULT_MODE, ServerProcess
 
 from .conftest import NOTIFY_TOKEN, PASSWORD, Person, expect
 
@@ -41,7 +41,7 @@ def test_an_ended_session_shows_the_signed_out_page_and_does_not_reconnect(perso
 
 def test_an_admin_whose_session_ends_leaves_the_monitor_for_the_signed_out_page(chromium, tmp_path):
     env = {"NOTIFY_TOKEN": NOTIFY_TOKEN, "ADMIN_USERS": "boss"}
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env=env) as server:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env=env) as server:
         context = chromium.new_context()
         try:
             boss = Person(context, server.url, "boss").register()
@@ -56,7 +56,7 @@ def test_an_admin_whose_session_ends_leaves_the_monitor_for_the_signed_out_page(
 
 
 def test_the_page_refreshes_its_identity_before_it_expires(chromium, tmp_path):
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db", env={"TOKEN_TTL": "5"}) as server:
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env={"TOKEN_TTL": "5"}) as server:
         context = chromium.new_context()
         try:
             bo = Person(context, server.url, "bo").register()
@@ -77,12 +77,12 @@ def test_the_page_refreshes_its_identity_before_it_expires(chromium, tmp_path):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    """Two eventlet processes sharing a Redis of their own and a fresh PostgreSQL database."""
+    """Two processes in the default mode sharing a Redis of their own and a fresh PostgreSQL database."""
     need_redis()
     with fresh_database("papo_browser_sessions") as url:
         redis = RedisServer().start()
         env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN}
-        servers = [ServerProcess("eventlet", url, env=env) for _ in range(2)]
+        servers = [ServerProcess(DEFAULT_MODE, url, env=env) for _ in range(2)]
         try:
             for server in servers:
                 server.start()

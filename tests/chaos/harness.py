@@ -25,7 +25,7 @@ from typing import Any
 
 import socketio
 
-from tests.servers import ServerProcess, register
+from tests.servers import DEFAULT_MODE, ServerProcess, register
 
 ACK_TIMEOUT = 10.0
 
@@ -296,7 +296,7 @@ class Report:
 
 
 def run(db_url, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6, kill_every=15.0,
-        drop_every=1.0, polling_share=0.2, mode="eventlet", seed=1, env=None, processes=1, log=print):
+        drop_every=1.0, polling_share=0.2, mode=DEFAULT_MODE, seed=1, env=None, processes=1, log=print):
     """Run the chaos for `seconds`, drain, verify; a Report (assertions are the caller's).
 
     With several `processes` (sharing a PostgreSQL db_url and the REDIS_URL in env), client n holds
@@ -526,7 +526,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--kill-every", type=float, default=15, help="seconds between server kills (0: never)")
-    parser.add_argument("--mode", default="eventlet")
+    parser.add_argument("--mode", default=DEFAULT_MODE)
     parser.add_argument("--db", default="/tmp/papo-chaos.db")
     args = parser.parse_args()
     for suffix in ("", "-wal", "-shm"):

@@ -13,7 +13,7 @@ import pytest
 from tests.integration.conftest import clients  # noqa: F401 (a fixture the cluster tests use)
 from tests.integration.conftest import no_secret_in_server_logs  # noqa: F401 (autouse: the run's logs hold no secret)
 from tests.needs import need_program
-from tests.servers import ServerProcess, free_port, health, register, request
+from tests.servers import DEFAULT_MODE, ServerProcess, free_port, health, register, request
 from tests.services import PG_PORT, RedisServer, fresh_database, need_postgres, need_redis
 from tools.cluster import Nginx
 
@@ -93,13 +93,13 @@ def database():
 
 @pytest.fixture(scope="session")
 def cluster(database):
-    """4 eventlet processes, a Redis of their own, PostgreSQL through a proxy, nginx in front."""
+    """4 processes in the default mode, a Redis of their own, PostgreSQL through a proxy, nginx in front."""
     need_services()
     redis = RedisServer().start()
     proxy = TcpProxy(("127.0.0.1", PG_PORT))
     db_url = f"postgresql://127.0.0.1:{proxy.port}/{database}"
     env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY_TOKEN, "LOG_LEVEL": "WARNING"}
-    servers = [ServerProcess("eventlet", db_url, env=env) for _ in range(PROCESSES)]
+    servers = [ServerProcess(DEFAULT_MODE, db_url, env=env) for _ in range(PROCESSES)]
     nginx = None
     try:
         servers[0].start()  # the first runs the migrations; the others start side by side

@@ -70,8 +70,8 @@ def test_a_foreign_origin_cannot_poll_either(server):
 
 
 def test_cors_allowed_origins_lets_in_only_the_origins_it_names(tmp_path):
-    from tests.servers import ServerProcess
-    with ServerProcess("eventlet", f"sqlite:///{tmp_path}/papo.db",
+    from tests.servers import DEFAULT_MODE, ServerProcess
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db",
                        env={"CORS_ALLOWED_ORIGINS": "http://friend.example"}) as friendly:
         opened, packet = open_websocket(friendly, "http://friend.example")
         assert opened and packet.startswith("0{")

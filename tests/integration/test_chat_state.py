@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.servers import ServerProcess, post_message, read_messages, register, request
+from tests.servers import DEFAULT_MODE, ServerProcess, post_message, read_messages, register, request
 from tests.services import fresh_database
 
 from .client import ChatClient
@@ -101,7 +101,7 @@ def test_a_client_that_dropped_catches_up_on_every_change(mode, crash, tmp_path_
 
 
 def test_search_and_unread_over_http_never_leak_a_private_room(tmp_path_factory):
-    server = start_server("eventlet", tmp_path_factory)
+    server = start_server(DEFAULT_MODE, tmp_path_factory)
     try:
         owner, outsider = register(server.url, "olga"), register(server.url, "otto")
         assert request(server.url, "POST", "/api/rooms", {"name": "vault", "private": True}, token=owner)[0] == 201

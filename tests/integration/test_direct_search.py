@@ -1,6 +1,6 @@
 """Search over direct messages against a real server process: found by the pair alone, right after sending,
 and still after kill -9 and a restart (the index catches up from the database, never from memory)."""
-from tests.servers import register, request
+from tests.servers import DEFAULT_MODE, register, request
 
 from .client import ChatClient
 from .conftest import start_server
@@ -13,7 +13,7 @@ def found(url, token, q):
 
 
 def test_a_dm_is_found_by_its_pair_only_also_after_kill_9(tmp_path_factory):
-    server = start_server("eventlet", tmp_path_factory)
+    server = start_server(DEFAULT_MODE, tmp_path_factory)
     try:
         ana, bo, cy = (register(server.url, name) for name in ("ana", "bo", "cy"))
         with ChatClient(server.url, ana) as client:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.servers import ServerError, ServerProcess, post_message, read_messages, register
+from tests.servers import DEFAULT_MODE, ServerError, ServerProcess, post_message, read_messages, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -91,8 +91,8 @@ def test_every_acknowledged_message_survives_kill_9(fresh_server, clients):
 
 def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path}/papo.db"
-    with ServerProcess("eventlet", url) as first:
-        second = ServerProcess("eventlet", url)
+    with ServerProcess(DEFAULT_MODE, url) as first:
+        second = ServerProcess(DEFAULT_MODE, url)
         try:
             with pytest.raises(ServerError, match="exited with 2"):
                 second.start(timeout=15)

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from tests.servers import MODES, ServerProcess, post_message, read_messages, register
+from chat.config import DEFAULT_ASYNC_MODE
+from tests.servers import DEFAULT_MODE, MODES, ServerProcess, post_message, read_messages, register
 
 from .raw import hold_connections
 
@@ -14,7 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 modes = pytest.mark.parametrize("fresh_server", MODES, indirect=True)
 
 
-@pytest.mark.parametrize("fresh_server, transport", [(mode, "websocket") for mode in MODES] + [("eventlet", "polling")],
+@pytest.mark.parametrize("fresh_server, transport",
+                         [(mode, "websocket") for mode in MODES] + [(DEFAULT_MODE, "polling")],
                          indirect=["fresh_server"])
 def test_a_reconnecting_client_gets_exactly_what_it_missed_after_kill_9(fresh_server, clients, transport):
     server, room = fresh_server, "recovery"
@@ -60,6 +62,12 @@ def test_sigterm_stops_the_server_cleanly(fresh_server, clients):
     assert code == 0, f"exit status {code} after SIGTERM\n{server.log_tail(15)}"
     assert took < 5
     assert socket_.wait_until(lambda c: not c.sio.connected, timeout=5)
+
+
+def test_a_server_given_no_mode_runs_the_default_one(tmp_path):
+    with ServerProcess(DEFAULT_MODE, f"sqlite:///{tmp_path}/papo.db", env={"ASYNC_MODE": None}) as server:
+        assert f"({DEFAULT_ASYNC_MODE})" in server.log_tail()
+    assert DEFAULT_MODE == DEFAULT_ASYNC_MODE
 
 
 @pytest.mark.parametrize("mode", ["eventlet", "gevent"])

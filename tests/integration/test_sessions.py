@@ -8,7 +8,7 @@ import pytest
 import socketio
 
 from chat.sessions import ENDINGS
-from tests.servers import MODES, PASSWORD, ServerProcess, login, register, request
+from tests.servers import DEFAULT_MODE, MODES, PASSWORD, ServerProcess, login, register, request
 
 from .client import ChatClient
 
@@ -19,7 +19,7 @@ TRANSPORTS = (("websocket",), ("polling",))
 _names = itertools.count(1)
 
 
-def start(tmp_path_factory, mode="eventlet", **env):
+def start(tmp_path_factory, mode=DEFAULT_MODE, **env):
     db = tmp_path_factory.mktemp("db-sessions") / "papo.db"
     env = {"NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": f"{ADMIN},{WATCHER}", **env}
     server = ServerProcess(mode, f"sqlite:///{db}", env=env)

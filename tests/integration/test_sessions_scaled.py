@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.services import RedisServer, fresh_database, need_redis
-from tests.servers import PASSWORD, ServerProcess, login, register, request
+from tests.servers import DEFAULT_MODE, PASSWORD, ServerProcess, login, register, request
 
 from .test_sessions import NOTIFY, MonitorClient, assert_no_secret_logged, ended, refused_everywhere, still_served
 
@@ -28,10 +28,10 @@ def secrets():
 
 @pytest.fixture(scope="module")
 def pair(database, secrets):
-    """Two eventlet processes on one Redis of their own and one PostgreSQL database."""
+    """Two processes in the default mode on one Redis of their own and one PostgreSQL database."""
     redis = RedisServer().start()
     env = {"REDIS_URL": redis.url, "NOTIFY_TOKEN": NOTIFY, "ADMIN_USERS": WATCHER}
-    servers = [ServerProcess("eventlet", database, env=env) for _ in range(2)]
+    servers = [ServerProcess(DEFAULT_MODE, database, env=env) for _ in range(2)]
     try:
         for server in servers:
             server.start()

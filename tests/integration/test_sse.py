@@ -6,7 +6,7 @@ import socket
 import pytest
 import requests
 
-from tests.servers import MODES, post_message, register, request
+from tests.servers import DEFAULT_MODE, MODES, post_message, register, request
 
 from .conftest import start_server
 from .raw import open_socketio, raise_open_file_limit
@@ -195,7 +195,7 @@ def test_an_idle_stream_gets_comments(server, streams):
 
 
 def test_the_per_user_connection_cap_counts_streams(tmp_path_factory, streams):
-    server = start("eventlet", tmp_path_factory, MAX_CONNECTIONS_PER_USER="2")
+    server = start(DEFAULT_MODE, tmp_path_factory, MAX_CONNECTIONS_PER_USER="2")
     try:
         _, token = user(server)
         held = [streams(server.url, token, rooms=["lobby"]) for _ in range(2)]
