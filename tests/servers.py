@@ -25,7 +25,7 @@ import typing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("eventlet", "gevent", "threading")
-DEFAULT_MODE = "gevent"  # the mode users run: chat.config.DEFAULT_ASYNC_MODE (tests/test_config.py holds them equal)
+DEFAULT_MODE = "gevent"  # the mode users run: chat.config.DEFAULT_ASYNC_MODE (test_lifecycle.py holds them equal)
 TEST_SECRET = "integration-test-secret-key"
 PASSWORD = "correct-horse"
 START_TIMEOUT = 15.0
