@@ -120,10 +120,11 @@ def storm_section(res):
              *columns("server", "phase", "connect s", "server µs per connection", "back after the signal s",
                       "back after the first drop s", "old server exited s", "new server answering s",
                       "server µs per reconnect", "missing / changed", "runs")]
+    papo = SERVER_NAMES[measured_mode(res)]
     for who in ("reference", "papo"):
         f = figs.get(f"connect/{who}")
         if f:
-            lines.append(f"| {SERVER_NAMES['reference' if who == 'reference' else measured_mode(res)]} | connect | "
+            lines.append(f"| {SERVER_NAMES['reference'] if who == 'reference' else papo} | connect | "
                          f"{spread(_each(f, 'connect_s'))} | {spread(_each(f, 'server_cpu_us_per_connect'))} | "
                          "| | | | | | "
                          f"{len(f['connect_s'][1])}/{len(f['connect_s'][2])} |")
@@ -132,7 +133,7 @@ def storm_section(res):
         if not f:
             continue
         forced = f" ({f['forced']} drain(s) past the limit)" if f["forced"] else ""
-        lines.append(f"| {SERVER_NAMES[measured_mode(res)]} | {name} | | | {fmt(f['since_signal_s'][0])} | "
+        lines.append(f"| {papo} | {name} | | | {fmt(f['since_signal_s'][0])} | "
                      f"{fmt(f['recovered_s'][0])}{'' if f['all_back'] else ' (not all back)'} | "
                      f"{fmt(f['exit_s'][0])}{forced} | {fmt(f['start_s'][0])} | {fmt(f['reconnect_cpu_us'][0])} | "
                      f"{f['missing']} / {f['changed']} | {len(f['runs'])} |")

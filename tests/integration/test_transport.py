@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import websocket
 
+from tests.conformance.peer import TEXT, Peer, client_frame
 from tests.servers import health, register
 
 from .conftest import start_server
@@ -126,24 +127,14 @@ def test_a_polling_session_upgrades_to_websocket_and_is_answered_by_the_101_alon
     handshake.request("GET", "/socket.io/?EIO=4&transport=polling")
     sid = json.loads(handshake.getresponse().read()[1:])["sid"]
     handshake.close()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(4096)
-            assert chunk, f"closed after {answer!r}"
-            answer += chunk
-        assert answer.startswith(b"HTTP/1.1 101 "), answer
-        mask = b"abcd"
-        sock.sendall(b"\x81\x86" + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(b"2probe")))
-        rest = answer.split(b"\r\n\r\n", 1)[1]
-        while len(rest) < 8:
-            chunk = sock.recv(4096)
-            assert chunk, f"closed after {answer + rest!r}"
-            rest += chunk
-        assert rest[:8] == b"\x81\x063probe"
+    peer = Peer("127.0.0.1", server.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+    try:
+        assert peer.accepted, (peer.status, peer.response_headers)
+        peer.send(client_frame(b"2probe"))
+        peer.read_until(lambda: any(kind == "frame" for _, kind, _ in peer.events), 5)
+        assert [detail for _, kind, detail in peer.events if kind == "frame"][:1] == [(True, 0, TEXT, b"3probe")]
+    finally:
+        peer.close()
 
 
 def test_a_client_that_starts_on_polling_moves_to_websocket(server, user, room, clients):
