@@ -100,7 +100,7 @@ def storm_estimate(bench, kind, p):
 
 def storm_once(bench, kind, how, args, round_no):
     p = bench.plan["storm"]
-    server = bench.server(kind)
+    server = bench.server(kind, env={"DRAIN_SECONDS": str(p["drain_seconds"])} if kind != "reference" else None)
     try:
         if how == "connect":
             return bench.runner.loadgen(server, "storm", args, section="storm", round_no=round_no,

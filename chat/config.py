@@ -10,6 +10,10 @@ from urllib.parse import urlparse
 ASYNC_MODES = ("gevent", "eventlet", "threading")
 DEFAULT_ASYNC_MODE = "gevent"  # maintained; eventlet's maintainers discourage new use (docs/architecture.md)
 SECURE_COOKIES = ("auto", "always", "never")
+# A lone process's clients can come back only to its successor, which starts once it has exited: a
+# long drain only keeps the first ones closed longer. Behind a proxy with several processes they come
+# back to the others at once, and a longer window spreads that load (docs/operations.md).
+CLUSTER_DRAIN_SECONDS = 3.0
 Number = TypeVar("Number", int, float)
 
 
@@ -54,6 +58,8 @@ class Settings:
     PING_INTERVAL: int = bounded(25, 1, 3600)
     PING_TIMEOUT: int = bounded(20, 1, 3600)
     SOCKET_TIMEOUT: int = bounded(75, 5, 86400)
+    # seconds over which SIGTERM closes the connections; CLUSTER_DRAIN_SECONDS by default with REDIS_URL
+    DRAIN_SECONDS: float = bounded(1.0, 0.0, 600.0)
     SECURE_COOKIES: str = one_of("auto", SECURE_COOKIES)
     PROXY_COUNT: int = bounded(0, 0, 10)
     PASSWORD_HASH: str = "scrypt"
@@ -79,6 +85,8 @@ def load(instance_path: str, environ: Mapping[str, str] | None = None,
         values.setdefault(name, 3 * values.get(scale, getattr(_DEFAULTS, scale)))
     values.setdefault("SOCKET_TIMEOUT", 30 + sum(values.get(name, getattr(_DEFAULTS, name))
                                                  for name in ("PING_INTERVAL", "PING_TIMEOUT")))
+    if values.get("REDIS_URL"):
+        values.setdefault("DRAIN_SECONDS", CLUSTER_DRAIN_SECONDS)
     values.setdefault("DATABASE_URL", "sqlite:///" + os.path.join(instance_path, "papo.db"))
     if not values.get("SECRET_KEY"):
         values["SECRET_KEY"] = _instance_secret(instance_path)

@@ -124,7 +124,7 @@ def _drain(papo, hub, stop_accepting):
     log.info("SIGTERM: draining")
     with contextlib.suppress(OSError):
         stop_accepting()
-    drain.drain(hub, drain.closers(papo.socketio.server.eio), lambda: _exit(papo))
+    drain.drain(hub, drain.closers(papo.socketio.server.eio), lambda: _exit(papo), papo.settings.DRAIN_SECONDS)
 
 
 def _exit(papo):

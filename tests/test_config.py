@@ -47,7 +47,7 @@ def test_each_number_setting_keeps_its_declared_bounds(tmp_path, setting):
     environ = {"SECRET_KEY": "k" * 20, "SOCKET_TIMEOUT": "86400", "PING_INTERVAL": "1", "PING_TIMEOUT": "1",
                setting.name: str(low)}
     assert getattr(config.load(str(tmp_path), environ=environ), setting.name) == low
-    for outside in (low - (1 if isinstance(low, int) else low / 2), high * 2):
+    for outside in (low - (1 if isinstance(low, int) or not low else low / 2), high * 2):
         with pytest.raises(config.SettingError, match=f"^{setting.name} must be between"):
             config.load(str(tmp_path), environ={**environ, setting.name: str(outside)})
 
@@ -79,6 +79,14 @@ def test_derived_defaults_follow_the_settings_they_scale(tmp_path):
     settings = config.load(str(tmp_path), environ={"SECRET_KEY": "k" * 20, "RATE_BURST": "7", "PING_INTERVAL": "10"})
     assert (settings.EVENT_BURST, settings.EVENT_PER_SECOND) == (21, 30.0)
     assert settings.SOCKET_TIMEOUT == 30 + 10 + 20
+
+
+def test_a_cluster_drains_over_a_longer_window_unless_told(tmp_path):
+    key = {"SECRET_KEY": "k" * 20}
+    cluster = {**key, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert config.load(str(tmp_path), environ=key).DRAIN_SECONDS == 1.0
+    assert config.load(str(tmp_path), environ=cluster).DRAIN_SECONDS == config.CLUSTER_DRAIN_SECONDS == 3.0
+    assert config.load(str(tmp_path), environ={**cluster, "DRAIN_SECONDS": "0"}).DRAIN_SECONDS == 0.0
 
 
 def test_unknown_settings_are_handed_on_as_extra(tmp_path):

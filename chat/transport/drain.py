@@ -2,9 +2,9 @@
 
 Clients reconnect as soon as their connection closes; closing them all in one instant brings them all
 back in the same second (to this server's successor, or its neighbours). Closing them in batches, in
-a random order, one batch per tick over DRAIN_WINDOW seconds, spreads the reconnects over that
-window. Whatever is still open DRAIN_WINDOW + ANSWER_WAIT seconds after the start is left to the
-process's exit: the drain always ends within that bound, however many connections there are.
+a random order, one batch per tick over the window (the setting DRAIN_SECONDS), spreads the
+reconnects over it. Whatever is still open the window + ANSWER_WAIT seconds after the start is left
+to the process's exit: the drain always ends within that bound, however many connections there are.
 """
 import contextlib
 import math
@@ -16,7 +16,6 @@ from .connection import Connection
 from .protocol import CloseCode
 from .stream import Stream
 
-DRAIN_WINDOW = 3.0  # seconds over which the connections are closed
 TICK = 0.05  # seconds between two batches
 ANSWER_WAIT = 1.0  # seconds the last batch gets to answer its close frames
 
@@ -31,7 +30,7 @@ def closers(eio) -> list:
     return found
 
 
-def drain(hub, close_calls: list, done, window: float = DRAIN_WINDOW, shuffle=random.shuffle):
+def drain(hub, close_calls: list, done, window: float, shuffle=random.shuffle):
     """Call each of close_calls in batches over `window` seconds; done() once all are closed, or at the bound."""
     shuffle(close_calls)
     batches = max(1, int(window / TICK))

@@ -1,0 +1,38 @@
+"""SIGTERM's drain on a hub driven by hand: batches over the window, then done, within the bound."""
+from chat.transport import drain, hubs
+
+
+def drained(count, window):
+    """(time of each close, in the order called; the times done() was called) for `count` connections."""
+    hub = hubs.FakeHub()
+    closed, done = [], []
+    calls = [lambda: closed.append(hub.now) for _ in range(count)]
+    drain.drain(hub, calls, lambda: done.append(hub.now), window, shuffle=lambda calls: None)
+    hub.run(window + drain.ANSWER_WAIT + 1)
+    return closed, done
+
+
+def test_the_connections_close_in_batches_spread_over_the_window():
+    closed, done = drained(1000, 2.0)
+    assert len(closed) == 1000
+    assert closed == sorted(closed) and closed[0] == 0.0
+    assert 2.0 - 2 * drain.TICK <= closed[-1] < 2.0
+    assert len(set(closed)) == int(2.0 / drain.TICK)
+    assert done == [closed[-1] + drain.TICK]  # nothing is left open: done at the first check
+
+
+def test_a_window_of_nothing_closes_everything_at_once():
+    closed, done = drained(50, 0.0)
+    assert closed == [0.0] * 50 and done == [drain.TICK]
+
+
+def test_a_connection_that_fails_to_close_does_not_stop_the_rest():
+    hub = hubs.FakeHub()
+    closed = []
+
+    def broken():
+        raise OSError("gone")
+
+    drain.drain(hub, [broken, lambda: closed.append(1)], lambda: None, 0.0, shuffle=lambda calls: None)
+    hub.run(1)
+    assert closed == [1]
