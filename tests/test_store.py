@@ -196,6 +196,34 @@ def test_direct_messages_deduplicate_by_sender_and_client_id(store):
     assert created and not created_again and again == first
 
 
+def test_schema_head_names_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from chat.store.schema import SCHEMA_HEAD
+    from chat.store.store import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+def test_only_a_database_behind_the_head_is_upgraded(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    database_at(url, "0009")
+    store = Store(url)
+    try:
+        assert not store._at_head()
+        store.migrate()
+        assert store._at_head()
+        assert store.append("a", "ana", "after the upgrade", 1, None)[0]["seq"] == 1
+    finally:
+        store.close()
+    new = Store(f"sqlite:///{tmp_path}/new.db")
+    assert not new._at_head()
+    new.close()
+
+
 def test_the_migrations_build_exactly_the_schema_the_code_declares(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

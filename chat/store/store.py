@@ -8,6 +8,7 @@ from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
 from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
+from .schema import SCHEMA_HEAD
 from .unread import NoneUnread
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -62,7 +63,28 @@ class Store:
         self._room_members: dict[tuple[str, str], float] = {}
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL)."""
+        """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL).
+
+        A database at SCHEMA_HEAD already is left alone without loading Alembic and its scripts: a
+        quarter of a second of every restart, while the clients wait in the port's queue.
+        """
+        if not self._at_head():
+            self._upgrade()
+        if isinstance(self.connector, SqliteConnector):
+            self.engine.dispose()  # the threads open their own connections
+            self.connector.use_wal()
+
+    def _at_head(self) -> bool:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars()) == [SCHEMA_HEAD]
+        except SQLAlchemyError:  # no such table yet, or no database: the upgrade says which
+            return False
+
+    def _upgrade(self) -> None:
         from alembic import command
         from alembic.config import Config
         from sqlalchemy import text
@@ -74,9 +96,6 @@ class Store:
                 conn.execute(text("SELECT pg_advisory_xact_lock(1885433967)"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-        if isinstance(self.connector, SqliteConnector):
-            self.engine.dispose()  # the threads open their own connections
-            self.connector.use_wal()
 
     def claim(self) -> None:
         """Serve this database as a server process: a second server on the same SQLite file is refused."""
