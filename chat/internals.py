@@ -184,6 +184,19 @@ def is_polling(session) -> bool:
     return not session.upgraded
 
 
+def forget_closed_session(eio, sid: str) -> None:
+    """Drop a session that has closed but is still listed, as Engine.IO's own lookup (_get_socket) does.
+
+    Engine.IO forgets a closed session at the next request that looks it up, but a polling POST's
+    lookup raises KeyError('Session is disconnected') for it instead of answering: a 500 and a
+    traceback for a client that sent its close packet and one more request. Forgotten first, the
+    request gets Engine.IO's answer to any unknown session, 400 "Invalid session".
+    """
+    session = eio.sockets.get(sid)
+    if session is not None and session.closed:
+        del eio.sockets[sid]
+
+
 def close_polling_session(session):
     """Close a long-polling session so that its pending poll answers with Engine.IO's close packet."""
     session.close(wait=False, abort=False)

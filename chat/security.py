@@ -4,7 +4,9 @@ create_app calls install() once; docs/security.md says what each part promises a
 """
 import base64
 import binascii
+import functools
 import io
+from urllib.parse import parse_qs
 
 from flask import request
 from markupsafe import escape
@@ -12,6 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import internals
 from .auth import current_user
 from .extension import papo
 
@@ -54,7 +57,9 @@ def install(app, settings, api_blueprint):
 
     Call it after Flask-SocketIO is set up, so that the Engine.IO filter sits in front of it.
     """
-    app.wsgi_app = EngineIOFilter(app.wsgi_app, settings.MAX_FRAME_BYTES)
+    eio = app.extensions["socketio"].server.eio
+    app.wsgi_app = EngineIOFilter(app.wsgi_app, settings.MAX_FRAME_BYTES,
+                                  functools.partial(internals.forget_closed_session, eio))
     if settings.PROXY_COUNT:
         count = settings.PROXY_COUNT
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)
@@ -103,14 +108,16 @@ class EngineIOFilter:
     python-engineio answers an unknown packet type in a polling POST by closing the session and
     waiting for a GET that drains its queue: the POST, and its green thread, would wait forever.
     A non-UTF-8 body raises inside it, and eventlet's WebSocket handshake raises (500) without a
-    Sec-WebSocket-Key. Everything else passes untouched.
+    Sec-WebSocket-Key; a POST to a session its client has just closed raises too (500), unless the
+    closed session is forgotten first (`forget_closed(sid)`). Everything else passes untouched.
     """
 
     PACKET_TYPES = "1345b"  # close, pong, message, upgrade; b: a base64 binary message
 
-    def __init__(self, wsgi_app, max_bytes, path="/socket.io/"):
+    def __init__(self, wsgi_app, max_bytes, forget_closed=None, path="/socket.io/"):
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
+        self.forget_closed = forget_closed
         self.path = path
 
     def __call__(self, environ, start_response):
@@ -133,6 +140,9 @@ class EngineIOFilter:
                 return _plain(start_response, "400 BAD REQUEST", "malformed Engine.IO payload")
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
+            sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid")
+            if sid and self.forget_closed is not None:
+                self.forget_closed(sid[0])  # the session may have closed while the body was read
         return self.wsgi_app(environ, start_response)
 
     @classmethod

@@ -184,6 +184,16 @@ def test_malformed_engineio_packets_over_polling(server, token, case):
     assert_still_serving(server)
 
 
+def test_a_post_after_the_clients_own_close_is_an_invalid_session_not_an_error(server, token):
+    """python-engineio raised KeyError (500) for a POST to a session its client had closed a moment before."""
+    sid = polling_session(server, token)
+    assert polling(server, "POST", sid, "1")[0] == 200
+    status, answer = polling(server, "POST", sid, '42["join",{"room":"x"}]')
+    assert (status, answer) == (400, f'"Invalid session {sid}"'.encode())
+    assert polling(server, "GET", sid)[0] == 400
+    assert_still_serving(server)
+
+
 def test_concurrent_polls_of_one_session_are_answered_not_hung(server, token):
     sid = polling_session(server, token)
     import threading
