@@ -237,6 +237,9 @@ def _serve_gevent(app, listener, max_connections, papo):
         def detach(self):
             self.detached = self.close_connection = True
 
+        def log_request(self):
+            """Write no access log (the server has none): gevent formats each line for its no-op log."""
+
         def handle_one_request(self):
             result = super().handle_one_request()
             if self.detached:
