@@ -200,8 +200,7 @@ def test_schema_head_names_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from chat.store.schema import SCHEMA_HEAD
-    from chat.store.store import MIGRATIONS
+    from chat.store.store import MIGRATIONS, SCHEMA_HEAD
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
@@ -229,7 +228,7 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(store):
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from chat.store import metadata
+    from chat.store.schema import metadata
     from chat.store.engine import database_url
     from chat.store.schema import is_declared
 

@@ -5,7 +5,6 @@ commit; lanes: the OS threads the disk's waits run on; recent: the latest messag
 unread: who has no unread notifications; wire: the shapes clients receive; store: the Store the service uses.
 """
 from .engine import DatabaseInUse
-from .schema import metadata
 from .store import Store
 
-__all__ = ["DatabaseInUse", "Store", "metadata"]
+__all__ = ["DatabaseInUse", "Store"]

@@ -53,6 +53,11 @@ def _room_ids(tx, names):
     return dict(tx.rows(f"SELECT name, id FROM rooms WHERE name IN ({marks})", sorted(set(names))))
 
 
+def schema_versions(tx: Tx) -> list[str]:
+    """The Alembic revisions the database is at (one, on a linear history)."""
+    return [version for version, in tx.rows("SELECT version_num FROM alembic_version")]
+
+
 def last_seq(tx: Tx, room: str) -> int:
     return tx.value("SELECT last_seq FROM rooms WHERE name = ?", (room,)) or 0
 

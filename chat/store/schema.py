@@ -2,8 +2,6 @@
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, false, text)
 
-SCHEMA_HEAD = "0011"  # the newest migration's revision (chat/migrations/versions/); a test holds the two equal
-
 metadata = MetaData()
 
 users = Table(

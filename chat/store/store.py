@@ -1,17 +1,20 @@
 """The Store: every read and write of Papo's data, each run where a slow disk stalls no connection."""
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import queries
 from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
-from .engine import PooledConnector, SqliteConnector, make_engine, sqlite_path
+from .engine import PooledConnector, SqliteConnector, database_url, make_engine, sqlite_path
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
-from .schema import SCHEMA_HEAD
 from .unread import NoneUnread
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+SCHEMA_HEAD = "0011"  # the newest migration's revision (chat/migrations/versions/); a test holds the two equal
 READERS = 2  # OS threads reading SQLite beside the writer (WAL lets them read while it commits)
 MEMBER_CACHE_SECONDS = 1.0  # how long a process trusts a private room membership it read (removals reach it then)
 INDEX_BATCH = 2000  # messages the writer adds to SQLite's search index in one transaction
@@ -33,10 +36,10 @@ class Store:
 
     def __init__(self, url: str, async_mode: str = "threading"):
         self.url = url
-        self.engine = make_engine(url)
+        self._engine: Engine | None = None
         self.lanes = lanes = Lanes(async_mode)
         self.connector: SqliteConnector | PooledConnector
-        if self.engine.dialect.name == "sqlite":
+        if database_url(url).startswith("sqlite"):
             self.connector = SqliteConnector(sqlite_path(url))
             self._writer: Any = lanes.thread_lane(1, on_exit=self.connector.release)
             self._readers = lanes.thread_lane(READERS, on_exit=self.connector.release) if lanes.green else None
@@ -62,27 +65,35 @@ class Store:
         # removed, on any process, so a membership read lasts MEMBER_CACHE_SECONDS
         self._room_members: dict[tuple[str, str], float] = {}
 
+    @property
+    def engine(self) -> "Engine":
+        """SQLAlchemy's engine: PostgreSQL's pool, and the migrations; made when first needed."""
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL).
 
-        A database at SCHEMA_HEAD already is left alone without loading Alembic and its scripts: a
-        quarter of a second of every restart, while the clients wait in the port's queue.
+        A database at SCHEMA_HEAD already is left alone without loading Alembic and its scripts (and,
+        on SQLite, SQLAlchemy): four tenths of a second of every restart, while the clients wait in the
+        port's queue.
         """
         if not self._at_head():
             self._upgrade()
         if isinstance(self.connector, SqliteConnector):
-            self.engine.dispose()  # the threads open their own connections
+            if self._engine is not None:
+                self._engine.dispose()  # the threads open their own connections
             self.connector.use_wal()
 
     def _at_head(self) -> bool:
-        from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars()) == [SCHEMA_HEAD]
-        except SQLAlchemyError:  # no such table yet, or no database: the upgrade says which
+            return self.connector.read(queries.schema_versions) == [SCHEMA_HEAD]
+        except Exception:  # no such table yet, or no database: the upgrade meets it again and says which
             return False
+        finally:
+            if isinstance(self.connector, SqliteConnector):
+                self.connector.release()  # this thread serves no reads later
 
     def _upgrade(self) -> None:
         from alembic import command
@@ -129,7 +140,8 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.close()
         self.connector.close()
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def ping(self) -> None:
         self._read(queries.last_seq, "")
