@@ -1,5 +1,7 @@
 """Fixtures: an app on a fresh SQLite file, its HTTP client, users and Socket.IO test clients."""
 import itertools
+import threading
+import time
 
 import pytest
 
@@ -23,6 +25,22 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_client_left_reconnecting():
+    """Fail the run when a test's python-socketio client is still reconnecting after every test ended.
+
+    Such a client tries forever, in a thread of the test process, against a server that is gone or
+    against the next test's server on the same port, and draws on the global `random` meanwhile
+    (hypothesis warned of it once).
+    """
+    yield
+    deadline = time.monotonic() + 5
+    while (left := [t.name for t in threading.enumerate() if "_handle_reconnect" in t.name]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"Socket.IO clients still reconnecting after the tests: {left}"
 
 
 @pytest.fixture

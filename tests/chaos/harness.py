@@ -236,7 +236,8 @@ class ChaosClient:
             return any(pending.sent_at is not None for pending in self.outbox)
 
     def close(self):
-        closing = threading.Thread(target=self.sio.disconnect, daemon=True)
+        """Disconnect, or stop reconnecting: disconnect() alone leaves a reconnecting client trying forever."""
+        closing = threading.Thread(target=self.sio.shutdown, daemon=True)
         closing.start()
         closing.join(1)
 

@@ -36,9 +36,11 @@ class ChatClient:
         return self
 
     def close(self, wait=0.5):
-        """Disconnect, waiting at most `wait` seconds: over WebSocket the client library waits up to
-        3 s for the server to end the TCP connection, which gevent and the development server do not."""
-        closing = threading.Thread(target=self.sio.disconnect, daemon=True)
+        """Disconnect, or stop reconnecting, waiting at most `wait` seconds: over WebSocket the client
+        library waits up to 3 s for the server to end the TCP connection, which gevent and the
+        development server do not. (disconnect() alone leaves a client that is reconnecting trying
+        forever, in a thread of the test process, after its server has gone.)"""
+        closing = threading.Thread(target=self.sio.shutdown, daemon=True)
         closing.start()
         closing.join(wait)
 
