@@ -32,8 +32,8 @@ def no_client_left_reconnecting():
     """Fail the run when a test's python-socketio client is still reconnecting after every test ended.
 
     Such a client tries forever, in a thread of the test process, against a server that is gone or
-    against the next test's server on the same port, and draws on the global `random` meanwhile
-    (hypothesis warned of it once).
+    against the next test's server on the same port, drawing on the global `random` meanwhile (which
+    hypothesis warns of when it happens during one of its draws).
     """
     yield
     deadline = time.monotonic() + 5
