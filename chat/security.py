@@ -114,7 +114,7 @@ class EngineIOFilter:
 
     PACKET_TYPES = "1345b"  # close, pong, message, upgrade; b: a base64 binary message
 
-    def __init__(self, wsgi_app, max_bytes, forget_closed=None, path="/socket.io/"):
+    def __init__(self, wsgi_app, max_bytes, forget_closed, path="/socket.io/"):
         self.wsgi_app = wsgi_app
         self.max_bytes = max_bytes
         self.forget_closed = forget_closed
@@ -141,7 +141,7 @@ class EngineIOFilter:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid")
-            if sid and self.forget_closed is not None:
+            if sid:
                 self.forget_closed(sid[0])  # the session may have closed while the body was read
         return self.wsgi_app(environ, start_response)
 
