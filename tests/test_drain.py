@@ -1,5 +1,9 @@
 """SIGTERM's drain on a hub driven by hand: batches over the window, then done, within the bound."""
+import socket
+
 from chat.transport import drain, hubs
+from chat.transport.connection import Connection, Flusher
+from chat.transport.driver import EchoEndpoint
 
 
 def drained(count, window):
@@ -8,7 +12,7 @@ def drained(count, window):
     closed, done = [], []
     calls = [lambda: closed.append(hub.now) for _ in range(count)]
     drain.drain(hub, calls, lambda: done.append(hub.now), window, shuffle=lambda calls: None)
-    hub.run(window + drain.ANSWER_WAIT + 1)
+    hub.run(window + drain.SEND_WAIT + 1)
     return closed, done
 
 
@@ -36,3 +40,39 @@ def test_a_connection_that_fails_to_close_does_not_stop_the_rest():
     drain.drain(hub, [broken, lambda: closed.append(1)], lambda: None, 0.0, shuffle=lambda calls: None)
     hub.run(1)
     assert closed == [1]
+
+
+def test_the_drain_ends_once_every_close_frame_is_out_without_waiting_for_the_answers():
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    hub = hubs.FakeHub()
+    connection = Connection(server, Flusher(hub), 1000, EchoEndpoint())
+    connection.start()
+    done = []
+    try:
+        drain.drain(hub, [lambda: connection.hang_up(1001)], lambda: done.append(hub.now), 0.0)
+        hub.run(drain.SEND_WAIT + 1)
+        assert done == [drain.TICK] and not connection.closed  # the client never answered
+        assert client.recv(16) == b"\x88\x02\x03\xe9"
+    finally:
+        connection.close()
+        client.close()
+
+
+def test_the_drain_waits_for_a_close_frame_stuck_behind_a_client_that_does_not_read():
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    hub = hubs.FakeHub()
+    connection = Connection(server, Flusher(hub), 1000, EchoEndpoint())
+    connection.start()
+    connection.send(b"x" * (1 << 20))  # more than the socket takes: the close frame waits behind it
+    done = []
+    try:
+        drain.drain(hub, [lambda: connection.hang_up(1001)], lambda: done.append(hub.now), 0.0)
+        hub.run(drain.SEND_WAIT + 1)
+        assert not connection.outbox.finished
+        assert done == [drain.SEND_WAIT]  # the bound, not the first check
+    finally:
+        connection.close()
+        client.close()

@@ -189,3 +189,12 @@ def test_a_server_close_waits_for_the_clients_answer_within_a_grace(pair):
     assert not connection.closed
     hub.run(10)
     assert connection.closed
+
+
+def test_a_closing_connection_is_finished_once_its_close_frame_is_out(pair):
+    hub, connection, client = pair
+    connection.hang_up(1001)
+    assert not connection.outbox.finished  # queued for the end of the turn
+    hub.run()
+    assert connection.outbox.finished and not connection.closed  # sent, our half shut; the answer may follow
+    assert client.recv(16) == b"\x88\x02\x03\xe9"

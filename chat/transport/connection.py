@@ -66,6 +66,11 @@ class Outbox:
             if not self.pending and not self.closed:
                 self._finished()
 
+    @property
+    def finished(self) -> bool:
+        """Whether the last frame is out and the sending half shut, or the connection is over."""
+        return self.closed or (self.finishing and not self.pending)
+
     def abandon(self):
         """Forget whatever is unsent: the connection is over."""
         self.closed = True

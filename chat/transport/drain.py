@@ -3,8 +3,11 @@
 Clients reconnect as soon as their connection closes; closing them all in one instant brings them all
 back in the same second (to this server's successor, or its neighbours). Closing them in batches, in
 a random order, one batch per tick over the window (the setting DRAIN_SECONDS), spreads the
-reconnects over it. Whatever is still open the window + ANSWER_WAIT seconds after the start is left
-to the process's exit: the drain always ends within that bound, however many connections there are.
+reconnects over it. The drain is over once every close frame is out, our half of each connection
+shut behind it: the clients' answers are not awaited, as each has its close frame and our end of
+TCP already, and a successor on this port starts only once this process has left. A close frame
+that a client does not take within SEND_WAIT seconds of the last batch is left to the process's
+exit: the drain always ends within the window + SEND_WAIT, however many connections there are.
 """
 import contextlib
 import math
@@ -17,7 +20,7 @@ from .protocol import CloseCode
 from .stream import Stream
 
 TICK = 0.05  # seconds between two batches
-ANSWER_WAIT = 1.0  # seconds the last batch gets to answer its close frames
+SEND_WAIT = 1.0  # seconds the last batch's close frames get to leave
 
 
 def closers(eio) -> list:
@@ -52,11 +55,11 @@ def drain(hub, close_calls: list, done, window: float, shuffle=random.shuffle):
     last = (math.ceil(len(close_calls) / size) - 1) * TICK if close_calls else 0.0
 
     def check():
-        if all(connection.closed for connection in list(Connection.open)) and \
+        if all(connection.outbox.finished for connection in list(Connection.open)) and \
                 all(stream.closed for stream in list(Stream.open)):
             finish()
         else:
             hub.later(TICK, check)
 
     hub.later(last + TICK, check)
-    hub.later(last + ANSWER_WAIT, finish)
+    hub.later(last + SEND_WAIT, finish)
