@@ -105,11 +105,13 @@ def storm_section(res):
     if not figs:
         return []
     p = res.data.get("plan", {}).get("storm", {})
+    window = p.get("drain_seconds", 3)
+    closing = f"over {window:g} s (DRAIN_SECONDS)" if window else "all at once (DRAIN_SECONDS 0)"
     lines = ["## Reconnect storm", "",
              f"{p.get('clients'):,} clients in {p.get('rooms')} rooms over WebSocket, one message per second in "
              "each room meanwhile. The reference: the time to connect them all (handshake, auth, join) and its "
              "CPU per connection. Papo: the same connect phase, then the server is stopped under the clients "
-             f"(SIGTERM, closing its connections over {p.get('drain_seconds', 3):g} s (DRAIN_SECONDS) and bounded at "
+             f"(SIGTERM, closing its connections {closing}, the drain bounded at "
              f"{p.get('drain_limit')} s; or kill -9) and started again on the same "
              "port and database; the clients come back with the browser client's backoff (socket.io-client: "
              "500 ms doubling to 4 s, ±50%) and re-join with `since`; a run recovers when every client has "

@@ -108,7 +108,7 @@ FULL = {
                      "neighbour": {"mb-per-s": 64, "block-kb": 256, "sync-every": 4, "max-mb": 64}},
     # drain_seconds: Papo's DRAIN_SECONDS, its default for one process (chat/config.py)
     "storm": {"rounds": 3, "clients": 10000, "rooms": 100, "rate": 1, "before": 3, "recover-seconds": 90,
-              "ways": ["sigterm", "kill9"], "drain_seconds": 1.0, "drain_limit": 30, "max_seconds": 240},
+              "ways": ["sigterm", "kill9"], "drain_seconds": 0.0, "drain_limit": 30, "max_seconds": 240},
     "scaling": {"rounds": 3,
                 "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 3, "warmup": 1},
                 "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 4, "warmup": 1, "drain": 2},
@@ -144,7 +144,7 @@ QUICK = {
                      "load": {"clients": 100, "rooms": 10, "rate": 20, "duration": 3, "warmup": 1, "drain": 2},
                      "neighbour": {"mb-per-s": 64, "block-kb": 256, "sync-every": 4, "max-mb": 64}},
     "storm": {"rounds": 1, "clients": 500, "rooms": 10, "rate": 1, "before": 1, "recover-seconds": 40,
-              "ways": ["sigterm", "kill9"], "drain_seconds": 1.0, "drain_limit": 15, "max_seconds": 90},
+              "ways": ["sigterm", "kill9"], "drain_seconds": 0.0, "drain_limit": 15, "max_seconds": 90},
     "scaling": {"rounds": 1,
                 "fanout": {"clients": 200, "senders": 5, "inflight": 50, "duration": 1.5, "warmup": 0.5},
                 "latency": {"clients": 100, "rooms": 10, "rate": 20, "duration": 1.5, "warmup": 0.5, "drain": 1.5},

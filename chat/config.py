@@ -10,9 +10,9 @@ from urllib.parse import urlparse
 ASYNC_MODES = ("gevent", "eventlet", "threading")
 DEFAULT_ASYNC_MODE = "gevent"  # maintained; eventlet's maintainers discourage new use (docs/architecture.md)
 SECURE_COOKIES = ("auto", "always", "never")
-# A lone process's clients can come back only to its successor, which starts once it has exited: a
-# long drain only keeps the first ones closed longer. Behind a proxy with several processes they come
-# back to the others at once, and a longer window spreads that load (docs/operations.md).
+# A lone process's clients can come back only to its successor, which starts once it has exited: any
+# window only keeps them closed longer, so it closes them all at once. Behind a proxy with several
+# processes they come back to the others at once, and a window spreads that load (docs/operations.md).
 CLUSTER_DRAIN_SECONDS = 3.0
 Number = TypeVar("Number", int, float)
 
@@ -59,7 +59,7 @@ class Settings:
     PING_TIMEOUT: int = bounded(20, 1, 3600)
     SOCKET_TIMEOUT: int = bounded(75, 5, 86400)
     # seconds over which SIGTERM closes the connections; CLUSTER_DRAIN_SECONDS by default with REDIS_URL
-    DRAIN_SECONDS: float = bounded(1.0, 0.0, 600.0)
+    DRAIN_SECONDS: float = bounded(0.0, 0.0, 600.0)
     SECURE_COOKIES: str = one_of("auto", SECURE_COOKIES)
     PROXY_COUNT: int = bounded(0, 0, 10)
     PASSWORD_HASH: str = "scrypt"

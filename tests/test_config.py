@@ -81,12 +81,12 @@ def test_derived_defaults_follow_the_settings_they_scale(tmp_path):
     assert settings.SOCKET_TIMEOUT == 30 + 10 + 20
 
 
-def test_a_cluster_drains_over_a_longer_window_unless_told(tmp_path):
+def test_a_lone_process_drains_at_once_and_a_cluster_over_a_window_unless_told(tmp_path):
     key = {"SECRET_KEY": "k" * 20}
     cluster = {**key, "REDIS_URL": "redis://127.0.0.1:6379/0"}
-    assert config.load(str(tmp_path), environ=key).DRAIN_SECONDS == 1.0
+    assert config.load(str(tmp_path), environ=key).DRAIN_SECONDS == 0.0
     assert config.load(str(tmp_path), environ=cluster).DRAIN_SECONDS == config.CLUSTER_DRAIN_SECONDS == 3.0
-    assert config.load(str(tmp_path), environ={**cluster, "DRAIN_SECONDS": "0"}).DRAIN_SECONDS == 0.0
+    assert config.load(str(tmp_path), environ={**cluster, "DRAIN_SECONDS": "0.5"}).DRAIN_SECONDS == 0.5
 
 
 def test_unknown_settings_are_handed_on_as_extra(tmp_path):
