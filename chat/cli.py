@@ -57,6 +57,8 @@ def migrate() -> None:
     store = Store(settings.DATABASE_URL)
     try:
         store.migrate()
+    except SettingError as error:  # the database cannot be reached or opened
+        raise click.ClickException(str(error)) from None
     finally:
         store.close()
     click.echo("the database schema is up to date")

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 ASYNC_MODES = ("gevent", "eventlet", "threading")
 DEFAULT_ASYNC_MODE = "gevent"  # maintained; eventlet's maintainers discourage new use (docs/architecture.md)
@@ -93,6 +93,13 @@ def load(instance_path: str, environ: Mapping[str, str] | None = None,
     settings = Settings(**values, extra=extra)
     _check(settings)
     return settings
+
+
+def where(url: str) -> str:
+    """Return url's host, port and path with any user and password left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def _parse(setting: Field[Any], raw: Any) -> Any:

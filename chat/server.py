@@ -10,10 +10,10 @@ import resource
 import signal
 import socket
 import sys
-from urllib.parse import urlsplit
 
 from chat import create_app, http_head, internals
-from chat.config import Settings, SettingError
+from chat.config import Settings, SettingError, where
+from chat.store import describe
 from chat.transport import drain, hubs
 
 log = logging.getLogger("papo.server")
@@ -47,24 +47,10 @@ def main(mode: str, listener: socket.socket) -> int:
 def start_line(settings: Settings, instance_path: str) -> str:
     """Say which features this server runs with and where its instance folder is; no secret, no password."""
     admins = ", ".join(settings.ADMIN_USERS) or "none (ADMIN_USERS unset)"
-    redis = f"{_where(settings.REDIS_URL)} (several processes)" if settings.REDIS_URL else "off (one process)"
+    redis = f"{where(settings.REDIS_URL)} (several processes)" if settings.REDIS_URL else "off (one process)"
     return (f"features: notify {'on' if settings.NOTIFY_TOKEN else 'off (NOTIFY_TOKEN unset)'}; "
             f"monitor admins: {admins}; Redis: {redis}; "
-            f"database: {_database(settings.DATABASE_URL)}; instance folder: {instance_path}")
-
-
-def _database(url: str) -> str:
-    """Name the database's kind and where it is, without credentials."""
-    if url.startswith("sqlite:///"):
-        return f"SQLite {url[len('sqlite:///'):] or '(memory)'}"
-    return f"PostgreSQL {_where(url)}"
-
-
-def _where(url: str) -> str:
-    """Return url's host, port and path with any user and password left out."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+            f"database: {describe(settings.DATABASE_URL)}; instance folder: {instance_path}")
 
 
 def _socket_class(mode):

@@ -42,6 +42,14 @@ def test_migrate_names_a_bad_setting(tmp_path):
     assert answer.exit_code == 1 and "DATABASE_URL must be" in answer.output
 
 
+def test_migrate_names_a_database_it_cannot_open(tmp_path):
+    answer = CliRunner().invoke(cli.main, ["migrate"], env={"DATABASE_URL": f"sqlite:///{tmp_path}/no/papo.db",
+                                                           "SECRET_KEY": TEST_SECRET})
+    assert answer.exit_code == 1
+    said = f"Error: cannot use the database SQLite {tmp_path}/no/papo.db: unable to open database file\n"
+    assert answer.output == said
+
+
 def test_notify_needs_exactly_one_audience(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/n.db", "SECRET_KEY": TEST_SECRET}
     answer = CliRunner().invoke(cli.main, ["notify", "--title", "t"], env=env)

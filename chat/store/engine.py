@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import async_modes, internals
-from ..config import SettingError
+from ..config import SettingError, where
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,6 +31,10 @@ SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "
 
 class DatabaseInUse(SettingError):
     """Another server process serves the same SQLite file."""
+
+
+class DatabaseUnavailable(SettingError):
+    """The database at DATABASE_URL cannot be opened or reached."""
 
 
 class Tx:
@@ -76,6 +80,11 @@ class SqliteConnector:
 
     postgres = False
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    @staticmethod
+    def missing_table(error: Exception) -> bool:
+        """Whether error says a table does not exist (a new database), rather than that the file is unusable."""
+        return isinstance(error, sqlite3.OperationalError) and str(error).startswith("no such table")
 
     def __init__(self, path: str):
         if not path or path == ":memory:":
@@ -195,9 +204,14 @@ class PooledConnector:
         self.engine = engine
         self.integrity_errors = (psycopg.IntegrityError,)
         self._operational_errors = (psycopg.OperationalError,)
+        self._undefined_table = psycopg.errors.UndefinedTable
         self._connect = psycopg.connect
         self._writer: Any = None
         self._used = 0.0
+
+    def missing_table(self, error: Exception) -> bool:
+        """Whether error says a table does not exist (a new database), rather than that the server is unreachable."""
+        return isinstance(error, self._undefined_table)
 
     def read(self, work: Work, *args: Any) -> Any:
         """`work(tx, *args)` on a pooled connection in autocommit mode: one round trip per statement.
@@ -342,6 +356,19 @@ def database_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
+
+
+def describe(url: str) -> str:
+    """Name the database's kind and where it is, without credentials."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite {url[len('sqlite:///'):] or '(memory)'}"
+    return f"PostgreSQL {where(url)}"
+
+
+def reason(error: BaseException) -> str:
+    """The driver's own words for a failure, on one line, without SQLAlchemy's wrapping."""
+    cause = getattr(error, "orig", None) or error
+    return " ".join(line.strip() for line in str(cause).splitlines() if line.strip()) or type(cause).__name__
 
 
 def sqlite_path(url: str) -> str:

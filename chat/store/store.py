@@ -5,7 +5,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import queries
 from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
-from .engine import PooledConnector, SqliteConnector, database_url, make_engine, sqlite_path
+from .engine import (
+    DatabaseUnavailable,
+    PooledConnector,
+    SqliteConnector,
+    database_url,
+    describe,
+    make_engine,
+    reason,
+    sqlite_path,
+)
 from .lanes import Lanes
 from .recent import RecentMessages, RoomCounters
 from .unread import NoneUnread
@@ -87,10 +96,13 @@ class Store:
             self.connector.use_wal()
 
     def _at_head(self) -> bool:
+        """Whether the schema is at SCHEMA_HEAD; DatabaseUnavailable, at once, when it cannot be read at all."""
         try:
             return self.connector.read(queries.schema_versions) == [SCHEMA_HEAD]
-        except Exception:  # no such table yet, or no database: the upgrade meets it again and says which
-            return False
+        except Exception as error:
+            if self.connector.missing_table(error):
+                return False  # a new database: the upgrade creates its tables
+            raise DatabaseUnavailable(f"cannot use the database {describe(self.url)}: {reason(error)}") from None
         finally:
             if isinstance(self.connector, SqliteConnector):
                 self.connector.release()  # this thread serves no reads later
