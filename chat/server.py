@@ -20,7 +20,7 @@ log = logging.getLogger("papo.server")
 
 
 def main(mode: str, listener: socket.socket) -> int:
-    """Serve the app on the listening socket until SIGTERM; 2 when a setting is bad."""
+    """Serve the app on the listening socket until SIGTERM; 2 when a setting is bad or the database unusable."""
     try:
         internals.check_versions()
     except internals.VersionMismatch as error:
