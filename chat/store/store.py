@@ -102,7 +102,7 @@ class Store:
         except Exception as error:
             if self.connector.missing_table(error):
                 return False  # a new database: the upgrade creates its tables
-            raise DatabaseUnavailable(f"cannot use the database {describe(self.url)}: {reason(error)}") from None
+            raise DatabaseUnavailable(f"cannot use the database {describe(self.url)}: {reason(error)}") from error
         finally:
             if isinstance(self.connector, SqliteConnector):
                 self.connector.release()  # this thread serves no reads later
