@@ -78,7 +78,7 @@ def test_the_command_line_is_checked_before_anything_loads(tmp_path):
     assert code == 2 and said.strip() == f"papo: cannot listen on 127.0.0.1:{busy}: Address already in use"
 
 
-def start(tmp_path, database_url):
+def start(database_url):
     """(status, stderr) of app.py started on a free port with this database."""
     done = subprocess.run([sys.executable, "app.py", "--port", "0"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url,
@@ -87,27 +87,27 @@ def start(tmp_path, database_url):
 
 
 def test_a_database_that_cannot_be_opened_stops_the_start_with_one_line(tmp_path):
-    code, said = start(tmp_path, f"sqlite:///{tmp_path}/missing/papo.db")
+    code, said = start(f"sqlite:///{tmp_path}/missing/papo.db")
     assert code == 2 and said.strip() == (f"papo: cannot use the database SQLite {tmp_path}/missing/papo.db: "
                                           "unable to open database file")
 
 
-def test_a_database_server_that_refuses_stops_the_start_with_one_line_without_the_password(tmp_path):
+def test_a_database_server_that_refuses_stops_the_start_with_one_line_without_the_password():
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
-    code, said = start(tmp_path, f"postgresql://papo:hunter2@127.0.0.1:{port}/papo")
+    code, said = start(f"postgresql://papo:hunter2@127.0.0.1:{port}/papo")
     assert code == 2 and len(said.strip().splitlines()) == 1, said
     assert said.startswith(f"papo: cannot use the database PostgreSQL 127.0.0.1:{port}/papo: connection failed")
     assert "Connection refused" in said and "hunter2" not in said
 
 
-def test_a_database_server_that_never_answers_is_tried_once_before_the_start_gives_up(tmp_path):
+def test_a_database_server_that_never_answers_is_tried_once_before_the_start_gives_up():
     """Its connect timeout runs out once: the schema check no longer hands the same failure to the upgrade."""
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, says nothing
         silent.settimeout(0.2)
         port = silent.getsockname()[1]
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            started = pool.submit(start, tmp_path, f"postgresql://papo@127.0.0.1:{port}/papo")
+            started = pool.submit(start, f"postgresql://papo@127.0.0.1:{port}/papo")
             attempts = []
             while not started.done():
                 with contextlib.suppress(TimeoutError):

@@ -81,11 +81,6 @@ class SqliteConnector:
     postgres = False
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 
-    @staticmethod
-    def missing_table(error: Exception) -> bool:
-        """Whether error says a table does not exist (a new database), rather than that the file is unusable."""
-        return isinstance(error, sqlite3.OperationalError) and str(error).startswith("no such table")
-
     def __init__(self, path: str):
         if not path or path == ":memory:":
             raise SettingError("DATABASE_URL: an in-memory SQLite database cannot be shared by Papo's threads; "
@@ -94,6 +89,11 @@ class SqliteConnector:
         self._local = threading.local()
         self._claim: int | None = None
         self.after_commit: Callable[[], None] | None = None  # called in the writer after each commit
+
+    @staticmethod
+    def missing_table(error: Exception) -> bool:
+        """Whether error says a table does not exist (a new database), rather than that the file is unusable."""
+        return isinstance(error, sqlite3.OperationalError) and str(error).startswith("no such table")
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
