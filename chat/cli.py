@@ -52,9 +52,9 @@ def migrate() -> None:
 
     try:
         settings = load(os.path.join(ROOT, "instance"))
+        store = Store(settings.DATABASE_URL)  # refuses a database it cannot serve (an in-memory one)
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    store = Store(settings.DATABASE_URL)
     try:
         store.migrate()
     except SettingError as error:  # the database cannot be reached or opened

@@ -2,6 +2,7 @@
 import sqlite3
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from chat import cli
@@ -48,6 +49,14 @@ def test_migrate_names_a_database_it_cannot_open(tmp_path):
     assert answer.exit_code == 1
     said = f"Error: cannot use the database SQLite {tmp_path}/no/papo.db: unable to open database file\n"
     assert answer.output == said
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_migrate_refuses_an_in_memory_database_in_one_line(url):
+    answer = CliRunner().invoke(cli.main, ["migrate"], env={"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET})
+    assert answer.exit_code == 1
+    assert answer.output.startswith("Error: DATABASE_URL: an in-memory SQLite database cannot be shared")
+    assert len(answer.output.splitlines()) == 1
 
 
 def test_notify_needs_exactly_one_audience(tmp_path):
