@@ -23,7 +23,7 @@ WRITTEN_FOR = {
     "python-socketio": "5.18.1",  # event dispatch; the client manager's rooms, callbacks and pending tables
     "simple-websocket": "1.1.0",  # the development server's reader thread and message size
     "eventlet": "0.41.3",  # the WSGI server's connection state, a green socket's descriptor
-    "gevent": "26.9.0",  # a green socket's OS socket, the WSGI handler's header class
+    "gevent": "26.9.0",  # a green socket's OS socket, the WSGI handler's header class and environ fields
     "psycopg": "3.3.9",  # the wait function its connections block in
 }
 
@@ -429,12 +429,40 @@ def gevent_fields(fp, read_fields):
         return refused
 
 
+def gevent_environ_fields(fields):
+    """(HTTP_NAME, value) of each field, as gevent's WSGIHandler._headers gives them for get_environ.
+
+    gevent formats every field into a header line and splits it again (its fields may be folded over
+    lines; read_fields refuses those). A field whose name has an underscore is left out, as gevent does.
+    """
+    for name, value in fields._headers:
+        if "_" not in name:
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                yield "HTTP_" + key, value.strip()
+
+
 @functools.cache
 def _gevent_message_class():
-    """gevent.pywsgi's OldMessage, imported once: gevent_fields runs for every request."""
+    """gevent.pywsgi's OldMessage, without the email package's policy on each field stored and read.
+
+    read_fields stores only what it has checked (a token, then latin-1 text without CR or NUL), which
+    the policy (compat32) would return unchanged; gevent reads six fields of a request by name.
+    """
     from gevent.pywsgi import OldMessage
 
-    return OldMessage
+    class Fields(OldMessage):
+        def __setitem__(self, name, value):
+            self._headers.append((name, value))
+
+        def get(self, name, failobj=None):
+            name = name.lower()
+            for key, value in self._headers:
+                if key.lower() == name:
+                    return value
+            return failobj
+
+    return Fields
 
 
 def eventlet_keep_socket(protocol, stand_in):

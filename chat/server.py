@@ -147,6 +147,9 @@ def _detachable_protocol():
         def parse_request(self):
             return http_head.parse_request(self)
 
+        def _headers(self):
+            return internals.gevent_environ_fields(self.headers)
+
         def get_environ(self):
             environ = super().get_environ()
             environ["papo.detach"] = self.detach
@@ -213,6 +216,9 @@ def _serve_gevent(app, listener, max_connections, papo):
 
         def MessageClass(self, fp, *_):
             return internals.gevent_fields(fp, http_head.read_fields)
+
+        def _headers(self):
+            return internals.gevent_environ_fields(self.headers)
 
         def get_environ(self):
             environ = super().get_environ()

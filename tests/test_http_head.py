@@ -92,3 +92,30 @@ def test_too_long_a_line_or_too_many_fields_are_refused_as_the_standard_library_
         theirs, ours = both(head)
         assert ours[0] is False and ours[6] == [(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, reason)]
         assert theirs[0] is False and theirs[6][0][0] == ours[6][0][0]
+
+
+gevent_names = st.one_of(names, st.sampled_from(["Content-Type", "content-length", "Connection", "Upgrade",
+                                                 "Transfer-Encoding", "X_Under", "Expect", "Cookie"]))
+latin1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.lists(st.tuples(gevent_names, st.one_of(values, spaced, latin1)), max_size=10),
+       asked=st.lists(gevent_names, max_size=6))
+def test_gevent_sees_the_fields_as_its_own_header_class_shows_them(fields, asked):
+    """chat.internals' header class and environ fields give gevent.pywsgi what its own OldMessage would."""
+    from gevent.pywsgi import OldMessage, WSGIHandler
+
+    from chat import internals
+
+    head = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in fields) + b"\r\n"
+    theirs = http_head.read_fields(io.BytesIO(head).readline, OldMessage)
+    ours = internals.gevent_fields(io.BytesIO(head), http_head.read_fields)
+    stock = WSGIHandler.__new__(WSGIHandler)
+    stock.headers = theirs
+    assert list(internals.gevent_environ_fields(ours)) == list(stock._headers())
+    for name in asked + ["content-type", "CONTENT-LENGTH", "connection"]:
+        assert ours.get(name) == theirs.get(name) and ours.get(name, "") == theirs.get(name, "")
+    assert ours.typeheader == theirs.typeheader
+    assert ours.getheader("content-length") == theirs.getheader("content-length")
+    assert list(ours.headers) == list(theirs.headers) and ours.items() == theirs.items()
