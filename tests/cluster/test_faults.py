@@ -1,5 +1,7 @@
 """Faults against the real cluster: a process killed, Redis restarted, PostgreSQL unreachable for a moment."""
 import itertools
+import os
+import signal
 import threading
 import time
 
@@ -12,6 +14,8 @@ from tests.servers import health, request
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
 LEASE_SECONDS = 5.0  # chat.scaleout.LEASE_SECONDS: a silent process's members are dropped after this
+DRAIN_SECONDS = 3.0  # chat.config.CLUSTER_DRAIN_SECONDS: SIGTERM's window with REDIS_URL
+SEND_WAIT = 1.0  # chat.transport.drain.SEND_WAIT: the last close frames' time to leave
 _client_ids = itertools.count(1)
 
 
@@ -126,6 +130,43 @@ def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster
     assert gone_name not in members and len(members) == 4  # watcher, source and both travellers
     for name, _ in names:
         assert name in members and presence(watcher, room, name) == [], "a member who came back was announced"
+    victim.restart()
+    cluster.wait_healthy()
+
+
+def test_a_drained_process_hands_its_clients_to_the_others_and_loses_nothing(cluster, user, room, clients):
+    """SIGTERM one process: it closes its connections over its window and exits 0 within the window and
+    SEND_WAIT; its clients reconnect through nginx to the others and recover every message sent meanwhile."""
+    before = cluster.settled_connections()
+    route = f"drain-{time.monotonic_ns()}"  # one route cookie: nginx sends all three to one process
+    travellers = [clients(cluster.url, user("drained")[1], reconnection=True, reconnection_delay=0.2,
+                          reconnection_delay_max=1, randomization_factor=0, http_session=routed(route))
+                  for _ in range(3)]
+    after = cluster.settled_connections()
+    victim = max(cluster.servers, key=lambda s: after[s] - before[s])
+    assert after[victim] - before[victim] == 3
+    source = clients(next(s for s in cluster.servers if s is not victim).url, user("src")[1])
+    for client in travellers + [source]:
+        client.join(room)
+
+    sender = Sender(source, room).start()
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    os.kill(victim.pid, signal.SIGTERM)
+    status = victim.process.wait(DRAIN_SECONDS + SEND_WAIT + 10)
+    exited = time.monotonic() - signalled
+    for client in travellers:
+        assert client.wait_until(lambda c: c.connects >= 2, 10), "a client did not reconnect through nginx"
+    time.sleep(0.5)
+    sent = sender.stop()
+    print(f"SIGTERM: exited {status} after {exited:.2f} s; {len(sent)} messages sent meanwhile")
+    assert status == 0 and exited < DRAIN_SECONDS + SEND_WAIT + 1.0, (status, exited)
+    assert sent and not sender.refusals, sender.refusals[:5]
+    seqs = {m["seq"] for m in sent}
+    for client in travellers:
+        assert client.wait_until(lambda c: set(c.seqs(room)) >= seqs, 10), \
+            f"missing {sorted(seqs - set(client.seqs(room)))}"
+        assert all(ack["ok"] for _, _, ack in client.joins)
     victim.restart()
     cluster.wait_healthy()
 
