@@ -148,9 +148,6 @@ def _detachable_protocol():
         def parse_request(self):
             return http_head.parse_request(self)
 
-        def _headers(self):
-            return internals.gevent_environ_fields(self.headers)
-
         def get_environ(self):
             environ = super().get_environ()
             environ["papo.detach"] = self.detach
