@@ -26,13 +26,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NGINX_TEMPLATE = os.path.join(ROOT, "deploy", "nginx.conf")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://127.0.0.1:5432/papo"
+FAIL_TIMEOUT = 5  # seconds nginx leaves a process it could not reach out of the hash (deploy/nginx.conf)
 
 
 def nginx_config(listen, upstreams, template=NGINX_TEMPLATE):
     """deploy/nginx.conf with its listen address and upstream servers ("host:port" each) filled in."""
     with open(template) as handle:
         text = handle.read()
-    servers = "".join(f"        server {address} max_fails=1 fail_timeout=5s;\n" for address in upstreams)
+    servers = "".join(f"        server {address} max_fails=1 fail_timeout={FAIL_TIMEOUT}s;\n" for address in upstreams)
     text, found = re.subn(r"(# servers: one line[^\n]*\n).*?(\s*# servers: end)",
                           lambda m: m.group(1) + servers.rstrip("\n") + m.group(2), text, flags=re.S)
     text, listens = re.subn(r"^(\s*)listen\s+[^;]+;", lambda m: f"{m.group(1)}listen {listen};", text, flags=re.M)

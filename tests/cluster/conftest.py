@@ -15,7 +15,7 @@ from tests.integration.conftest import no_secret_in_server_logs  # noqa: F401 (a
 from tests.needs import need_program
 from tests.servers import DEFAULT_MODE, ServerProcess, free_port, health, register, request
 from tests.services import PG_PORT, RedisServer, fresh_database, need_postgres, need_redis
-from tools.cluster import Nginx
+from tools.cluster import FAIL_TIMEOUT, Nginx
 
 from .proxy import TcpProxy
 
@@ -50,10 +50,24 @@ class Cluster:
         self.proxy = proxy
         self.redis = redis
         self.redis_url = redis.url
+        self._restarted = -FAIL_TIMEOUT
 
     @property
     def url(self):
+        """nginx's address, once it hashes every route cookie to its own process again.
+
+        nginx leaves a process it could not reach out of the hash for FAIL_TIMEOUT seconds, restarted
+        or not: clients that connect meanwhile land on another process whatever their cookie, and a
+        test that counts on one cookie, one process would find its clients split.
+        """
+        time.sleep(max(0.0, self._restarted + FAIL_TIMEOUT - time.monotonic()))
         return self.nginx.url
+
+    def restart(self, server):
+        """Start a killed (or running) process again on its port and wait until every process answers."""
+        server.restart()
+        self._restarted = time.monotonic()
+        self.wait_healthy()
 
     def connections(self):
         """{server: the connections it holds now}."""

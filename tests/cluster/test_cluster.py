@@ -119,8 +119,7 @@ def test_a_message_crossing_processes_reaches_everyone_exactly_once_and_wakes_a_
     """One process stores each message, the others deliver it, each member gets it once; a long poll
     waits on a process just started, with no Socket.IO connection, which only the queue can wake."""
     fresh = cluster.servers[3]
-    fresh.restart()
-    cluster.wait_healthy()
+    cluster.restart(fresh)
     _, token = user()
     first = post_message(cluster.servers[0].url, token, room, "before")
     members = [clients(server.url, user()[1]) for server in cluster.servers[:3] for _ in range(2)]

@@ -58,7 +58,7 @@ def test_a_stream_through_nginx_hears_every_process_and_resumes_on_another(clust
     finally:
         stream.close()
         if victim is not None and not victim.alive():
-            victim.restart()
+            cluster.restart(victim)
         cluster.wait_healthy()
 
 
