@@ -50,7 +50,7 @@ class Cluster:
         self.proxy = proxy
         self.redis = redis
         self.redis_url = redis.url
-        self._restarted = -FAIL_TIMEOUT
+        self._restarted: float = -FAIL_TIMEOUT
 
     @property
     def url(self):
