@@ -18,11 +18,12 @@ reads, heard = [], []
 distributions = metadata.distributions
 metadata.distributions = lambda **kw: reads.append(1) or distributions(**kw)
 events.subscribers.append(lambda event: heard.append(type(event).__name__))
+assert entry["_monkey_patch"]() == "gevent"  # ASYNC_MODE unset: the default
+patching = len(reads)
 with entry["_entry_points_read_once"]():
-    monkey.patch_all()
     inside = {group: sorted(metadata.entry_points(group=group)) for group in groups}
 metadata.distributions = distributions
-print(len(reads), inside == before, len(before["gevent.plugins.monkey.will_patch_all"]),
+print(patching, inside == before, len(before["gevent.plugins.monkey.will_patch_all"]),
       metadata.entry_points.__module__, monkey.is_module_patched("socket"), "GeventDidPatchAllEvent" in heard)
 """
 

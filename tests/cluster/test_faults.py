@@ -91,6 +91,22 @@ class Sender:
             time.sleep(self.pause)
 
 
+def returned(travellers, sender, room):
+    """Wait for every traveller to reconnect, stop the sender, and hold each traveller to every message
+    the sender had acked meanwhile, its re-joins answered; the acked messages."""
+    for client in travellers:
+        assert client.wait_until(lambda c: c.connects >= 2, 10), "a client did not reconnect through nginx"
+    time.sleep(0.5)
+    sent = sender.stop()
+    assert sent and not sender.refusals, sender.refusals[:5]
+    seqs = {m["seq"] for m in sent}
+    for client in travellers:
+        assert client.wait_until(lambda c: set(c.seqs(room)) >= seqs, 10), \
+            f"missing {sorted(seqs - set(client.seqs(room)))}"
+        assert all(ack["ok"] for _, _, ack in client.joins)
+    return sent
+
+
 def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster, user, room, clients):
     """kill -9 one process: its clients reconnect through nginx to another and recover every message;
     its members who do not come back leave (once); those who came back never left."""
@@ -114,17 +130,7 @@ def test_a_killed_process_loses_nothing_its_clients_return_through_nginx(cluster
     time.sleep(0.5)
     victim.kill()
     killed = time.monotonic()
-    for client in travellers:
-        assert client.wait_until(lambda c: c.connects >= 2, 10), "a client did not reconnect through nginx"
-    time.sleep(0.5)
-    sent = sender.stop()
-    assert sent and not sender.refusals, sender.refusals[:5]
-
-    seqs = {m["seq"] for m in sent}
-    for client in travellers:
-        assert client.wait_until(lambda c: set(c.seqs(room)) >= seqs, 10), \
-            f"missing {sorted(seqs - set(client.seqs(room)))}"
-        assert all(ack["ok"] for _, _, ack in client.joins)
+    sent = returned(travellers, sender, room)
     assert watcher.wait_until(lambda c: presence(c, room, gone_name), LEASE_SECONDS + 5), \
         "the dead process's member never left"
     left_after = time.monotonic() - killed
@@ -160,18 +166,9 @@ def test_a_drained_process_hands_its_clients_to_the_others_and_loses_nothing(clu
     os.kill(victim.pid, signal.SIGTERM)
     status = victim.process.wait(DRAIN_SECONDS + SEND_WAIT + 10)
     exited = time.monotonic() - signalled
-    for client in travellers:
-        assert client.wait_until(lambda c: c.connects >= 2, 10), "a client did not reconnect through nginx"
-    time.sleep(0.5)
-    sent = sender.stop()
+    sent = returned(travellers, sender, room)
     print(f"SIGTERM: exited {status} after {exited:.2f} s; {len(sent)} messages sent meanwhile")
     assert status == 0 and exited < DRAIN_SECONDS + SEND_WAIT + 1.0, (status, exited)
-    assert sent and not sender.refusals, sender.refusals[:5]
-    seqs = {m["seq"] for m in sent}
-    for client in travellers:
-        assert client.wait_until(lambda c: set(c.seqs(room)) >= seqs, 10), \
-            f"missing {sorted(seqs - set(client.seqs(room)))}"
-        assert all(ack["ok"] for _, _, ack in client.joins)
     cluster.restart(victim)
 
 
