@@ -1,4 +1,4 @@
-"""Command line: the `papo` command (`papo run`, `papo notify`, `papo migrate`).
+"""Command line: the `papo` command (`papo run`, `papo notify`, `papo migrate`, `papo vacuum`).
 
 `papo notify` is also `flask --app app notify`, for scripts and cron jobs.
 """
@@ -62,6 +62,29 @@ def migrate() -> None:
     finally:
         store.close()
     click.echo("the database schema is up to date")
+
+
+@main.command("vacuum")
+def vacuum() -> None:
+    """Rewrite the SQLite file at DATABASE_URL compactly, with Papo's page size; stop its server first."""
+    from .config import SettingError, load
+    from .store import Store, describe
+    from .store.engine import SQLITE_PAGE_SIZE
+
+    try:
+        settings = load(os.path.join(ROOT, "instance"))
+        store = Store(settings.DATABASE_URL)
+    except SettingError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        if not store.connector.postgres:
+            click.echo(f"rewriting {describe(store.url)}: about as long as copying the file takes")
+        size, page_size, after = store.vacuum()
+    except SettingError as error:  # a server serves the file, or the database is not SQLite
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+    click.echo(f"{size:,} bytes in pages of {page_size:,} -> {after:,} bytes in pages of {SQLITE_PAGE_SIZE:,}")
 
 
 @click.command("notify")

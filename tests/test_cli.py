@@ -1,4 +1,4 @@
-"""The `papo` command: run, migrate and notify, as the console entry point declares them."""
+"""The `papo` command: run, migrate, vacuum and notify, as the console entry point declares them."""
 import sqlite3
 import sys
 
@@ -6,6 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from chat import cli
+from chat.store import Store
+from chat.store.engine import SQLITE_PAGE_SIZE
 from tests.conftest import TEST_SECRET
 
 
@@ -13,10 +15,10 @@ def invoke(*args, env=None):
     return CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
 
 
-def test_the_command_lists_run_migrate_and_notify():
+def test_the_command_lists_run_migrate_vacuum_and_notify():
     answer = invoke("--help")
     assert answer.exit_code == 0
-    for command in ("run", "migrate", "notify"):
+    for command in ("run", "migrate", "vacuum", "notify"):
         assert f"  {command} " in answer.output
 
 
@@ -57,6 +59,48 @@ def test_migrate_refuses_an_in_memory_database_in_one_line(url):
     assert answer.exit_code == 1
     assert answer.output.startswith("Error: DATABASE_URL: an in-memory SQLite database cannot be shared")
     assert len(answer.output.splitlines()) == 1
+
+
+def test_vacuum_rewrites_a_file_of_an_earlier_papo_with_small_pages_and_keeps_every_message(tmp_path):
+    database = tmp_path / "old.db"
+    with sqlite3.connect(database) as conn:  # an earlier Papo's file: SQLite's default page size, in WAL mode
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    env = {"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": TEST_SECRET}
+    assert invoke("migrate", env=env).exit_code == 0
+    store = Store(env["DATABASE_URL"])
+    for n in range(300):
+        store.append(f"room-{n % 3}", "ana", f"message {n}", 1, f"c{n}")
+    store.close()
+    answer = invoke("vacuum", env=env)
+    assert answer.exit_code == 0, answer.output
+    assert answer.output.startswith(f"rewriting SQLite {database}: ")
+    assert "in pages of 4,096 -> " in answer.output and answer.output.endswith(f"in pages of {SQLITE_PAGE_SIZE:,}\n")
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = Store(env["DATABASE_URL"])
+    store.migrate()
+    assert [m["seq"] for m in store.messages_after("room-1", 0, 200)] == list(range(1, 101))
+    assert store.append("room-1", "ana", "message 1 again", 1, "c1")[1] is False  # the client_id index survived
+    store.close()
+
+
+def test_vacuum_refuses_a_file_its_server_serves_and_a_postgresql_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/served.db"
+    server = Store(url)
+    server.migrate()
+    server.claim()
+    try:
+        answer = CliRunner().invoke(cli.main, ["vacuum"], env={"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET})
+    finally:
+        server.close()
+    assert answer.exit_code == 1 and "Error: another Papo server serves" in answer.output
+    answer = CliRunner().invoke(cli.main, ["vacuum"], env={"DATABASE_URL": "postgresql://papo@127.0.0.1:9/papo",
+                                                          "SECRET_KEY": TEST_SECRET})
+    assert answer.exit_code == 1
+    assert answer.output == ("Error: papo vacuum rewrites a SQLite file, not PostgreSQL 127.0.0.1:9/papo: "
+                             "PostgreSQL's autovacuum looks after its own\n")
 
 
 def test_notify_needs_exactly_one_audience(tmp_path):

@@ -1,9 +1,11 @@
 import random
+import sqlite3
 import threading
 
 import pytest
 
 from chat.store import Store
+from chat.store.engine import SQLITE_PAGE_SIZE
 from tests.services import PG_ADMIN, fresh_database
 
 
@@ -81,6 +83,28 @@ def test_seq_survives_reopening_the_database(tmp_path):
     second.migrate()
     assert second.append("a", "ana", "two", 1, None)[0]["seq"] == 2
     second.close()
+
+
+def page_size(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def test_a_new_sqlite_file_takes_papos_page_size_and_a_file_made_before_keeps_its_own(tmp_path):
+    """Small pages: a message rewrites a page's worth in the WAL for each index it enters (SQLITE_PAGE_SIZE)."""
+    new = Store(f"sqlite:///{tmp_path}/new.db")
+    new.migrate()
+    new.append("a", "ana", "one", 1, None)
+    new.close()
+    assert page_size(tmp_path / "new.db") == SQLITE_PAGE_SIZE < 4096
+    database_at(f"sqlite:///{tmp_path}/old.db", "head")  # made by SQLAlchemy, as a file of an earlier Papo
+    assert page_size(tmp_path / "old.db") == 4096
+    old = Store(f"sqlite:///{tmp_path}/old.db")
+    old.migrate()
+    old.append("a", "ana", "one", 1, None)
+    assert [m["text"] for m in old.messages_after("a", 0, 10)] == ["one"]
+    old.close()
+    assert page_size(tmp_path / "old.db") == 4096
 
 
 def test_stores_opening_a_fresh_file_at_once_all_write(tmp_path):

@@ -130,6 +130,14 @@ class Store:
             self._commits.counters = {}
             self._know_rooms(self.counters)
 
+    def vacuum(self) -> tuple[int, int, int]:
+        """Rewrite the SQLite file with Papo's page size unless a server serves it (SqliteConnector.vacuum)."""
+        if not isinstance(self.connector, SqliteConnector):
+            raise DatabaseUnavailable(f"papo vacuum rewrites a SQLite file, not {describe(self.url)}: "
+                                      "PostgreSQL's autovacuum looks after its own")
+        self.connector.claim()
+        return self.connector.vacuum()
+
     def _know_rooms(self, counters: RoomCounters) -> None:
         """Read every room (its privacy and last_rev) and every read mark once, before the first client.
 
