@@ -57,9 +57,11 @@ def latency_disk_section(res):
              f"open loop, {load.get('duration')} s windows, {plan.get('rounds')} round(s); Papo's SQLite database "
              f"on {where} (not tmpfs). The neighbour is a process the benchmark starts beside the server, writing "
              f"{fmt((plan.get('neighbour') or {}).get('mb-per-s'))} MB/s to a file on the same disk and fsyncing "
-             "it every MB; it is stopped by its PID after the window.", "",
+             "it every MB; it is stopped by its PID after the window. *Server wrote to disk*: what the server "
+             "had the kernel write to storage during the window (`write_bytes` of /proc/PID/io: the WAL and its "
+             "checkpoints), per message sent.", "",
              *columns("server", "disk", "p50 ms", "p99 ms", "max ms", "p99 / reference", "max / reference",
-                      "runs", "neighbour wrote, fsync p50 / max ms")]
+                      "server wrote to disk, KB per message", "runs", "neighbour wrote, fsync p50 / max ms")]
     ref = figs.get("reference", {})
     for server, by_disk in figs.items():
         for disk in ("quiet", "neighbour"):
@@ -72,6 +74,7 @@ def latency_disk_section(res):
             lines.append(f"| {SERVER_NAMES.get(server, server)} | {disk} | {spread(_vals(runs, 'p50'))} | "
                          f"{spread(_vals(runs, 'p99'))}{mark} | {spread(_vals(runs, 'max'))} | "
                          f"{ratio_text(_ratio(f, r, 'p99'))} | {ratio_text(_ratio(f, r, 'max'))} | "
+                         f"{spread([get(run, 'result.server_disk_kb_per_message') for run in runs])} | "
                          f"{len(f['p99'][1])}/{len(runs)} | {neighbour_text(runs)} |")
     return lines + ["", "![latency with the disk shared](img/bench_latency_disk.png)", ""]
 

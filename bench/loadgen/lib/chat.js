@@ -185,6 +185,8 @@ async function runChat(ctx, o) {
       kernel: kb0 && kb1 ? Object.assign(kernelDelta(kb0, kb1), { counters_down: bk.read - b0.read, counters_up: bk.written - b0.written }) : null,
     },
     server_cpu_us_per_delivery: server && delivered ? round((server.cpu_s * 1e6) / delivered, 2) : null,
+    server_disk_kb_per_message: server && server.disk_written_kb != null && sentInWindow
+      ? round(server.disk_written_kb / sentInWindow, 2) : null,
     server,
     errors: { clients: clientErrors, client_samples: clientErrorSamples, acks: ackErrors, http: errorsHttp, http_samples: sampleHttp },
     ...generatorFields(gen, lagR),

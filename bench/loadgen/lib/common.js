@@ -130,13 +130,27 @@ class ServerProc {
     }
     return kb;
   }
+  // bytes the processes had the kernel write to storage (write_bytes of /proc/PID/io): the WAL, checkpoints
+  diskWriteBytes() {
+    let bytes = 0;
+    for (const pid of this.pids) {
+      try {
+        const m = /^write_bytes:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'));
+        if (!m) return null;
+        bytes += Number(m[1]);
+      } catch (e) { return null; }
+    }
+    return bytes;
+  }
   snapshot() {
-    return this.enabled ? { cpu_s: this.cpuSeconds(), rss_kb: this.rssKb(), t: now() } : null;
+    return this.enabled ? { cpu_s: this.cpuSeconds(), rss_kb: this.rssKb(), disk_write_bytes: this.diskWriteBytes(), t: now() } : null;
   }
   static delta(a, b) {
     if (!a || !b || a.cpu_s == null || b.cpu_s == null) return null;
     const wall = (b.t - a.t) / 1000;
-    return { cpu_s: round(b.cpu_s - a.cpu_s), cpu_pct: round((100 * (b.cpu_s - a.cpu_s)) / wall, 1), rss_kb: b.rss_kb };
+    const disk = a.disk_write_bytes == null || b.disk_write_bytes == null ? null : b.disk_write_bytes - a.disk_write_bytes;
+    return { cpu_s: round(b.cpu_s - a.cpu_s), cpu_pct: round((100 * (b.cpu_s - a.cpu_s)) / wall, 1), rss_kb: b.rss_kb,
+      disk_written_kb: disk === null ? null : round(disk / 1024, 1) };
   }
 }
 
