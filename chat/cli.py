@@ -77,9 +77,8 @@ def vacuum() -> None:
     except SettingError as error:
         raise click.ClickException(str(error)) from None
     try:
-        if not store.connector.postgres:
-            click.echo(f"rewriting {describe(store.url)}: about as long as copying the file takes")
-        size, page_size, after = store.vacuum()
+        size, page_size, after = store.vacuum(
+            lambda: click.echo(f"rewriting {describe(store.url)}: about as long as copying the file takes"))
     except SettingError as error:  # a server serves the file, or the database is not SQLite
         raise click.ClickException(str(error)) from None
     finally:

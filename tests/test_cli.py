@@ -86,7 +86,7 @@ def test_vacuum_rewrites_a_file_of_an_earlier_papo_with_small_pages_and_keeps_ev
     store.close()
 
 
-def test_vacuum_refuses_a_file_its_server_serves_and_a_postgresql_database(tmp_path):
+def test_vacuum_refuses_a_file_its_server_serves_a_missing_file_and_a_postgresql_database(tmp_path):
     url = f"sqlite:///{tmp_path}/served.db"
     server = Store(url)
     server.migrate()
@@ -96,6 +96,11 @@ def test_vacuum_refuses_a_file_its_server_serves_and_a_postgresql_database(tmp_p
     finally:
         server.close()
     assert answer.exit_code == 1 and "Error: another Papo server serves" in answer.output
+    missing = tmp_path / "typo.db"
+    answer = CliRunner().invoke(cli.main, ["vacuum"], env={"DATABASE_URL": f"sqlite:///{missing}",
+                                                          "SECRET_KEY": TEST_SECRET})
+    assert (answer.exit_code, answer.output) == (1, f"Error: there is no database file at {missing}\n")
+    assert not missing.exists()
     answer = CliRunner().invoke(cli.main, ["vacuum"], env={"DATABASE_URL": "postgresql://papo@127.0.0.1:9/papo",
                                                           "SECRET_KEY": TEST_SECRET})
     assert answer.exit_code == 1

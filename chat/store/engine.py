@@ -24,9 +24,9 @@ PG_POOL_TIMEOUT = 5
 # page_size: a commit writes each page it changed whole to the WAL, and a checkpoint writes it again into
 # the file. A message changes little of each: the table's last page, and in each of the two indexes the page
 # where its room's entries end. At SQLite's default of 4,096 bytes that was 14 KB written to the disk per
-# message under 2,000 msg/s in 10 rooms; at 1,024, 5 KB (a shared disk's time goes mostly to other
-# writers). A page size takes effect only in a new file, so it comes before journal_mode, which writes the
-# file's first page; a file made before keeps its own until `papo vacuum` rewrites it.
+# message under 2,000 msg/s in 10 rooms; at 1,024, 5 KB, at the same CPU: less of a shared disk's time.
+# A page size takes effect only in a new file, so it comes before journal_mode, which writes the file's
+# first page; a file made before keeps its own until `papo vacuum` rewrites it.
 SQLITE_PAGE_SIZE = 1024
 # wal_autocheckpoint: the store's checkpointer thread moves the WAL into the file (Store). Under steady
 # writes its PASSIVE checkpoints never catch the writer up, so the WAL starts over only after the writer's
@@ -178,8 +178,9 @@ class SqliteConnector:
         """
         assert self._claim is not None, "claim the file first: no server may use it meanwhile"
         conn = self.connection()
-        size, page_size = os.path.getsize(self.path), conn.execute("PRAGMA page_size").fetchone()[0]
-        conn.execute("PRAGMA journal_mode=DELETE")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA journal_mode=DELETE")  # moves what the WAL holds into the file first
+        size = os.path.getsize(self.path)
         try:
             conn.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
             conn.execute("VACUUM")

@@ -1,6 +1,8 @@
 """The Store: every read and write of Papo's data, each run where a slow disk stalls no connection."""
 import os
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import queries
@@ -130,13 +132,22 @@ class Store:
             self._commits.counters = {}
             self._know_rooms(self.counters)
 
-    def vacuum(self) -> tuple[int, int, int]:
-        """Rewrite the SQLite file with Papo's page size unless a server serves it (SqliteConnector.vacuum)."""
+    def vacuum(self, starting: Callable[[], None] = lambda: None) -> tuple[int, int, int]:
+        """Rewrite the SQLite file with Papo's page size unless a server serves it (SqliteConnector.vacuum).
+
+        starting is called once the file is found and claimed, before the rewrite, which takes a while.
+        """
         if not isinstance(self.connector, SqliteConnector):
             raise DatabaseUnavailable(f"papo vacuum rewrites a SQLite file, not {describe(self.url)}: "
                                       "PostgreSQL's autovacuum looks after its own")
+        if not os.path.isfile(self.connector.path):
+            raise DatabaseUnavailable(f"there is no database file at {self.connector.path}")
         self.connector.claim()
-        return self.connector.vacuum()
+        starting()
+        try:
+            return self.connector.vacuum()
+        except sqlite3.Error as error:  # another process holds the file's lock, or the disk is full
+            raise DatabaseUnavailable(f"could not rewrite {describe(self.url)}: {reason(error)}") from error
 
     def _know_rooms(self, counters: RoomCounters) -> None:
         """Read every room (its privacy and last_rev) and every read mark once, before the first client.
