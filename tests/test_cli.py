@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from chat import cli
 from chat.store import Store
+from chat.store import engine
 from chat.store.engine import SQLITE_PAGE_SIZE
 from tests.conftest import TEST_SECRET
 
@@ -106,6 +107,24 @@ def test_vacuum_refuses_a_file_its_server_serves_a_missing_file_and_a_postgresql
     assert answer.exit_code == 1
     assert answer.output == ("Error: papo vacuum rewrites a SQLite file, not PostgreSQL 127.0.0.1:9/papo: "
                              "PostgreSQL's autovacuum looks after its own\n")
+
+
+def test_vacuum_of_a_file_another_process_is_reading_says_so_in_one_line(tmp_path, monkeypatch):
+    database = tmp_path / "read.db"
+    env = {"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": TEST_SECRET}
+    assert invoke("migrate", env=env).exit_code == 0
+    monkeypatch.setattr(engine, "SQLITE_PRAGMAS", tuple(p for p in engine.SQLITE_PRAGMAS
+                                                        if not p.startswith("busy_timeout")) + ("busy_timeout=100",))
+    reader = sqlite3.connect(database, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM messages").fetchone()
+    try:
+        answer = CliRunner().invoke(cli.main, ["vacuum"], env=env)
+    finally:
+        reader.close()
+    assert answer.exit_code == 1
+    assert answer.output.splitlines()[-1] == f"Error: could not rewrite SQLite {database}: database is locked"
+    assert invoke("vacuum", env=env).exit_code == 0
 
 
 def test_notify_needs_exactly_one_audience(tmp_path):
