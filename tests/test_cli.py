@@ -1,13 +1,13 @@
 """The `papo` command: run, migrate, vacuum and notify, as the console entry point declares them."""
 import sqlite3
 import sys
+from contextlib import closing
 
 import pytest
 from click.testing import CliRunner
 
 from chat import cli
-from chat.store import Store
-from chat.store import engine
+from chat.store import Store, engine
 from chat.store.engine import SQLITE_PAGE_SIZE
 from tests.conftest import TEST_SECRET
 
@@ -64,7 +64,7 @@ def test_migrate_refuses_an_in_memory_database_in_one_line(url):
 
 def test_vacuum_rewrites_a_file_of_an_earlier_papo_with_small_pages_and_keeps_every_message(tmp_path):
     database = tmp_path / "old.db"
-    with sqlite3.connect(database) as conn:  # an earlier Papo's file: SQLite's default page size, in WAL mode
+    with closing(sqlite3.connect(database)) as conn:  # an earlier Papo's file: SQLite's default page size, in WAL
         conn.execute("PRAGMA page_size=4096")
         conn.execute("PRAGMA journal_mode=WAL")
     env = {"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": TEST_SECRET}
@@ -77,7 +77,7 @@ def test_vacuum_rewrites_a_file_of_an_earlier_papo_with_small_pages_and_keeps_ev
     assert answer.exit_code == 0, answer.output
     assert answer.output.startswith(f"rewriting SQLite {database}: ")
     assert "in pages of 4,096 -> " in answer.output and answer.output.endswith(f"in pages of {SQLITE_PAGE_SIZE:,}\n")
-    with sqlite3.connect(database) as conn:
+    with closing(sqlite3.connect(database)) as conn:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store = Store(env["DATABASE_URL"])

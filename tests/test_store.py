@@ -1,6 +1,7 @@
 import random
 import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_seq_survives_reopening_the_database(tmp_path):
 
 
 def page_size(path):
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return conn.execute("PRAGMA page_size").fetchone()[0]
 
 
