@@ -69,10 +69,13 @@ def test_vacuum_rewrites_a_file_of_an_earlier_papo_with_small_pages_and_keeps_ev
         conn.execute("PRAGMA journal_mode=WAL")
     env = {"DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": TEST_SECRET}
     assert invoke("migrate", env=env).exit_code == 0
-    store = Store(env["DATABASE_URL"])
-    for n in range(300):
-        store.append(f"room-{n % 3}", "ana", f"message {n}", 1, f"c{n}")
-    store.close()
+    # written here rather than by a Store, whose threads close their connections only after its close() returns
+    with closing(sqlite3.connect(database, isolation_level=None)) as conn:
+        conn.executemany("INSERT INTO rooms (id, name, created_at) VALUES (?, ?, 1)",
+                         [(room, f"room-{room}") for room in range(3)])
+        conn.executemany("INSERT INTO messages (room_id, seq, author, text, ts, client_id) "
+                         "VALUES (?, ?, 'ana', ?, 1, ?)",
+                         [(n % 3, n // 3 + 1, f"message {n}", f"c{n}") for n in range(300)])
     answer = invoke("vacuum", env=env)
     assert answer.exit_code == 0, answer.output
     assert answer.output.startswith(f"rewriting SQLite {database}: ")
