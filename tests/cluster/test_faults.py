@@ -8,14 +8,13 @@ import time
 import pytest
 import requests
 
+from chat.config import CLUSTER_DRAIN_SECONDS  # SIGTERM's window with REDIS_URL
+from chat.scaleout import LEASE_SECONDS  # a silent process's members are dropped after this
+from chat.transport.drain import SEND_WAIT  # the last close frames' time to leave
 from tests.servers import health, request
-
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
-LEASE_SECONDS = 5.0  # chat.scaleout.LEASE_SECONDS: a silent process's members are dropped after this
-DRAIN_SECONDS = 3.0  # chat.config.CLUSTER_DRAIN_SECONDS: SIGTERM's window with REDIS_URL
-SEND_WAIT = 1.0  # chat.transport.drain.SEND_WAIT: the last close frames' time to leave
 _client_ids = itertools.count(1)
 
 
@@ -164,11 +163,11 @@ def test_a_drained_process_hands_its_clients_to_the_others_and_loses_nothing(clu
     time.sleep(0.5)
     signalled = time.monotonic()
     os.kill(victim.pid, signal.SIGTERM)
-    status = victim.process.wait(DRAIN_SECONDS + SEND_WAIT + 10)
+    status = victim.process.wait(CLUSTER_DRAIN_SECONDS + SEND_WAIT + 10)
     exited = time.monotonic() - signalled
     sent = returned(travellers, sender, room)
     print(f"SIGTERM: exited {status} after {exited:.2f} s; {len(sent)} messages sent meanwhile")
-    assert status == 0 and exited < DRAIN_SECONDS + SEND_WAIT + 1.0, (status, exited)
+    assert status == 0 and exited < CLUSTER_DRAIN_SECONDS + SEND_WAIT + 1.0, (status, exited)
     cluster.restart(victim)
 
 
