@@ -384,3 +384,26 @@ def test_a_postgresql_read_comes_back_after_the_pools_connections_are_killed(tmp
         assert killed is not None and killed[0] >= 3
         for _ in range(3):
             assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["hi"]
+
+
+def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored(store):
+    """The service refuses such text first; should one reach the store, it must not fail its batch's others."""
+    store.append("r", "ana", "before", 1, None)
+    refused = ["lone \udcff", "nul \x00"] if store.connector.postgres else ["lone \udcff"]
+    texts = ["one", refused[0], "two", *refused[1:], "three"]
+    gate = threading.Event()
+    store._writer.submit(gate.wait)  # the writer busy: everything queued meanwhile is one batch
+    try:
+        queued = [store.queue_append("r", "ana", text, 1, f"c-{n}") for n, text in enumerate(texts)]
+        queued.append(store.queue_append("r", "bo", "a client_id no database takes", 1, "\udcff"))
+    finally:
+        gate.set()
+    outcomes = []
+    for pending in queued:
+        try:
+            outcomes.append(pending.result()[0]["seq"])
+        except store.connector.data_errors:
+            outcomes.append("refused")
+    assert outcomes == [2, "refused", 3, *["refused"] * (len(refused) - 1), 4, "refused"]
+    assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["before", "one", "two", "three"]
+    assert store.append("r", "ana", "after", 1, None)[0]["seq"] == 5

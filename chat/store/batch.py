@@ -115,13 +115,21 @@ class GroupCommit(Batcher):
         return outcomes
 
     def _outcomes(self, items: list[queries.Item], store: Callable[[list[queries.Item]], Sequence]) -> list[Outcome]:
-        """Store the items; those of rooms that store found missing go to a transaction that creates them."""
+        """Store the items; those of rooms that store found missing go to a transaction that creates them.
+
+        An item that breaks a unique constraint, or whose values the database refuses, fails the batch's
+        statement: the items are then stored one by one, so that it fails alone.
+        """
+        connector = self._connector
         try:
             stored = store(items)
-        except self._connector.integrity_errors:
-            if len(items) == 1:
+        except (*connector.integrity_errors, *connector.data_errors) as error:
+            if len(items) > 1:
+                return [outcome for item in items for outcome in self._outcomes([item], store)]
+            if isinstance(error, connector.integrity_errors):
                 return [self._known(items[0])]
-            return [outcome for item in items for outcome in self._outcomes([item], store)]
+            log.warning("a message of %s in %s could not be stored: %s", items[0][1], items[0][0], error)
+            return [(False, error)]
         except Exception as error:
             return [(False, error)] * len(items)
         outcomes: list[Outcome] = [(True, outcome) for outcome in stored]

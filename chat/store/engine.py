@@ -87,6 +87,9 @@ class SqliteConnector:
 
     postgres = False
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    # what a row's own values raise (a string no UTF-8 encoder takes, a value the database refuses):
+    # the other rows of its batch can still be stored
+    data_errors: tuple[type[Exception], ...] = (ValueError, sqlite3.DataError)
 
     def __init__(self, path: str):
         if not path or path == ":memory:":
@@ -227,6 +230,7 @@ class PooledConnector:
 
         self.engine = engine
         self.integrity_errors = (psycopg.IntegrityError,)
+        self.data_errors = (ValueError, psycopg.DataError)
         self._operational_errors = (psycopg.OperationalError,)
         self._undefined_table = psycopg.errors.UndefinedTable
         self._connect = psycopg.connect
