@@ -156,6 +156,10 @@ def _credentials(username, password, refusal="invalid_payload"):
         raise ChatError(refusal, "usernames are 1-32 of A-Z, a-z, 0-9, _, . and -")
     if not isinstance(password, str) or len(password) > MAX_PASSWORD:
         raise ChatError(refusal, f"password must be a string of at most {MAX_PASSWORD} characters")
+    try:
+        password.encode("utf-8")  # what hashing does first: an unpaired surrogate from JSON cannot be hashed
+    except UnicodeEncodeError:
+        raise ChatError(refusal, "password must be Unicode without unpaired surrogates") from None
     return username, password
 
 

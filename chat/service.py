@@ -554,7 +554,7 @@ class ChatService:
         """Return the stored user a payload's field names; invalid_payload or not_found otherwise."""
         if not isinstance(name, str) or not name:
             raise ChatError("invalid_payload", f"{field} must be a username")
-        found = self.store.find_user(name) if len(name) <= MAX_USERNAME else None
+        found = self.store.find_user(name) if len(name) <= MAX_USERNAME and storable(name) else None
         if found is None:
             raise ChatError("not_found", f"no user named {name}")
         return found
@@ -630,6 +630,8 @@ def valid_text(text):
     text = text.strip()
     if not 1 <= len(text) <= MAX_TEXT:
         raise ChatError("invalid_message", f"text must be 1 to {MAX_TEXT} characters")
+    if not storable(text):
+        raise ChatError("invalid_message", f"text {UNSTORABLE}")
     return text
 
 
@@ -638,7 +640,28 @@ def valid_client_id(client_id):
         return None
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= MAX_CLIENT_ID:
         raise ChatError("invalid_payload", f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters")
+    if not storable(client_id):
+        raise ChatError("invalid_payload", f"client_id {UNSTORABLE}")
     return client_id
+
+
+UNSTORABLE = "must be Unicode text without NUL characters or unpaired surrogates"
+
+
+def storable(text: str) -> bool:
+    """Whether every database Papo runs on can keep the text: UTF-8 encodable (no unpaired surrogate), no NUL.
+
+    JSON lets a client send "\\ud800" alone, which no UTF-8 encoder takes; PostgreSQL refuses NUL in text.
+    """
+    if "\0" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def valid_notification(title, body, level):
@@ -648,6 +671,8 @@ def valid_notification(title, body, level):
     body = "" if body is None else body
     if not isinstance(body, str) or len(body) > MAX_BODY:
         raise ChatError("invalid_payload", f"body must be a string of at most {MAX_BODY} characters")
+    if not storable(title) or not storable(body):
+        raise ChatError("invalid_payload", f"title and body {UNSTORABLE}")
     level = "info" if level is None else level
     if level not in LEVELS:
         raise ChatError("invalid_payload", f"level must be one of {', '.join(LEVELS)}")

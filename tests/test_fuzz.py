@@ -22,6 +22,7 @@ def assert_contract_ack(ack):
     assert isinstance(ack, dict) and isinstance(ack.get("ok"), bool)
     if not ack["ok"]:
         assert ack["error"]["code"] in CODES and isinstance(ack["error"]["message"], str)
+        assert ack["error"]["code"] != "unavailable", ack  # a healthy server: only the payload may be refused
 
 
 @pytest.fixture
@@ -79,11 +80,12 @@ def _nested(depth):
 
 
 any_field = st.one_of(json_values, unicode_text, nasty, st.integers(), st.booleans(), st.none())
+FIELDS = ("room", "text", "client_id", "since", "before", "limit", "typing", "to", "with", "user", "private",
+          "name", "title", "body", "level", "ids", "up_to", "username", "password", "old", "new", "emoji", "on",
+          "seq", "id", "value", "revoke")
 any_payload = st.one_of(
     json_values, deep,
-    st.fixed_dictionaries({}, optional={key: any_field for key in (
-        "room", "text", "client_id", "since", "before", "limit", "typing", "to", "with", "user", "private",
-        "name", "title", "body", "level", "ids", "up_to")}))
+    st.fixed_dictionaries({}, optional={key: any_field for key in FIELDS}))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -113,6 +115,8 @@ query = st.dictionaries(st.sampled_from(["after", "before", "limit", "timeout", 
                         st.one_of(nasty_url, st.text(max_size=20), st.integers(-10**20, 10**20).map(str)), max_size=4)
 bodies = st.one_of(
     json_values.map(lambda v: ("application/json", json.dumps(v))),
+    st.fixed_dictionaries({}, optional={key: any_field for key in FIELDS}).map(
+        lambda v: ("application/json", json.dumps(v))),
     deep.map(lambda v: ("application/json", json.dumps(v))),
     st.binary(max_size=200).map(lambda b: ("application/json", b)),
     st.text(max_size=200).map(lambda t: ("application/x-www-form-urlencoded", t)),
@@ -128,7 +132,8 @@ def fuzz_app(tmp_path):
     from tests.conftest import PASSWORD, TEST_SECRET
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/fuzz.db", "SECRET_KEY": TEST_SECRET, "TESTING": True,
                       "NOTIFY_TOKEN": "fuzz-notify-token-0123456789", "ADMIN_USERS": "ana",
-                      "RATE_BURST": 10**6, "EVENT_BURST": 10**6, "LOGIN_BURST": 10**6})
+                      "RATE_BURST": 10**6, "EVENT_BURST": 10**6, "LOGIN_BURST": 10**6,
+                      "PASSWORD_HASH": "pbkdf2:sha256:1000"})  # thousands of sign-ins: input is tested, not hashing
     papo = app.extensions["papo"]
     papo.identity.register("ana", PASSWORD)
     papo.identity.register("bo", PASSWORD)
@@ -210,3 +215,43 @@ def test_a_float_that_is_not_finite_is_sent_as_null():
     from chat.events import CompactJson
 
     assert CompactJson.dumps([float("nan"), float("inf")], separators=(",", ":")) == "[null,null]"
+
+
+# What a JSON packet or body can carry and no database can keep: an unpaired surrogate ("\udcff"), NUL.
+unstorable = st.builds(lambda before, bad, after: before[:20] + bad + after[:20], unicode_text,
+                       st.one_of(st.characters(categories=["Cs"]), st.just("\0")), unicode_text)
+VALID = {"room": "lobby", "text": "hello", "client_id": "fuzzed", "to": "bo", "with": "bo", "user": "bo",
+         "name": "fuzzed", "title": "title", "body": "body", "level": "info", "emoji": "👍", "on": True, "seq": 1,
+         "since": 0}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(VALID)), bad=unstorable)
+def test_every_event_refuses_text_no_database_can_keep_with_a_contract_ack(ana, papo, field, bad):
+    for event in sorted(HANDLERS):
+        assert_contract_ack(ana.emit(event, {**VALID, field: bad}, callback=True))
+    kept = papo.store.messages_after("lobby", 0, 1)
+    assert kept and kept[0]["client_id"] == "keep"
+
+
+VALID_BODY = {**VALID, "username": "newcomer", "password": "a-long-password", "old": "wrong-password",
+              "new": "another-password", "value": 1, "ids": ["n1"], "revoke": False}
+PATH_VALUES = {"room": "lobby", "seq": "1", "user": "bo", "peer": "bo", "member": "bo", "name": "fuzzed"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(VALID_BODY)), bad=unstorable)
+def test_every_route_refuses_text_no_database_can_keep_without_a_server_error(fuzz_app, field, bad):
+    client, identity = fuzz_app.test_client(), fuzz_app.extensions["papo"].identity
+    for method, rule in _routes(fuzz_app):
+        if method not in ("POST", "PATCH", "PUT"):
+            continue
+        path = "".join(_split(rule.rule, {name: PATH_VALUES[name] for name in rule.arguments}))
+        backend = path in ("/api/notify", "/api/users/bo/disconnect") or path.startswith("/api/metrics/")
+        # a session of its own for each: a logout or a revocation before must not turn the rest away unread
+        token = "fuzz-notify-token-0123456789" if backend else identity.issue_token("ana")["token"]
+        answer = client.open(path, method=method, data=json.dumps({**VALID_BODY, field: bad}),
+                             content_type="application/json", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code < 500, (method, path, field, answer.status_code, answer.get_data()[:300])
+    kept = fuzz_app.extensions["papo"].store.messages_after("lobby", 0, 1)
+    assert kept and kept[0]["client_id"] == "keep"

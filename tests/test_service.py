@@ -119,9 +119,34 @@ def test_bad_room_names(service, room):
     assert refusal(service.join, "s-ana", room) == "invalid_room"
 
 
-@pytest.mark.parametrize("text", ["", "   ", "x" * 4001, None, 5, {"a": 1}])
+UNSTORABLE = ["lone \ud800", "\udcff", "low \udc00 first \ud83d", "nul \x00 inside"]  # what JSON can carry
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 4001, None, 5, {"a": 1}, *UNSTORABLE])
 def test_bad_texts(service, text):
     assert refusal(service.post, "ana", "lobby", text, None) == "invalid_message"
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE)
+def test_text_no_database_can_keep_is_refused_wherever_it_would_be_stored(service, bad):
+    service.join("s-ana", "lobby")
+    kept, _ = service.send("s-ana", "lobby", "kept", None)
+    assert refusal(service.send, "s-ana", "lobby", bad, None) == "invalid_message"
+    assert refusal(service.send, "s-ana", "lobby", "hi", bad) == "invalid_payload"
+    assert refusal(service.edit, "ana", "lobby", kept["seq"], bad) == "invalid_message"
+    assert refusal(service.direct, "ana", "bo", bad, None) == "invalid_message"
+    assert refusal(service.direct, "ana", "bo", "hi", bad) == "invalid_payload"
+    assert refusal(service.direct, "ana", bad, "hi", None) == "not_found"
+    assert refusal(service.notify, bad, "body", None, None, "bo") == "invalid_payload"
+    assert refusal(service.notify, "title", bad, None, None, "bo") == "invalid_payload"
+    assert refusal(service.notify, "title", "body", None, None, bad) == "not_found"
+
+
+@pytest.mark.parametrize("text", ["🙂 \U0001f680 astral", "e\u0301 combining", "\u202e right to left",
+                                  "tab\tand\nlines"])
+def test_any_unicode_text_but_nul_and_unpaired_surrogates_is_kept(service, store, text):
+    message, _ = service.post("ana", "lobby", text, text[:8])
+    assert store.messages_after("lobby", 0, 1)[0]["text"] == message["text"] == text
 
 
 def test_text_of_exactly_4000_characters_after_stripping_is_kept(service):

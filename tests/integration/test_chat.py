@@ -84,6 +84,32 @@ def test_four_concurrent_senders_get_gap_free_seqs(server, user, room, clients):
         assert sorted(socket.seqs(room)) == list(range(1, total + 1))
 
 
+def test_text_no_database_can_keep_is_refused_and_the_messages_beside_it_are_stored(server, user, room, clients):
+    """JSON carries an unpaired surrogate ("\\udcff") that UTF-8 cannot, and NUL, which PostgreSQL refuses."""
+    (_, good_token), (_, bad_token) = user(), user()
+    good, bad = clients(server.url, good_token), clients(server.url, bad_token)
+    good.join(room)
+    bad.join(room)
+    refusals: list[Any] = []
+
+    def send_bad():
+        for n in range(20):
+            refusals.append(bad.send(room, f"lone {n} \udcff")["error"]["code"])
+            refusals.append(bad.send(room, f"nul {n} \x00")["error"]["code"])
+            refusals.append(bad.send(room, "fine text", client_id=f"\ud800{n}")["error"]["code"])
+            refusals.append(request(server.url, "POST", f"/api/rooms/{room}/messages", {"text": "\udcff"},
+                                    token=bad_token)[1]["error"]["code"])
+
+    sender = threading.Thread(target=send_bad)
+    sender.start()
+    acks = [good.send(room, f"m{n}") for n in range(40)]
+    sender.join(30)
+    assert not sender.is_alive()
+    assert refusals == ["invalid_message", "invalid_message", "invalid_payload", "invalid_message"] * 20
+    assert [ack["message"]["seq"] for ack in acks] == list(range(1, 41))
+    assert [m["text"] for m in read_messages(server.url, good_token, room)] == [f"m{n}" for n in range(40)]
+
+
 def test_messages_sent_without_waiting_for_acks_keep_their_order_and_a_later_event_waits_for_them(
         server, user, room, clients):
     (_, alice), (_, bob) = user(), user()
