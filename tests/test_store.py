@@ -407,3 +407,18 @@ def test_a_message_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is
     assert outcomes == [2, "refused", 3, *["refused"] * (len(refused) - 1), 4, "refused"]
     assert [m["text"] for m in store.messages_after("r", 0, 10)] == ["before", "one", "two", "three"]
     assert store.append("r", "ana", "after", 1, None)[0]["seq"] == 5
+
+
+def test_text_of_any_characters_comes_back_as_it_was_stored(store):
+    """Batches travel to PostgreSQL as JSON: escapes, astral characters and quotes must come back unchanged."""
+    texts = ["🙂 \U0001f680 astral", 'quotes " and \\ backslash \\u0041', "e\u0301 \u202e rtl", "tab\tand\nlines",
+             "\u2028 line separator", "x" * 4000]
+    gate = threading.Event()
+    store._writer.submit(gate.wait)  # one batch
+    try:
+        queued = [store.queue_append("u", "ana", text, 1, text[:8]) for text in texts]
+    finally:
+        gate.set()
+    assert [pending.result()[0]["text"] for pending in queued] == texts
+    assert [m["text"] for m in store.messages_after("u", 0, 10)] == texts
+    assert [m["client_id"] for m in store.messages_after("u", 0, 10)] == [text[:8] for text in texts]
