@@ -135,6 +135,23 @@ def test_markup_in_a_message_is_text_and_runs_nothing(person):
     assert alice.dialogs == [] and bob.dialogs == []
 
 
+def test_text_the_server_refuses_is_marked_not_sent_and_the_next_message_goes(person):
+    """Half an emoji (an unpaired surrogate, which JSON carries and UTF-8 cannot): refused, not retried."""
+    alice, bob = person("alice"), person("bob")
+    alice.open_room("halves")
+    bob.open_room("halves")
+    alice.page.evaluate("document.querySelector('#composer-text').value = 'half an emoji \\ud83d'")
+    alice.page.press("#composer-text", "Enter")
+    refused = alice.page.locator('#messages li[data-status="failed"]')
+    expect(refused).to_have_count(1)
+    expect(refused.locator(".state")).to_have_text(
+        "Not sent: text must be Unicode text without NUL characters or unpaired surrogates")
+    alice.say("whole 🙂")
+    expect(bob.message("whole 🙂", status="delivered")).to_have_count(1)
+    assert bob.texts() == ["whole 🙂"]
+    expect(refused).to_have_count(1)  # still refused: nothing resent it meanwhile
+
+
 def test_direct_message_reaches_only_the_addressed_user(person):
     alice, bob, carol = person("alice"), person("bob"), person("carol")
     for someone in (bob, carol):
