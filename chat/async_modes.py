@@ -45,14 +45,20 @@ def short_lock():
 
 def os_select(rlist: list, wlist: list, xlist: list, timeout: float) -> tuple[list, list, list]:
     """select.select as the OS gives it, for an OS thread: there a green select has no loop to wait on."""
+    return _os_select()(rlist, wlist, xlist, timeout)
+
+
+@functools.cache
+def _os_select():
+    """The OS's select.select, found once: looking for it cost 5 µs of each call (the writer's every batch)."""
     if _patched("eventlet"):
         from eventlet import patcher
-        return patcher.original("select").select(rlist, wlist, xlist, timeout)
+        return patcher.original("select").select
     if _patched("gevent"):
         from gevent import monkey
-        return monkey.get_original("select", "select")(rlist, wlist, xlist, timeout)
+        return monkey.get_original("select", "select")
     import select
-    return select.select(rlist, wlist, xlist, timeout)
+    return select.select
 
 
 def cooperation(async_mode):
