@@ -110,8 +110,9 @@ def test_the_controls_fit_a_390_px_wide_screen(person):
     alice.open_room("narrow")
     bob.open_room("narrow")
     bob.say("a reply to react to")
-    alice.say("my own message, with its edit and delete buttons")
     message = alice.message("a reply to react to")
+    expect(message).to_have_count(1)  # so that Alice's message is the room's second
+    alice.say("my own message, with its edit and delete buttons")
     message.locator("details summary").click()
     message.get_by_role("button", name="React with 🎉").click()
     expect(message.locator("button.reaction")).to_have_text("🎉 1")
