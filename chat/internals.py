@@ -12,6 +12,9 @@ import logging
 import sys
 import threading
 import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
 
 from engineio import packet as engineio_packet
 
@@ -24,7 +27,7 @@ WRITTEN_FOR = {
     "simple-websocket": "1.1.0",  # the development server's reader thread and message size
     "eventlet": "0.41.3",  # the WSGI server's connection state, a green socket's descriptor
     "gevent": "26.9.0",  # a green socket's OS socket, the WSGI handler's header class and environ fields
-    "psycopg": "3.3.9",  # the wait function its connections block in
+    "psycopg": "3.3.9",  # the wait function its connections block in; an error from a libpq result
 }
 
 
@@ -500,3 +503,55 @@ def psycopg_waits_cooperatively():
         return (green if thread_ident() == loop_thread else blocking)(gen, fileno, *args, **kwargs)
 
     waiting.wait = wait
+
+
+_PG_INTEGERS = {20, 21, 23}  # the type OIDs of int8, int2, int4
+_pg_prepared: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()  # connection -> names
+
+
+def pg_prepared_rows(conn, name: str, sql: str, params: Sequence[str]) -> list[tuple]:
+    """Run sql ($1, $2... placeholders; prepared once per connection as `name`) in one blocking libpq call.
+
+    psycopg's execute sends, waits and reads in steps, and lets the GIL go at each: on an OS thread beside
+    a busy event loop every step then waits up to the switch interval to have it back. PQexecPrepared
+    lets it go once. Only for a connection in autocommit mode on an OS thread of its own (the PostgreSQL
+    writer): it blocks that thread. Parameters are text; integer columns come back as int, the others
+    as str. Errors are psycopg's own, made from the result as psycopg makes them (errors.error_from_result).
+    """
+    from psycopg import pq
+
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    values = [value.encode(encoding) for value in params]
+    for retry in (False, True):
+        names = _pg_prepared.setdefault(conn, set())
+        if name not in names:
+            _pg_check(pgconn, pgconn.prepare(name.encode(), sql.encode(encoding)), encoding)
+            names.add(name)
+        result = pgconn.exec_prepared(name.encode(), values)
+        if (not retry and result.status == pq.ExecStatus.FATAL_ERROR
+                and result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"):
+            names.discard(name)  # the server forgot it (DEALLOCATE ALL, a pooler): prepare it again
+            continue
+        break
+    _pg_check(pgconn, result, encoding)
+    integers = [result.ftype(column) in _PG_INTEGERS for column in range(result.nfields)]
+    rows = []
+    for row in range(result.ntuples):
+        values_out = []
+        for column, integer in enumerate(integers):
+            value = result.get_value(row, column)
+            values_out.append(None if value is None else int(value) if integer else value.decode(encoding))
+        rows.append(tuple(values_out))
+    return rows
+
+
+def _pg_check(pgconn, result, encoding: str) -> None:
+    """Raise what psycopg would for a failed result: OperationalError once the connection is lost."""
+    from psycopg import OperationalError, errors, pq
+
+    if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        return
+    if pgconn.status != pq.ConnStatus.OK:
+        raise OperationalError(result.get_error_message(encoding) or "the connection to PostgreSQL was lost")
+    raise errors.error_from_result(result, encoding=encoding)

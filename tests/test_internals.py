@@ -75,3 +75,37 @@ def test_a_close_answered_during_a_send_leaves_after_the_message_the_send_made()
     ws._handle_events()  # the client's close arrived meanwhile
     sender.join(1)
     assert wire == ["message echo", "close answer"]
+
+
+def test_a_prepared_statement_runs_in_one_libpq_call_and_fails_with_psycopgs_own_errors():
+    """The PostgreSQL writer's batch statement: prepared once per connection, integers back as int, text
+    as str, and every failure the exception psycopg's own execute raises for it."""
+    import psycopg
+
+    from tests.services import PG_ADMIN, fresh_database
+
+    sql = ("INSERT INTO t (name, n) SELECT name, n FROM json_to_recordset($1::json) AS b(name text, n int) "
+           "RETURNING id, name, n")
+    with fresh_database("papo_internals") as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, name text UNIQUE, n int)")
+        rows = internals.pg_prepared_rows(conn, "ins", sql, ['[{"name": "a", "n": 1}, {"name": "é🙂\\"", "n": null}]'])
+        assert rows == [(1, "a", 1), (2, 'é🙂"', None)]
+        assert internals.pg_prepared_rows(conn, "ins", sql, ['[{"name": "b", "n": 2}]']) == [(3, "b", 2)]
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'ins'").fetchone() == (1,)
+
+        for bad in ('[{"name": "a", "n": 3}]', '[{"name": "c", "n": "x"}]', "not json"):
+            with pytest.raises(psycopg.Error) as ours:
+                internals.pg_prepared_rows(conn, "ins", sql, [bad])
+            with pytest.raises(psycopg.Error) as theirs:
+                conn.execute(sql.replace("$1", "%s"), (bad,))
+            assert type(ours.value) is type(theirs.value) and ours.value.sqlstate == theirs.value.sqlstate
+        assert isinstance(ours.value, psycopg.DataError)
+
+        conn.execute("DEALLOCATE ALL")  # the server forgot it: prepared again
+        assert internals.pg_prepared_rows(conn, "ins", sql, ['[{"name": "d", "n": 4}]'])[0][1:] == ("d", 4)
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            internals.pg_prepared_rows(conn, "ins", sql, ['[{"name": "e", "n": 5}]'])
+        assert conn.broken

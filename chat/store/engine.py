@@ -45,18 +45,33 @@ class DatabaseUnavailable(SettingError):
 
 
 class Tx:
-    """SQL on one DBAPI cursor, written with `?` placeholders whatever the database."""
+    """SQL on one DBAPI cursor, written with `?` placeholders whatever the database.
 
-    __slots__ = ("cursor", "postgres")
+    alone: the cursor is the PostgreSQL writer's, in autocommit mode on the writer's own OS thread (write_alone).
+    """
+
+    __slots__ = ("cursor", "postgres", "alone")
     _converted: dict[str, str] = {}
+    _numbered: dict[str, str] = {}
 
-    def __init__(self, cursor: Any, postgres: bool):
+    def __init__(self, cursor: Any, postgres: bool, alone: bool = False):
         self.cursor = cursor
         self.postgres = postgres
+        self.alone = alone
 
     def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         self.cursor.execute(self._sql(sql), params)
         return self.cursor.fetchall()
+
+    def prepared_rows(self, name: str, sql: str, params: tuple[str, ...]) -> list[tuple]:
+        """rows() of a statement with text parameters; alone, one libpq call (internals.pg_prepared_rows)."""
+        if not self.alone:
+            return self.rows(sql, params)
+        numbered = self._numbered.get(sql)
+        if numbered is None:
+            parts = sql.split("?")
+            numbered = self._numbered[sql] = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+        return internals.pg_prepared_rows(self.cursor.connection, name, numbered, params)
 
     def row(self, sql: str, params: tuple | list = ()) -> tuple | None:
         self.cursor.execute(self._sql(sql), params)
@@ -287,7 +302,7 @@ class PooledConnector:
         conn = self._writer_connection()
         conn.autocommit = True
         try:
-            return work(Tx(conn.cursor(), True), *args)
+            return work(Tx(conn.cursor(), True, alone=True), *args)
         finally:
             if not conn.closed:
                 conn.autocommit = False

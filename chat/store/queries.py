@@ -264,7 +264,7 @@ def _insert_postgres(tx, items):
         backs.append(left[room])
     batch = [{"room": room, "back": back, "author": author, "text": text, "ts": ts, "client_id": client_id}
              for (room, author, text, ts, client_id), back in zip(items, backs, strict=True)]
-    stored = tx.rows(_INSERT_POSTGRES, (json.dumps(batch, separators=(",", ":")),))
+    stored = tx.prepared_rows("papo_insert_batch", _INSERT_POSTGRES, (json.dumps(batch, separators=(",", ":")),))
     ids = {(name, seq): row_id for row_id, name, seq in stored}
     last: dict[str, int] = {}
     for _, name, seq in stored:
