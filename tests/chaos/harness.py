@@ -237,9 +237,19 @@ class ChaosClient:
 
     def close(self):
         """Disconnect, or stop reconnecting: disconnect() alone leaves a reconnecting client trying forever."""
-        closing = threading.Thread(target=self.sio.shutdown, daemon=True)
+        # First, so that the servers' stop, right after, starts no reconnection: python-socketio's
+        # shutdown() aborts a reconnection only between two attempts, and an attempt under way when it
+        # is called connects and ends the task, leaving a connected client that the servers' stop sends
+        # back to reconnecting forever, which the session's check (tests/conftest.py) reports as an error.
+        self.sio.reconnection = False
+        closing = threading.Thread(target=self._shut, daemon=True)
         closing.start()
         closing.join(1)
+
+    def _shut(self):
+        self.sio.shutdown()
+        if self.sio.connected:  # the attempt under way connected meanwhile
+            self.sio.disconnect()
 
 
 def database_rooms(db_url):
