@@ -520,30 +520,29 @@ def pg_prepared_rows(conn, name: str, sql: str, params: Sequence[str]) -> list[t
     """
     from psycopg import pq
 
-    pgconn = conn.pgconn
     encoding = conn.info.encoding
     values = [value.encode(encoding) for value in params]
-    for retry in (False, True):
-        names = _pg_prepared.setdefault(conn, set())
-        if name not in names:
-            _pg_check(pgconn, pgconn.prepare(name.encode(), sql.encode(encoding)), encoding)
-            names.add(name)
-        result = pgconn.exec_prepared(name.encode(), values)
-        if (not retry and result.status == pq.ExecStatus.FATAL_ERROR
-                and result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"):
-            names.discard(name)  # the server forgot it (DEALLOCATE ALL, a pooler): prepare it again
-            continue
-        break
-    _pg_check(pgconn, result, encoding)
-    integers = [result.ftype(column) in _PG_INTEGERS for column in range(result.nfields)]
-    rows = []
-    for row in range(result.ntuples):
-        values_out = []
-        for column, integer in enumerate(integers):
-            value = result.get_value(row, column)
-            values_out.append(None if value is None else int(value) if integer else value.decode(encoding))
-        rows.append(tuple(values_out))
-    return rows
+    result = _pg_run_prepared(conn, name, sql, values, encoding)
+    if (result.status == pq.ExecStatus.FATAL_ERROR
+            and result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"):
+        _pg_prepared[conn].discard(name)  # the server forgot it (DEALLOCATE ALL, a pooler): prepare it again
+        result = _pg_run_prepared(conn, name, sql, values, encoding)
+    _pg_check(conn.pgconn, result, encoding)
+    columns = range(result.nfields)
+    integers = [result.ftype(column) in _PG_INTEGERS for column in columns]
+    rows = ([result.get_value(row, column) for column in columns] for row in range(result.ntuples))
+    return [tuple(None if value is None else int(value) if integer else value.decode(encoding)
+                  for value, integer in zip(values, integers, strict=True)) for values in rows]
+
+
+def _pg_run_prepared(conn, name: str, sql: str, values: list[bytes], encoding: str):
+    """The result of running the statement prepared as `name` on conn, preparing it first if conn has not."""
+    pgconn = conn.pgconn
+    names = _pg_prepared.setdefault(conn, set())
+    if name not in names:
+        _pg_check(pgconn, pgconn.prepare(name.encode(), sql.encode(encoding)), encoding)
+        names.add(name)
+    return pgconn.exec_prepared(name.encode(), values)
 
 
 def _pg_check(pgconn, result, encoding: str) -> None:
