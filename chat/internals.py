@@ -530,9 +530,9 @@ def pg_prepared_rows(conn, name: str, sql: str, params: Sequence[str]) -> list[t
     _pg_check(conn.pgconn, result, encoding)
     columns = range(result.nfields)
     integers = [result.ftype(column) in _PG_INTEGERS for column in columns]
-    rows = ([result.get_value(row, column) for column in columns] for row in range(result.ntuples))
-    return [tuple(None if value is None else int(value) if integer else value.decode(encoding)
-                  for value, integer in zip(values, integers, strict=True)) for values in rows]
+    rows = ([result.get_value(index, column) for column in columns] for index in range(result.ntuples))
+    return [tuple(None if field is None else int(field) if integer else field.decode(encoding)
+                  for field, integer in zip(row, integers, strict=True)) for row in rows]
 
 
 def _pg_run_prepared(conn, name: str, sql: str, values: list[bytes], encoding: str):
