@@ -88,8 +88,10 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     turns = Turns(server.eio.create_event)
     green = server.async_mode in async_modes.GREEN_MODES
     internals.handle_events_in_turn(server, turns, async_modes.green_tasks(server.async_mode).start if green else None)
-    server.on("connect", functools.partial(on_connect, app, hook), namespace="/")
-    server.on("disconnect", functools.partial(on_disconnect, parts), namespace="/")
+    handshake = HandshakeJoins(server, turns, acked(parts, turns, on_join, hook.counter("join"), hook.refused))
+    internals.after_connect(server, handshake.run)
+    server.on("connect", functools.partial(on_connect, app, hook, handshake), namespace="/")
+    server.on("disconnect", functools.partial(on_disconnect, parts, handshake), namespace="/")
     for name, handler in HANDLERS.items():
         server.on(name, acked(parts, turns, handler, hook.counter(name), hook.refused), namespace="/")
     refresh = functools.partial(on_refresh, parts.identity)
@@ -97,8 +99,12 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     server.on("*", functools.partial(on_unknown, parts, hook.counter("unknown"), hook.refused), namespace="/")
 
 
-def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-    """Admit a signed-in user within the connection limits; refuse anyone else with a contract code."""
+def on_connect(app: Flask, hook: EventHook, handshake: "HandshakeJoins", sid: str, environ: dict[str, Any],
+               auth: Any = None) -> None:
+    """Admit a signed-in user within the connection limits; refuse anyone else with a contract code.
+
+    The rooms listed in `auth.join` are joined once the connection is open (HandshakeJoins).
+    """
     parts = app.extensions["papo"]
     if carries_token(auth):
         session = socket_session(auth, parts.identity)
@@ -108,6 +114,11 @@ def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], a
     if session is None:
         hook.refused("unauthorized")
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
+    try:
+        joins = handshake_joins(auth, parts.service.max_rooms)
+    except ChatError as error:
+        hook.refused(error.code)
+        raise ConnectionRefusedError(error.code, error.body()) from None
     user = session.user
     try:
         parts.guard.admit(sid, user)
@@ -123,10 +134,63 @@ def on_connect(app: Flask, hook: EventHook, sid: str, environ: dict[str, Any], a
     lifetimes = parts.identity.sessions.live
     if lifetimes is not None:
         lifetimes.bind(sid, session)
+    if joins:
+        handshake.ask(sid, joins)
 
 
-def on_disconnect(parts: Papo, sid: str, reason: Any = None) -> None:
+def handshake_joins(auth: Any, max_rooms: int | None) -> list[Any]:
+    """The join payloads a connection asks for in `auth.join`; invalid_payload when it is no list or too long."""
+    joins = auth.get("join") if isinstance(auth, dict) else None
+    if joins is None:
+        return []
+    if not isinstance(joins, list):
+        raise ChatError("invalid_payload", "auth.join must be a list of join payloads")
+    if max_rooms is not None and len(joins) > max_rooms:
+        raise ChatError("invalid_payload", f"auth.join may list at most {max_rooms} rooms")
+    return joins
+
+
+class HandshakeJoins:
+    """Joins a connection asked for in its handshake: each answered by a `joined` event right after CONNECT.
+
+    A client coming back saves a round trip a room, and the server an event each: the answers go out
+    in the same flush as CONNECT. They hold the connection's line (chat.turns) until the last one, so
+    anything the client sends after CONNECT waits for them.
+    """
+
+    def __init__(self, server: Any, turns: Turns, join: Callable[..., dict[str, Any]]):
+        self.server = server
+        self.turns = turns
+        self.join = join  # the `join` event's handler: answers as its ack would
+        self.asked: dict[str, list[Any]] = {}
+
+    def ask(self, sid: str, joins: list[Any]) -> None:
+        self.asked[sid] = joins
+
+    def forget(self, sid: str) -> None:
+        self.asked.pop(sid, None)
+
+    def run(self, sid: str) -> None:
+        """Answer each join the connection asked for, in order, with a `joined` event."""
+        joins = self.asked.pop(sid, None)
+        if not joins:
+            return
+        turn = self.turns.message(sid)
+        self.turns.start(turn)
+        try:
+            for payload in joins:
+                answer = self.join(sid, payload)
+                room = payload.get("room") if isinstance(payload, dict) else None
+                if not answer["ok"] and isinstance(room, str):
+                    answer["room"] = room  # which join this refuses
+                self.server.emit("joined", answer, to=sid, ignore_queue=True)  # the connection is here
+        finally:
+            self.turns.end(turn)
+
+
+def on_disconnect(parts: Papo, handshake: "HandshakeJoins", sid: str, reason: Any = None) -> None:
     """Release the connection's share of the limits and its presence, and its session's hold on it."""
+    handshake.forget(sid)
     lifetimes = parts.identity.sessions.live
     if lifetimes is not None:
         lifetimes.unbind(sid)

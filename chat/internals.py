@@ -297,6 +297,25 @@ def handle_events_in_turn(server, turns, spawn=None):
     server._handle_event = handle_event
 
 
+def after_connect(server, then) -> None:
+    """Call then(sid) once a connection's CONNECT packet is written, before its next packet is read.
+
+    python-socketio writes CONNECT after the connect handler returns; what then() sends follows it,
+    in the same flush of the connection's frames.
+    """
+    handle_connect = server._handle_connect
+    manager = server.manager
+
+    def handle_connect_then(eio_sid, namespace, data):
+        handle_connect(eio_sid, namespace, data)
+        namespace = namespace or "/"
+        sid = manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is not None:  # None: refused
+            then(sid)
+
+    server._handle_connect = handle_connect_then
+
+
 def _message_in_turn(server, turns, turn, sid, eio_sid, data, namespace, id):
     try:
         turns.start(turn)

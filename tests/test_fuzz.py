@@ -44,6 +44,21 @@ def test_any_event_payload_gets_a_contract_ack(ana, papo, event, payload):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(joins=st.one_of(json_values, st.lists(payloads, max_size=5)))
+def test_any_handshake_join_list_connects_with_contract_answers_or_is_refused(ana, app, papo, joins):
+    socket = papo.socketio.test_client(app, auth={"token": papo.identity.issue_token("bo")["token"], "join": joins})
+    if not isinstance(joins, list | None):
+        assert not socket.is_connected()
+        return
+    assert socket.is_connected()
+    answers = [e["args"][0] for e in socket.get_received() if e["name"] == "joined"]
+    assert len(answers) == len(joins or [])
+    for answer in answers:
+        assert_contract_ack(answer)
+    socket.disconnect()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=json_values, query=st.text(max_size=30))
 def test_any_http_body_or_query_gets_json(client, user, body, query):
     _, token = user("ana") if not hasattr(client, "token") else (None, client.token)

@@ -1,7 +1,7 @@
 """The chat namespace through Flask-SocketIO's test client: acks, fan-out, presence, typing, direct."""
 import pytest
 
-from tests.conftest import events
+from tests.conftest import PASSWORD, events
 
 
 @pytest.fixture
@@ -152,3 +152,47 @@ def test_rate_limit_ack_carries_retry_after(app, papo, user, connect):
             for i in range(3)]
     assert [a["ok"] for a in acks] == [True, True, False]
     assert acks[2]["error"]["code"] == "rate_limited" and acks[2]["retry_after"] >= 1
+
+
+def test_rooms_listed_in_the_handshake_are_joined_with_the_join_events_answer(app, papo, user, connect):
+    ana = connect(user("ana")[1])
+    for room in ("lobby", "kitchen"):
+        ana.emit("join", {"room": room}, callback=True)
+    for i in range(3):
+        ana.emit("message", {"room": "lobby", "text": f"m{i}", "client_id": f"c{i}"}, callback=True)
+    _, token = user("bo")
+    bo = papo.socketio.test_client(app, auth={"token": token, "join": [
+        {"room": "lobby", "since": 1}, {"room": "kitchen"}, {"room": "Bad Name"}, "lobby"]})
+    assert bo.is_connected()
+    answers = events(bo, "joined")
+    assert [a["ok"] for a in answers] == [True, True, False, False]
+    lobby, kitchen, bad, not_an_object = answers
+    assert [m["text"] for m in lobby["messages"]] == ["m1", "m2"] and lobby["last_seq"] == 3
+    assert lobby["members"] == ["ana", "bo"] and kitchen["room"] == "kitchen"
+    assert bad["room"] == "Bad Name" and bad["error"]["code"] == "invalid_room"
+    assert "room" not in not_an_object and not_an_object["error"]["code"] == "invalid_payload"
+    plain = bo.emit("join", {"room": "lobby", "since": 1}, callback=True)
+    assert {k: v for k, v in plain.items() if k != "members"} == {k: v for k, v in lobby.items() if k != "members"}
+    ana.emit("message", {"room": "kitchen", "text": "live", "client_id": "c9"}, callback=True)
+    assert [m["text"] for m in events(bo, "message")] == ["live"]
+
+
+def test_a_handshake_join_list_that_is_no_list_or_too_long_refuses_the_connection(app, papo, user):
+    _, token = user("ana")
+    papo.service.max_rooms = 2
+    for joins in ({"room": "lobby"}, "lobby", [{"room": "a"}, {"room": "b"}, {"room": "c"}]):
+        refused = papo.socketio.test_client(app, auth={"token": token, "join": joins})
+        assert not refused.is_connected()
+    fits = papo.socketio.test_client(app, auth={"token": token, "join": [{"room": "a"}, {"room": "b"}]})
+    assert [a["ok"] for a in events(fits, "joined")] == [True, True]
+
+
+def test_handshake_joins_spend_the_event_budget_like_join_events(make_app):
+    app = make_app(EVENT_BURST=2, EVENT_PER_SECOND=0.001)
+    papo = app.extensions["papo"]
+    papo.identity.register("ana", PASSWORD)
+    token = papo.identity.issue_token("ana")["token"]
+    socket = papo.socketio.test_client(app, auth={"token": token, "join": [{"room": r} for r in "abc"]})
+    answers = events(socket, "joined")
+    assert [a["ok"] for a in answers] == [True, True, False]
+    assert answers[2]["error"]["code"] == "rate_limited" and answers[2]["room"] == "c"

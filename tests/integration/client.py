@@ -15,10 +15,12 @@ class ChatClient:
     joins [(room, since sent, join ack)] in the order their acks came back.
     """
 
-    def __init__(self, url, token, transports=("websocket",), reconnection=False, **options):
+    def __init__(self, url, token, transports=("websocket",), reconnection=False, handshake_joins=False, **options):
         self.url = url
         self.token = token
         self.transports = list(transports)
+        self.handshake_joins = handshake_joins  # re-join in the handshake (`auth.join`), as the browser does
+        self.asked = {}  # {room: since} the last handshake asked to join
         self.sio = socketio.Client(reconnection=reconnection, **options)
         self.rooms = {}
         self.received = {}
@@ -29,10 +31,11 @@ class ChatClient:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("message", self._on_message)
+        self.sio.on("joined", self._on_joined)
         self.sio.on("*", self._on_other)
 
     def connect(self, timeout=10):
-        self.sio.connect(self.url, auth={"token": self.token}, transports=self.transports, wait_timeout=timeout)
+        self.sio.connect(self.url, auth=self._auth, transports=self.transports, wait_timeout=timeout)
         return self
 
     def close(self, wait=0.5):
@@ -56,11 +59,20 @@ class ChatClient:
 
     # what the browser client does
 
+    def _auth(self):
+        """The handshake's auth: the token, and in handshake mode every room with the last seq held."""
+        if not self.handshake_joins:
+            return {"token": self.token}
+        with self._lock:
+            self.asked = dict(self.rooms)
+        return {"token": self.token, "join": [{"room": room, "since": since} for room, since in self.asked.items()]}
+
     def _on_connect(self):
-        """Re-join every room the client is in, asking for what came after the last seq it has."""
+        """Re-join every room the client is in (but those asked in the handshake), asking for what came after
+        the last seq it has."""
         with self._lock:
             self.connects += 1
-            rooms = dict(self.rooms)
+            rooms = {room: since for room, since in self.rooms.items() if room not in self.asked}
             self._lock.notify_all()
         for room, since in rooms.items():
             self.sio.emit("join", {"room": room, "since": since}, callback=self._joined_callback(room, since))
@@ -78,6 +90,14 @@ class ChatClient:
                         self._record(message)
                 self._lock.notify_all()
         return joined
+
+    def _on_joined(self, ack):
+        with self._lock:
+            self.joins.append((ack.get("room"), self.asked.get(ack.get("room")), ack))
+            if ack.get("ok"):
+                for message in ack["messages"]:
+                    self._record(message)
+            self._lock.notify_all()
 
     def _on_message(self, message):
         with self._lock:

@@ -11,13 +11,13 @@ import websocket
 HUGE_FRAME = 64 * 1024 * 1024
 
 
-def open_socketio(server, token):
-    """A raw WebSocket that has done the Engine.IO and Socket.IO handshakes on `/`."""
+def open_socketio(server, token, **auth):
+    """A raw WebSocket that has done the Engine.IO and Socket.IO handshakes on `/` (auth: more of its fields)."""
     ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
                                      timeout=5)
     opened = ws.recv()
     assert isinstance(opened, str) and opened.startswith("0{")
-    ws.send("40" + json.dumps({"token": token}))
+    ws.send("40" + json.dumps({"token": token, **auth}))
     connected = ws.recv()
     assert isinstance(connected, str) and connected.startswith("40{")
     return ws

@@ -1,4 +1,5 @@
 """Chat over the wire against one real server per async mode: fan-out, seq under concurrency, long poll."""
+import json
 import threading
 import time
 from socket import IPPROTO_TCP, TCP_NODELAY, create_connection
@@ -6,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.client import ChatClient
+from tests.integration.raw import open_socketio, recv_ack
 from tests.servers import post_message, read_messages, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -174,3 +177,45 @@ def test_accepted_sockets_send_at_once_without_waiting_for_acks(server):
         pytest.skip("TCP_NODELAY is a production-server (eventlet, gevent) promise")
     with create_connection((server.host, server.port), timeout=5) as client:
         assert server.socket_option(client, IPPROTO_TCP, TCP_NODELAY) != 0
+
+
+def test_rooms_joined_in_the_handshake_are_answered_right_after_connect_in_order(server, user, room):
+    _, token = user()
+    for n in range(3):
+        post_message(server.url, token, room, f"m{n}", client_id=f"h{n}")
+    ws = open_socketio(server, token, join=[{"room": room, "since": 1}, {"room": "No Such Name"}])
+    try:
+        answers: list[dict[str, Any]] = []
+        while len(answers) < 2:
+            name, payload = json.loads(ws.recv()[2:])  # 42["event", payload]: joined, presence
+            if name == "joined":
+                answers.append(payload)
+        first, second = answers
+        assert first["ok"] and [m["text"] for m in first["messages"]] == ["m1", "m2"]
+        assert first["last_seq"] == 3 and first["room"] == room
+        assert second == {"ok": False, "room": "No Such Name", "error": second["error"]}
+        assert second["error"]["code"] == "invalid_room"
+        ws.send("420" + json.dumps(["message", {"room": room, "text": "after", "client_id": "h9"}]))
+        assert recv_ack(ws, 0)["message"]["seq"] == 4  # in the room: the handshake joined it
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_client_coming_back_rejoins_in_its_handshake_and_gets_what_it_missed(server, user, room, clients, transport):
+    name, token = user()
+    first = clients(server.url, token, transports=[transport], handshake_joins=True)
+    first.join(room)
+    first.close()
+    for n in range(3):
+        post_message(server.url, token, room, f"away {n}", client_id=f"a{n}")
+    back = ChatClient(server.url, token, transports=[transport], handshake_joins=True)
+    back.rooms = dict(first.rooms)
+    try:
+        back.connect()
+        missed = ["away 0", "away 1", "away 2"]
+        assert back.wait_until(lambda c: [m["text"] for m in c.received.get(room, [])] == missed)
+        assert [(r, since, ack["ok"]) for r, since, ack in back.joins] == [(room, 0, True)]
+        assert back.send(room, "here again")["message"]["seq"] == 4
+    finally:
+        back.close()

@@ -106,11 +106,13 @@ def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path):
 @pytest.mark.parametrize("fresh_server", PRODUCTION, indirect=True)
 def test_a_rejoin_storm_cut_by_kill_9_loses_nothing_acked(fresh_server, clients):
     """Every client reconnects at once after a crash, the server crashes again in the middle of it, and
-    messages are posted throughout: in the end every client holds every acked message of its room once."""
+    messages are posted throughout: in the end every client holds every acked message of its room once.
+    Half the crowd re-joins in its handshake (`auth.join`), half by `join` events."""
     server, rooms = fresh_server, [f"storm-{n}" for n in range(4)]
     token = register(server.url, "stormwriter")
     crowd = [clients(server.url, register(server.url, f"storm{n}"), reconnection=True, reconnection_delay=0.1,
-                     reconnection_delay_max=0.5, randomization_factor=0.5) for n in range(40)]
+                     reconnection_delay_max=0.5, randomization_factor=0.5, handshake_joins=n % 2 == 0)
+             for n in range(40)]
     for n, client in enumerate(crowd):
         client.join(rooms[n % len(rooms)])
     acked: list[dict] = []
@@ -142,6 +144,7 @@ def test_a_rejoin_storm_cut_by_kill_9_loses_nothing_acked(fresh_server, clients)
         mine = sorted(m["seq"] for m in acked if m["room"] == room)
         assert client.wait_until(lambda c, room=room, mine=mine: set(mine) <= set(c.seqs(room)), 20), \
             f"{client.token[:8]}: missing {sorted(set(mine) - set(client.seqs(room)))[:10]}"
+    assert all(client.asked and client.connects > 1 for client in crowd[::2]), "a handshake join never asked"
     for room in rooms:
         stored = read_messages(server.url, token, room)
         assert [m["seq"] for m in stored] == list(range(1, len(stored) + 1)), "a gap in seq"
