@@ -8,7 +8,7 @@ import { actionFor, parseErrorTable, UNAUTHORIZED } from "./errors.js";
 import { createNotifications } from "./notifications.js";
 import { Outbox } from "./outbox.js";
 import { createRenderer } from "./render.js";
-import { fillGap, RoomChannel, ROOM_RE, same } from "./room.js";
+import { fillGap, JOINING, RoomChannel, ROOM_RE, same } from "./room.js";
 import { watchSession } from "./session.js";
 import { createSearch, showLinkedMessage } from "./search.js";
 import { createStorage } from "./storage.js";
@@ -47,7 +47,7 @@ window.papoState = state;  // read-only handle for debugging and tests
 const { render, renderNow, toast, scroller } = createRenderer({
   state, view, me, onNearTop: () => loadOlder(state.rooms.get(view.room)),
 });
-const socket = io(socketOptions());
+const socket = io({ ...socketOptions(), auth: (answer) => answer({ join: handshakeJoins() }) });
 state.session = watchSession(socket, {
   fetchFn: (...args) => fetch(...args), leave: (url) => window.location.assign(url), next: location.pathname,
 });
@@ -118,38 +118,55 @@ function fillRoomGap(room) {
     .catch((err) => console.warn("papo: could not fill a gap", room.name, err));
 }
 
+function joinPayload(room) {
+  const payload = room.join();
+  if (room.name === view.room) payload.receipts = true;  // "Seen by" from the marks already made, not only live ones
+  return payload;
+}
+
+// Every room the page holds, asked for in the handshake (`auth.join`): each is answered by a `joined`
+// event right after the connect, a round trip sooner than a `join` sent after it.
+let askedInHandshake = new Set();
+function handshakeJoins() {
+  askedInHandshake = new Set(state.rooms.keys());
+  return [...state.rooms.values()].map(joinPayload);
+}
+
 function joinRoom(room) {
   if (!socket.connected) return;
   const conn = socket.id;
-  const payload = room.join();
-  if (room.name === view.room) payload.receipts = true;  // "Seen by" from the marks already made, not only live ones
-  socket.timeout(ACK_TIMEOUT).emit("join", payload, (err, ack) => {
+  socket.timeout(ACK_TIMEOUT).emit("join", joinPayload(room), (err, ack) => {
     if (socket.id !== conn) return;
     if (err) { setTimeout(() => joinRoom(room), 1000); return; }
-    if (!ack?.ok) {
-      room.refuse(ack?.error);
-      if (room.error.code === "invalid_room") state.rooms.delete(room.name);
-      else setTimeout(() => joinRoom(room), 3000);
-      render();
-      return;
-    }
-    for (const clientId of room.accept(ack, me)) outbox.delivered(clientId);
-    for (const [reader, mark] of Object.entries(ack.readers || {})) {
-      if (Number.isInteger(mark)) room.readers.set(reader, Math.max(room.readers.get(reader) || 0, mark));
-    }
-    if (room.newFrom === null) {  // the first join of this page: a "new messages" divider above the first unread
-      const unread = looking(room.name) && room.read !== null && room.read < room.lastSeq;
-      room.newFrom = unread ? room.read + 1 : 0;
-    }
-    addMessages(room, []);  // what accept() took in: trim, read state, render
-    if (ack.truncated || room.hasGap()) fillRoomGap(room);
-    if (room.moreUpdates) joinRoom(room);  // the rest of the changes missed
-    if (room.name === view.room && location.hash && !linkShown) {  // opened from a search result
-      renderNow();
-      linkShown = showLinkedMessage(location.hash);
-    }
-    flush();
+    joined(room, ack);
   });
+}
+
+// Take in a join's answer: the `join` event's ack or a `joined` event.
+function joined(room, ack) {
+  if (!ack?.ok) {
+    room.refuse(ack?.error);
+    if (room.error.code === "invalid_room") state.rooms.delete(room.name);
+    else setTimeout(() => joinRoom(room), 3000);
+    render();
+    return;
+  }
+  for (const clientId of room.accept(ack, me)) outbox.delivered(clientId);
+  for (const [reader, mark] of Object.entries(ack.readers || {})) {
+    if (Number.isInteger(mark)) room.readers.set(reader, Math.max(room.readers.get(reader) || 0, mark));
+  }
+  if (room.newFrom === null) {  // the first join of this page: a "new messages" divider above the first unread
+    const unread = looking(room.name) && room.read !== null && room.read < room.lastSeq;
+    room.newFrom = unread ? room.read + 1 : 0;
+  }
+  addMessages(room, []);  // what accept() took in: trim, read state, render
+  if (ack.truncated || room.hasGap()) fillRoomGap(room);
+  if (room.moreUpdates) joinRoom(room);  // the rest of the changes missed
+  if (room.name === view.room && location.hash && !linkShown) {  // opened from a search result
+    renderNow();
+    linkShown = showLinkedMessage(location.hash);
+  }
+  flush();
 }
 
 function loadOlder(room) {
@@ -325,10 +342,20 @@ socket.on("connect", () => {
   connectionEvent("connect");
   readSent.clear();
   directReadSent.clear();
-  for (const room of state.rooms.values()) joinRoom(room);
+  for (const room of state.rooms.values()) if (!askedInHandshake.has(room.name)) joinRoom(room);
+  const conn = socket.id;
+  setTimeout(() => {  // a server that does not know `auth.join` (an older one mid-upgrade) answered nothing
+    if (socket.id !== conn) return;
+    for (const room of state.rooms.values()) if (room.state === JOINING) joinRoom(room);
+  }, ACK_TIMEOUT);
   listConversations();
   if (view.peer) loadDirect(ensureDirect(state.directs, view.peer));
   flush();
+});
+
+socket.on("joined", (ack) => {
+  const room = state.rooms.get(ack?.room);
+  if (room) joined(room, ack);
 });
 
 socket.on("disconnect", () => {

@@ -1,4 +1,6 @@
 """The client never loses a message: server crashes, restarts and page reloads."""
+import json
+
 import pytest
 from .conftest import expect
 
@@ -70,6 +72,31 @@ def test_messages_missed_while_offline_arrive_in_order(person, server):
     expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
     expect(alice.message("meanwhile 5")).to_have_count(1)
     assert alice.texts() == [f"meanwhile {n}" for n in range(1, 6)]
+
+
+def test_a_page_coming_back_rejoins_its_room_in_the_handshake(person, server):
+    """After a restart the page asks for its room in the Socket.IO handshake (`auth.join` with `since`)
+    and sends no `join` event: the server's `joined` answer is enough."""
+    alice, bob = person("alice"), person("bob")
+    frames = []
+    alice.page.on("websocket", lambda socket: socket.on("framesent", lambda frame: frames.append(frame)))
+    alice.open_room("back")
+    bob.open_room("back")
+    alice.say("before")
+    expect(alice.message("before", status="delivered")).to_have_count(1)
+    server.kill()
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "offline")
+    server.start()
+    expect(alice.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    expect(bob.page.locator("#connection")).to_have_attribute("data-status", "online", timeout=RECONNECT)
+    bob.say("after")
+    expect(alice.message("after")).to_have_count(1)
+    connects = [n for n, frame in enumerate(frames) if isinstance(frame, str) and frame.startswith("40")]
+    assert len(connects) >= 2, frames
+    asked = json.loads(frames[connects[-1]][2:])["join"]
+    assert [(a["room"], a["since"]) for a in asked] == [("back", 1)]
+    assert not [f for f in frames[connects[-1]:] if isinstance(f, str) and f.startswith("42") and '"join"' in f]
+    assert alice.texts() == ["before", "after"]
 
 
 def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
