@@ -80,7 +80,6 @@ def storm_runs(bench):
     p = bench.plan["storm"]
     if not storm_size_fits(bench, p["clients"]):
         return
-    args = arg_list({k: p[k] for k in ("clients", "rooms", "rate", "before", "recover-seconds")})
     for round_no in rounds(bench, "storm", p):
         for how in ["connect"] + p["ways"]:
             kind = "reference" if how == "connect" else bench.plan["papo"]
@@ -88,9 +87,16 @@ def storm_runs(bench):
                 bench.runner.skip(f"storm {how} round {round_no}", "time budget")
                 continue
             try:
-                storm_once(bench, kind, how, args, round_no)
+                storm_once(bench, kind, how, storm_args(p, kind), round_no)
             except ServerError as error:
                 bench.runner.skip(f"storm {how} round {round_no}", str(error))
+
+
+def storm_args(p, kind):
+    """The generator's arguments: Papo's clients join in the handshake as its browser client does; the
+    reference's by a `join` event after it, as socket.io has it."""
+    args = arg_list({k: p[k] for k in ("clients", "rooms", "rate", "before", "recover-seconds")})
+    return args if kind == "reference" else args + ["--handshake-joins"]
 
 
 def storm_estimate(bench, kind, p):
@@ -206,7 +212,7 @@ def profile_persist(bench, p):
 
 def profile_storm(bench):
     p = bench.plan["storm"]
-    args = arg_list({k: p[k] for k in ("clients", "rooms", "rate", "before", "recover-seconds")})
+    args = storm_args(p, bench.plan["papo"])
     # the connect phase of the first server: a storm's connections as the first start sees them
     profiled(bench, "storm", p["max_seconds"],
              lambda server: bench.runner.loadgen(server, "storm", args, section="profile", label="storm: connect",

@@ -63,7 +63,7 @@ const SPECS = {
     help: 'N clients in rooms with a trickle of messages; with --restart the driver restarts the server after the '
       + '{"event":"ready"} line: seconds until all re-joined with since, and whether any seq is missing',
     defaults: { clients: 10000, rooms: 100, rate: 1, before: 3, restart: false, recoverSeconds: 120, checkSeconds: 10,
-      connectTimeout: 8, reconnectDelay: 500, reconnectDelayMax: 4000, randomization: 0.5 },
+      handshakeJoins: false, connectTimeout: 8, reconnectDelay: 500, reconnectDelayMax: 4000, randomization: 0.5 },
   },
   persist: {
     help: '`senders` distinct users, each keeping `inflight` messages unacked: acked messages/s',

@@ -21,6 +21,7 @@ class SioBase {
     this.onPacket = null;
     this.onEvent = null;
     this.onClose = null;
+    this.auth = {}; // more of the CONNECT packet's auth than the token
     this.nextAck = 0;
     this.acks = new Map(); // ack id -> callback(ackObject)
     this.connected = false;
@@ -83,7 +84,7 @@ class SioBase {
     if (c0 === 0x30) { // open: authenticate on namespace "/"
       const s = isStr ? p : p.toString();
       this.open = JSON.parse(s.slice(1));
-      return this._send('40' + JSON.stringify({ token: this.token }));
+      return this._send('40' + JSON.stringify({ token: this.token, ...this.auth }));
     }
     if (c0 === 0x31) return this.close(); // engine.io close
     return undefined; // noop '6' and the rest

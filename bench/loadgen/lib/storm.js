@@ -2,7 +2,9 @@
 // The reconnect storm: N clients in rooms, a trickle of messages in every room; the driver
 // restarts the server (SIGTERM or kill -9) and every client comes back as the browser client
 // does (socket.io-client's backoff), re-joins with `since` = the last seq it holds, and must
-// end up with every seq of its room: none missing, none changed.
+// end up with every seq of its room: none missing, none changed. With --handshake-joins each
+// client asks for its room in the Socket.IO handshake (`auth.join`, Papo's protocol 1.1), as
+// Papo's browser client does, instead of a `join` event after it.
 //
 // Phases: connect + join (timed, server CPU per connection: the figure the reference has too);
 // the trickle for --before seconds; stderr {"event":"ready"}; then, with --restart, wait for the
@@ -57,7 +59,14 @@ async function storm(ctx, o) {
   let down = 0; let dropped = 0;
   const join = async (mb) => {
     const c = makeClient('ws', mb.base, mb.token);
-    c.onEvent = (name, data) => { if (name === 'message' && data) take(mb, data); };
+    // with --handshake-joins, as Papo's browser client: the room in the handshake, answered by a `joined` event
+    let joined = null;
+    let pending = o.handshakeJoins ? new Promise((resolve) => { joined = resolve; }) : null;
+    if (o.handshakeJoins) c.auth = { join: [{ room: roomName(mb.room), since: mb.hw }] };
+    c.onEvent = (name, data) => {
+      if (name === 'message' && data) take(mb, data);
+      else if (name === 'joined' && joined) { joined(data); joined = null; }
+    };
     const closed = new Promise((_, reject) => {
       c.onClose = () => (mb.c === c && mb.back ? onDrop(mb) : reject(new Error('closed while joining')));
     });
@@ -65,7 +74,8 @@ async function storm(ctx, o) {
     mb.c = c;
     await Promise.race([c.connect(o.connectTimeout * 1000), closed]);
     for (;;) {
-      const r = await Promise.race([c.call('join', { room: roomName(mb.room), since: mb.hw }, o.connectTimeout * 1000), closed]);
+      const r = await Promise.race([pending || c.call('join', { room: roomName(mb.room), since: mb.hw }, o.connectTimeout * 1000), closed]);
+      pending = null;
       if (!r || !r.ok) throw new Error(`join: ${JSON.stringify(r)}`);
       for (const m of r.messages || []) take(mb, m);
       if (r.last_seq > maxSeq[mb.room]) maxSeq[mb.room] = r.last_seq;
