@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from chat import create_app, http_head, internals
+from chat import async_modes, create_app, http_head, internals
 from chat.config import Settings, SettingError, where
 from chat.store import describe
 from chat.transport import drain, hubs
@@ -193,7 +193,6 @@ def _wait_for_sigterm(shut_down):
 
 def _serve_gevent(app, listener, max_connections, papo):
     import gevent
-    from gevent.pool import Pool
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
     timeout = app.extensions["papo"].settings.SOCKET_TIMEOUT
@@ -237,7 +236,8 @@ def _serve_gevent(app, listener, max_connections, papo):
                 return None
             return result
 
-    server = WSGIServer(listener, app, spawn=Pool(max_connections), log=None, handler_class=Handler)
+    pool = internals.gevent_pool_on_kept_threads(max_connections, async_modes.green_tasks("gevent").start)
+    server = WSGIServer(listener, app, spawn=pool, log=None, handler_class=Handler)
 
     def stop_accepting():
         server.stop_accepting()  # not close(): serve_forever would return, and the process end, mid-drain

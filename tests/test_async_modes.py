@@ -171,3 +171,32 @@ def _wake(mode, glet):
     else:
         import gevent
         gevent.get_hub().loop.run_callback(glet.switch)
+
+
+def test_the_gevent_servers_pool_bounds_its_handlers_and_runs_them_on_kept_green_threads():
+    from chat import internals
+
+    tasks = _fresh("gevent")
+    pool = internals.gevent_pool_on_kept_threads(2, tasks.start)
+    release, ran, freed = _event("gevent"), [], []
+    pool._semaphore.rawlink(lambda _: freed.append(True))  # as gevent's server links to accept again
+
+    def handler(n):
+        ran.append((n, greenlet.getcurrent()))
+        release.wait()
+
+    pool.spawn(handler, 1)
+    assert not pool.full()
+    pool.spawn(handler, 2)
+    assert pool.full()
+    _settle("gevent")
+    assert [n for n, _ in ran] == [1, 2] and pool.full()
+    release.set()
+    _settle("gevent")
+    assert not pool.full() and freed
+    pool.spawn(handler, 3)
+    _settle("gevent")
+    assert ran[2][1] in {glet for _, glet in ran[:2]}  # a kept green thread, not a new one
+    pool.spawn(lambda: 1 / 0)  # a failing handler gives its slot back too
+    _settle("gevent")
+    assert not pool.full()
