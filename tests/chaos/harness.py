@@ -2,7 +2,8 @@
 
 Every client behaves like the browser's: it keeps an outbox and retries each message with the same
 client_id until it is acked; on every connect it re-joins its rooms with `since` = the highest seq
-up to which it has every message; it keeps what arrives by seq. At the end, every client's view of
+up to which it has every message (every other client in the handshake, `auth.join`, as the browser
+client does; the rest by `join` events); it keeps what arrives by seq. At the end, every client's view of
 every room must equal the database, and every acked message must be stored exactly once.
 
 Run directly for a soak (see docs/security.md):
@@ -63,8 +64,9 @@ class View:
 class ChaosClient:
     """One user's python-socketio connection with an outbox and per-room views."""
 
-    def __init__(self, url, name, token, rooms, transport, rate, rng):
+    def __init__(self, url, name, token, rooms, transport, rate, rng, handshake_joins=False):
         self.url, self.name, self.token, self.transport = url, name, token, transport
+        self.handshake_joins = handshake_joins
         self.rate = rate
         self.rng = rng
         self.views = {room: View() for room in rooms}
@@ -84,12 +86,20 @@ class ChaosClient:
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("connect_error", lambda data=None: self.note(f"connect_error {str(data)[:80]}"))
         self.sio.on("message", self.on_message)
+        self.sio.on("joined", self.on_joined)
 
     # connection life
 
     def connect(self):
-        self.sio.connect(self.url, auth={"token": self.token}, transports=[self.transport], wait_timeout=10,
-                         retry=True)
+        self.sio.connect(self.url, auth=self.auth, transports=[self.transport], wait_timeout=10, retry=True)
+
+    def auth(self):
+        """The handshake's auth: the token, and in handshake mode every room with `since`."""
+        if not self.handshake_joins:
+            return {"token": self.token}
+        with self.lock:
+            return {"token": self.token,
+                    "join": [{"room": room, "since": view.upto} for room, view in self.views.items()]}
 
     def note(self, what):
         self.history.append((round(time.monotonic() - self.started, 2), what))
@@ -110,6 +120,8 @@ class ChaosClient:
         with self.lock:
             self.note(f"connect {self.sio.sid}")
             self.connects += 1
+            if self.handshake_joins:
+                return  # a `joined` event answers each room asked in the handshake
             for room, view in self.views.items():
                 view.joined = False
                 self.sio.emit("join", {"room": room, "since": view.upto}, callback=self.joined(room))
@@ -127,6 +139,11 @@ class ChaosClient:
                 if ack["truncated"]:  # more than one page was missed: ask again from where it is now
                     self.sio.emit("join", {"room": room, "since": view.upto}, callback=self.joined(room))
         return on_ack
+
+    def on_joined(self, ack):
+        room = ack.get("room")
+        if room in self.views:
+            self.joined(room)(ack)
 
     def on_disconnect(self, reason=None):
         with self.lock:
@@ -337,7 +354,7 @@ def run(db_url, seconds=60.0, clients=50, rooms=5, rooms_per_client=2, rate=0.6,
             mine = [room_names[(n + k) % rooms] for k in range(rooms_per_client)]
             transport = "polling" if n < clients * polling_share else "websocket"
             people.append(ChaosClient(servers[n % processes].url, name, tokens[name], mine, transport, rate,
-                                      random.Random(seed + n)))
+                                      random.Random(seed + n), handshake_joins=n % 2 == 1))
         for person in people:
             person.connect()
         log(f"chaos: {clients} clients connected to {servers!r}; running {seconds:.0f} s")
