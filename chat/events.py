@@ -23,6 +23,8 @@ from .ports import EventHook
 from .service import ChatService
 from .turns import Turns
 
+HANDSHAKE_JOINS = 100  # join payloads a handshake may carry (auth.join)
+
 Answer = dict[str, Any] | None
 # a handler answers, or returns what waits for work it has queued (a message's commit) and then answers
 Handler = Callable[[ChatService, str, str | None, dict[str, Any]], Answer | Callable[[], Answer]]
@@ -115,7 +117,7 @@ def on_connect(app: Flask, hook: EventHook, handshake: "HandshakeJoins", sid: st
         hook.refused("unauthorized")
         raise ConnectionRefusedError("unauthorized", {"code": "unauthorized"})
     try:
-        joins = handshake_joins(auth, parts.service.max_rooms)
+        joins = handshake_joins(auth)
     except ChatError as error:
         hook.refused(error.code)
         raise ConnectionRefusedError(error.code, error.body()) from None
@@ -138,15 +140,19 @@ def on_connect(app: Flask, hook: EventHook, handshake: "HandshakeJoins", sid: st
         handshake.ask(sid, joins)
 
 
-def handshake_joins(auth: Any, max_rooms: int | None) -> list[Any]:
-    """The join payloads a connection asks for in `auth.join`; invalid_payload when it is no list or too long."""
+def handshake_joins(auth: Any) -> list[Any]:
+    """The join payloads a connection asks for in `auth.join`; invalid_payload when it is no list or too long.
+
+    The bound is the protocol's, whatever MAX_ROOMS_PER_CONNECTION says: a join past that setting is
+    answered `forbidden`, as the event would be, and a client holding more rooms joins the rest by events.
+    """
     joins = auth.get("join") if isinstance(auth, dict) else None
     if joins is None:
         return []
     if not isinstance(joins, list):
         raise ChatError("invalid_payload", "auth.join must be a list of join payloads")
-    if max_rooms is not None and len(joins) > max_rooms:
-        raise ChatError("invalid_payload", f"auth.join may list at most {max_rooms} rooms")
+    if len(joins) > HANDSHAKE_JOINS:
+        raise ChatError("invalid_payload", f"auth.join may list at most {HANDSHAKE_JOINS} rooms")
     return joins
 
 

@@ -1,6 +1,7 @@
 """The chat namespace through Flask-SocketIO's test client: acks, fan-out, presence, typing, direct."""
 import pytest
 
+from chat.events import HANDSHAKE_JOINS
 from tests.conftest import PASSWORD, events
 
 
@@ -179,12 +180,22 @@ def test_rooms_listed_in_the_handshake_are_joined_with_the_join_events_answer(ap
 
 def test_a_handshake_join_list_that_is_no_list_or_too_long_refuses_the_connection(app, papo, user):
     _, token = user("ana")
-    papo.service.max_rooms = 2
-    for joins in ({"room": "lobby"}, "lobby", [{"room": "a"}, {"room": "b"}, {"room": "c"}]):
+    papo.service.limiter.burst = papo.guard.connections.burst = papo.guard.users.burst = 10**9
+    too_long = [{"room": f"r{n}"} for n in range(HANDSHAKE_JOINS + 1)]
+    for joins in ({"room": "lobby"}, "lobby", too_long):
         refused = papo.socketio.test_client(app, auth={"token": token, "join": joins})
         assert not refused.is_connected()
-    fits = papo.socketio.test_client(app, auth={"token": token, "join": [{"room": "a"}, {"room": "b"}]})
-    assert [a["ok"] for a in events(fits, "joined")] == [True, True]
+    fits = papo.socketio.test_client(app, auth={"token": token, "join": too_long[:-1]})
+    assert len(events(fits, "joined")) == HANDSHAKE_JOINS
+
+
+def test_handshake_joins_past_the_connections_room_limit_are_refused_one_by_one(app, papo, user):
+    _, token = user("ana")
+    papo.service.max_rooms = 2
+    socket = papo.socketio.test_client(app, auth={"token": token, "join": [{"room": r} for r in "abc"]})
+    answers = events(socket, "joined")
+    assert socket.is_connected() and [a["ok"] for a in answers] == [True, True, False]
+    assert answers[2]["error"]["code"] == "forbidden" and answers[2]["room"] == "c"
 
 
 def test_handshake_joins_spend_the_event_budget_like_join_events(make_app):

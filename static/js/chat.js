@@ -20,6 +20,7 @@ const TYPING_SEND_EVERY = 2500;  // ms between two `typing: true` while typing
 const TYPING_IDLE = 3000;        // ms without a key before `typing: false`
 const TYPING_SHOWN = 6000;       // ms another user's "typing" stays without news
 const ACK_TIMEOUT = 10000;       // ms to wait for an ack before trying again
+const HANDSHAKE_JOINS = 100;     // rooms a handshake may ask for (docs/protocol.md)
 const FLUSH_EVERY = 3000;        // ms between outbox sweeps while online
 const LOBBY_EVERY = 10000;       // ms between two lobby refreshes
 const GAP_WAIT = 300;            // ms for a crossing broadcast to arrive before a gap is fetched
@@ -124,12 +125,15 @@ function joinPayload(room) {
   return payload;
 }
 
-// Every room the page holds, asked for in the handshake (`auth.join`): each is answered by a `joined`
-// event right after the connect, a round trip sooner than a `join` sent after it.
+// The rooms the page holds, asked for in the handshake (`auth.join`, the room on screen first, at most
+// HANDSHAKE_JOINS): each is answered by a `joined` event right after the connect, a round trip sooner
+// than a `join` sent after it; the connect handler joins any others by the event.
 let askedInHandshake = new Set();
 function handshakeJoins() {
-  askedInHandshake = new Set(state.rooms.keys());
-  return [...state.rooms.values()].map(joinPayload);
+  const rooms = [...state.rooms.values()].sort((a, b) => (b.name === view.room) - (a.name === view.room))
+    .slice(0, HANDSHAKE_JOINS);
+  askedInHandshake = new Set(rooms.map((room) => room.name));
+  return rooms.map(joinPayload);
 }
 
 function joinRoom(room) {

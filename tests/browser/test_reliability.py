@@ -99,6 +99,39 @@ def test_a_page_coming_back_rejoins_its_room_in_the_handshake(person, server):
     assert alice.texts() == ["before", "after"]
 
 
+def test_a_page_holding_more_rooms_than_a_handshake_carries_still_connects(person, server):
+    """101 rooms in the page's storage: the handshake asks for 100 (the one on screen first), the last by a
+    `join`, which the server refuses as before (`MAX_ROOMS_PER_CONNECTION`, 100): one room fails, not the page."""
+    alice = person("alice")
+    frames = []
+    alice.page.on("websocket", lambda socket: socket.on("framesent", lambda frame: frames.append(frame)))
+    alice.open_room("first")
+    alice.page.evaluate("""(user) => localStorage.setItem(`papo:v1:${user.toLowerCase()}:rooms`,
+        JSON.stringify(Object.fromEntries(Array.from({length: 101}, (_, n) => [`many-${n}`, {read: null}]))))""",
+                        alice.name)
+    frames.clear()
+    alice.open_room("many-100")
+    alice.say("still here")
+    expect(alice.message("still here", status="delivered")).to_have_count(1)
+    connect = json.loads(next(f for f in frames if isinstance(f, str) and f.startswith("40"))[2:])
+    asked = [a["room"] for a in connect["join"]]
+    assert len(asked) == 100 and asked[0] == "many-100"
+    joined_by_event = [json.loads(f[f.index("["):])[1]["room"] for f in frames
+                       if isinstance(f, str) and f.startswith("42") and '"join"' in f]
+    held = {f"many-{n}" for n in range(101)}
+    assert set(joined_by_event) == held - set(asked) and len(joined_by_event) == 1
+    states = {}
+    for _ in range(100):  # every room answered, by either way, within 10 s
+        states = alice.page.evaluate("Object.fromEntries([...window.papoState.rooms].map(([n, r]) => [n, r.state]))")
+        if "joining" not in states.values():
+            break
+        alice.page.wait_for_timeout(100)
+    assert set(states) == held
+    assert {name for name, state in states.items() if state != "joined"} == set(joined_by_event), states
+    assert alice.page.evaluate("(name) => window.papoState.rooms.get(name).error?.code", joined_by_event[0]) \
+        == "forbidden"
+
+
 def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
     alice, bob = person("alice"), person("bob")
     alice.open_room("reload")
