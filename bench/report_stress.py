@@ -112,8 +112,10 @@ def storm_section(res):
     closing = f"over {window:g} s (DRAIN_SECONDS)" if window else "all at once (DRAIN_SECONDS 0)"
     lines = ["## Reconnect storm", "",
              f"{p.get('clients'):,} clients in {p.get('rooms')} rooms over WebSocket, one message per second in "
-             "each room meanwhile. The reference: the time to connect them all (handshake, auth, join) and its "
-             "CPU per connection. Papo: the same connect phase, then the server is stopped under the clients "
+             "each room meanwhile. The reference: the time to connect them all (handshake, auth, then a `join` "
+             "event, as socket.io has it) and its CPU per connection. Papo: the same connect phase, its clients "
+             "asking for their room in the handshake (`auth.join`, answered by a `joined` event, as Papo's "
+             "browser client does), then the server is stopped under the clients "
              f"(SIGTERM, closing its connections {closing}, the drain bounded at "
              f"{p.get('drain_limit')} s; or kill -9) and started again on the same "
              "port and database; the clients come back with the browser client's backoff (socket.io-client: "
