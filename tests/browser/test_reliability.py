@@ -132,6 +132,32 @@ def test_a_page_holding_more_rooms_than_a_handshake_carries_still_connects(perso
         == "forbidden"
 
 
+def test_rooms_asked_in_a_handshake_the_server_ignores_are_joined_by_the_event(person, server):
+    """A server from before `auth.join` answers no `joined`: after its ack timeout the page joins by the event."""
+    alice = person("alice")
+    sent = []
+
+    def as_an_older_server_hears_it(socket):
+        upstream = socket.connect_to_server()
+
+        def forward(frame):
+            if isinstance(frame, str) and frame.startswith("40"):
+                auth = json.loads(frame[2:] or "{}")
+                auth.pop("join", None)
+                frame = "40" + json.dumps(auth)
+            sent.append(frame)
+            upstream.send(frame)
+
+        socket.on_message(forward)
+
+    alice.page.route_web_socket("**/socket.io/**", as_an_older_server_hears_it)
+    alice.page.goto(f"{alice.base_url}/room/older")
+    alice.page.wait_for_selector(f'#members li[data-user="{alice.name}"]', timeout=20_000)
+    alice.say("joined all the same")
+    expect(alice.message("joined all the same", status="delivered")).to_have_count(1)
+    assert [f for f in sent if f.startswith("42") and '"join"' in f and '"older"' in f]
+
+
 def test_reload_keeps_a_pending_message_and_delivers_it_later(person, server):
     alice, bob = person("alice"), person("bob")
     alice.open_room("reload")
