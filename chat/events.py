@@ -90,12 +90,14 @@ def register(socketio: Any, app: Flask, hook: EventHook | None = None) -> None:
     turns = Turns(server.eio.create_event)
     green = server.async_mode in async_modes.GREEN_MODES
     internals.handle_events_in_turn(server, turns, async_modes.green_tasks(server.async_mode).start if green else None)
-    handshake = HandshakeJoins(server, turns, acked(parts, turns, on_join, hook.counter("join"), hook.refused))
+    answers = {name: acked(parts, turns, handler, hook.counter(name), hook.refused)
+               for name, handler in HANDLERS.items()}
+    handshake = HandshakeJoins(server, turns, answers["join"])
     internals.after_connect(server, handshake.run)
     server.on("connect", functools.partial(on_connect, app, hook, handshake), namespace="/")
     server.on("disconnect", functools.partial(on_disconnect, parts, handshake), namespace="/")
-    for name, handler in HANDLERS.items():
-        server.on(name, acked(parts, turns, handler, hook.counter(name), hook.refused), namespace="/")
+    for name, answer in answers.items():
+        server.on(name, answer, namespace="/")
     refresh = functools.partial(on_refresh, parts.identity)
     server.on("refresh", acked(parts, turns, refresh, hook.counter("refresh"), hook.refused), namespace="/")
     server.on("*", functools.partial(on_unknown, parts, hook.counter("unknown"), hook.refused), namespace="/")

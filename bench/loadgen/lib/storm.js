@@ -61,8 +61,11 @@ async function storm(ctx, o) {
     const c = makeClient('ws', mb.base, mb.token);
     // with --handshake-joins, as Papo's browser client: the room in the handshake, answered by a `joined` event
     let joined = null;
-    let pending = o.handshakeJoins ? new Promise((resolve) => { joined = resolve; }) : null;
-    if (o.handshakeJoins) c.auth = { join: [{ room: roomName(mb.room), since: mb.hw }] };
+    let pending = null;
+    if (o.handshakeJoins) {
+      c.auth = { join: [{ room: roomName(mb.room), since: mb.hw }] };
+      pending = new Promise((resolve) => { joined = resolve; });
+    }
     c.onEvent = (name, data) => {
       if (name === 'message' && data) take(mb, data);
       else if (name === 'joined' && joined) { joined(data); joined = null; }
