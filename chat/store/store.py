@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import queries
+from . import queries, sqlite_schema
 from .batch import GroupCommit, Pending, SharedReads, UnreadReads, WriterJobs
 from .engine import (
     DatabaseUnavailable,
@@ -83,14 +83,15 @@ class Store:
             self._engine = make_engine(self.url)
         return self._engine
 
-    def migrate(self) -> None:
+    def migrate(self, written_schema: bool = True) -> None:
         """Bring the schema to the newest Alembic revision (serialised across processes on PostgreSQL).
 
         A database at SCHEMA_HEAD already is left alone without loading Alembic and its scripts (and,
         on SQLite, SQLAlchemy): four tenths of a second of every restart, while the clients wait in the
-        port's queue.
+        port's queue. A new SQLite file is given the schema the migrations make, written out
+        (sqlite_schema.py), unless written_schema is False.
         """
-        if not self._at_head():
+        if not self._at_head() and not (written_schema and self._load_written_schema()):
             self._upgrade()
         if isinstance(self.connector, SqliteConnector):
             if self._engine is not None:
@@ -108,6 +109,15 @@ class Store:
         finally:
             if isinstance(self.connector, SqliteConnector):
                 self.connector.release()  # this thread serves no reads later
+
+    def _load_written_schema(self) -> bool:
+        """Give a new SQLite file the migrations' schema in one transaction; False when it is not new."""
+        if not isinstance(self.connector, SqliteConnector):
+            return False
+        try:
+            return sqlite_schema.load(self.connector.connection())
+        finally:
+            self.connector.release()
 
     def _upgrade(self) -> None:
         from alembic import command
