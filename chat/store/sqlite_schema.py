@@ -4,8 +4,9 @@ Running the migrations on a new file imports Alembic and SQLAlchemy and replays 
 0.7 s of CPU on a slow machine, 0.1 s more for each further database in the same process (measured),
 paid by every first start and every test's server. Like Rails' schema.rb, the result is kept in
 sqlite_schema.sql (its statements as SQLite recorded them, and the rows the migrations wrote), made by
-tools/sqlite_schema.py; tests/test_sqlite_schema.py holds it equal to what the migrations make. A
-database that has any table already is left to the migrations, and PostgreSQL always is.
+tools/sqlite_schema.py; tests/test_sqlite_schema.py holds a file made from it to the schema the
+migrations make. A database that has any table already is left to the migrations, and PostgreSQL
+always is.
 """
 import sqlite3
 from pathlib import Path
@@ -62,6 +63,36 @@ def dump(conn: sqlite3.Connection) -> str:
             rows += [f'INSERT INTO "{name}" VALUES ({", ".join(map(literal, row))})'
                      for row in conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid')]
     return HEADER + "".join(statement + ";\n" for statement in made + rows)
+
+
+def shape(conn: sqlite3.Connection) -> dict:
+    """What a database's schema is, in whatever order its CREATE TABLE statements list their parts.
+
+    The migrations rebuild tables through Alembic's batch mode, which lists a table's constraints in
+    an order that varies from run to run (a set's), so two files the migrations made can differ in
+    their statements' text and not in their schema. Per table: its statement's lines as a set, its
+    columns in order, its indexes and foreign keys, and an ordinary table's rows; every other
+    statement (indexes, triggers) as written.
+    """
+    kinds = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA main.table_list")}
+    found: dict = {}
+    for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
+        if kind != "table" or name.startswith("sqlite_"):
+            found[name] = sql
+            continue
+        indexes = []
+        for _, index, unique, origin, partial in conn.execute(f'PRAGMA index_list("{name}")'):
+            columns = tuple(column for *_, column in conn.execute(f'PRAGMA index_info("{index}")'))
+            indexes.append((unique, origin, partial, columns))
+        found[name] = {
+            "lines": sorted(line.strip().rstrip(",").strip() for line in sql.splitlines()),
+            "columns": conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall(),
+            "indexes": sorted(indexes),
+            "foreign keys": sorted(row[2:] for row in conn.execute(f'PRAGMA foreign_key_list("{name}")')),
+            "rows": conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall()
+            if kinds.get(name) == "table" else None,
+        }
+    return found
 
 
 def literal(value: object) -> str:
