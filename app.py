@@ -14,6 +14,7 @@ import socket
 import sys
 
 DEFAULT_MODE = "gevent"  # chat.config.DEFAULT_ASYNC_MODE: chat cannot be imported before patching
+OPTIONAL_LIBRARIES = ("redis", "requests", "websocket")  # loaded only when used: _clients_and_redis_absent
 BACKLOG = 4096  # connections the kernel queues while the server starts or is busy (capped by net.core.somaxconn)
 
 
@@ -69,6 +70,38 @@ def _entry_points_read_once():
         metadata.entry_points = read
 
 
+class _Absent:
+    """An import finder that has the named top-level packages look uninstalled."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{name} is left out while Papo loads", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def _clients_and_redis_absent():
+    """Import as if the libraries of python-socketio's clients and of its Redis queue were not installed.
+
+    python-socketio's package imports every client and message queue it has, and each tries the
+    library it would use (in a try that takes ImportError for absence): requests and
+    websocket-client for its clients, which a server never runs, and redis-py, which only a server
+    with REDIS_URL set uses. Leaving them out took 0.11-0.17 s off a 0.27-0.53 s import of
+    Flask-SocketIO (four alternated pairs on a slow machine), at every start, while a restart's
+    clients wait. chat/scaleout.py loads redis-py when REDIS_URL asks for it and hands it over
+    (chat/internals.py, give_socketio_redis).
+    """
+    absent = _Absent(OPTIONAL_LIBRARIES)
+    sys.meta_path.insert(0, absent)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(absent)
+
+
 def _monkey_patch():
     """Patch the standard library for ASYNC_MODE before anything else imports socket or threading."""
     mode = os.environ.get("ASYNC_MODE") or DEFAULT_MODE
@@ -94,7 +127,8 @@ if __name__ == "__main__":
         print(f"papo: cannot listen on {ARGS.host}:{ARGS.port}: {error.strerror}", file=sys.stderr)
         sys.exit(2)
     ASYNC_MODE = _monkey_patch()
-    from chat.server import main
+    with _clients_and_redis_absent():
+        from chat.server import main
 
     sys.exit(main(ASYNC_MODE, LISTENER))
 

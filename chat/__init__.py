@@ -5,7 +5,7 @@ import os
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, audit, cli, config, events, pages, scaleout, security, sse, transport
+from . import api, audit, cli, config, events, pages, security, sse, transport
 from .auth import Identity
 from .extension import Papo
 from .limits import Guard, RateLimiter
@@ -48,7 +48,11 @@ def create_app(test_config=None, async_mode="threading"):
 
     store = Store(settings.DATABASE_URL, async_mode=async_mode)
     store.migrate()
-    scaled = scaleout.Cluster(settings.REDIS_URL) if settings.REDIS_URL else None
+    scaled = None
+    if settings.REDIS_URL:
+        from . import scaleout  # loads redis-py, which a server of one process never needs
+
+        scaled = scaleout.Cluster(settings.REDIS_URL)
     socketio = SocketIO(app, async_mode=async_mode, client_manager=scaled.queue if scaled else LocalManager(),
                         cors_allowed_origins=audit.checked_origins(settings.CORS_ALLOWED_ORIGINS),
                         max_http_buffer_size=settings.MAX_FRAME_BYTES, manage_session=False, json=events.CompactJson,

@@ -58,6 +58,15 @@ def _installed():
 # python-engineio: the server
 
 
+def give_socketio_redis(redis_module) -> None:
+    """Give python-socketio's Redis manager redis-py, where it was imported while redis-py looked absent (app.py)."""
+    from socketio import redis_manager
+
+    if redis_manager.redis is None:
+        redis_manager.redis = redis_module
+        redis_manager.RedisError = redis_module.exceptions.RedisError
+
+
 def replace_websocket_driver(eio, driver):
     """Make Engine.IO build `driver(handler, server)` for every WebSocket; the driver it replaces."""
     drivers = dict(eio._async)

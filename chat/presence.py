@@ -4,8 +4,6 @@ import logging
 import threading
 import uuid
 
-import redis
-
 log = logging.getLogger(__name__)
 
 
@@ -112,8 +110,11 @@ class RedisPresence(Presence):
     """
 
     def __init__(self, client, prefix="papo", lease=5.0):
+        from redis import RedisError  # here, not with the module: a server of one process never loads redis-py
+
         super().__init__()
         self.redis = client
+        self._redis_error = RedisError
         self.key = prefix + ":presence"
         self.process = uuid.uuid4().hex
         self.lease_ms = int(lease * 1000)
@@ -192,7 +193,7 @@ class RedisPresence(Presence):
         """Run a write that must not fail the caller; a failure leaves the state to the next heartbeat."""
         try:
             return write()
-        except redis.RedisError as error:
+        except self._redis_error as error:
             self._stale = True
             log.warning("presence write failed, will resync: %s", error)
             return None

@@ -18,11 +18,13 @@ import socketio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import internals
 from .manager import RoomIndex
 from .presence import RedisPresence
 from .service import ChatService, room_channel
 
 log = logging.getLogger(__name__)
+internals.give_socketio_redis(redis)  # app.py loads python-socketio without it
 
 HEARTBEAT_SECONDS = 1.0
 LEASE_SECONDS = 5.0  # a process silent this long is taken for dead and its members leave
