@@ -1,4 +1,4 @@
-"""A new SQLite database gets the migrations' schema from chat/store/sqlite_schema.sql, exactly."""
+"""A new SQLite database gets the schema the migrations make, from chat/store/sqlite_schema.sql."""
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +14,7 @@ ROOT = sqlite_schema.SCHEMA.parents[2]
 
 
 def made(path, written_schema):
+    """A new database at path, from the written schema or by the migrations."""
     store = Store(f"sqlite:///{path}")
     store.migrate(written_schema=written_schema)
     store.close()
