@@ -200,10 +200,11 @@ def test_a_batcher_serves_what_gathered_in_one_run_and_answers_each_caller_with_
     lanes = Lanes()
     lane = lanes.thread_lane(1)
     runs: list[list[int]] = []
-    gate = threading.Event()
+    running, gate = threading.Event(), threading.Event()
 
     class Halves(Batcher):
         def run(self, items):
+            running.set()
             gate.wait(5)
             runs.append(items)
             return [(True, n // 2) if n % 2 == 0 else (False, ValueError(n)) for n in items]
@@ -218,9 +219,13 @@ def test_a_batcher_serves_what_gathered_in_one_run_and_answers_each_caller_with_
             answers[n] = error.args
 
     threads = [threading.Thread(target=ask, args=(n,)) for n in range(40)]
-    for thread in threads:
+    threads[0].start()
+    assert running.wait(5)  # the first run holds the lane, at the gate
+    for thread in threads[1:]:
         thread.start()
-    time.sleep(0.2)  # every caller queued behind the first run, held at the gate
+    deadline = time.monotonic() + 10
+    while len(batcher._queue) < 39 and time.monotonic() < deadline:  # every other caller queued behind it
+        time.sleep(0.01)
     gate.set()
     for thread in threads:
         thread.join()
