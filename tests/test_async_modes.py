@@ -44,6 +44,35 @@ def test_tasks_run_in_the_order_started_and_a_finished_green_thread_runs_the_nex
     assert ran[-1] == ("again", first)
 
 
+def test_a_burst_of_tasks_that_do_not_wait_runs_on_one_green_thread(mode):
+    tasks = _fresh(mode)
+    ran = []
+    for n in range(500):  # more than IDLE_TASKS: taking a green thread at the start made one for each
+        tasks.start(lambda n=n: ran.append((n, greenlet.getcurrent())))
+    _settle(mode)
+    assert [n for n, _ in ran] == list(range(500))
+    assert len({glet for _, glet in ran}) == 1 and len(tasks._idle) == 1
+
+
+def test_a_task_that_waits_keeps_its_green_thread_and_the_next_runs_on_another(mode):
+    tasks = _fresh(mode)
+    event = _event(mode)
+    ran = []
+
+    def waits():
+        ran.append(("waits", greenlet.getcurrent()))
+        event.wait()
+        ran.append(("woke", greenlet.getcurrent()))
+
+    tasks.start(waits)
+    tasks.start(lambda: ran.append(("next", greenlet.getcurrent())))
+    _settle(mode)
+    assert [name for name, _ in ran] == ["waits", "next"] and ran[0][1] is not ran[1][1]
+    event.set()
+    _settle(mode)
+    assert ran[2] == ("woke", ran[0][1]) and len(tasks._idle) == 2
+
+
 def test_tasks_started_while_others_wait_get_green_threads_of_their_own(mode):
     tasks = _fresh(mode)
     event = _event(mode)
@@ -118,24 +147,21 @@ def test_an_idle_green_thread_woken_by_another_caller_ends_and_leaves_the_idle_s
     assert ran == [1]
 
 
-def test_resumes_of_one_turn_share_a_timer_and_a_failing_one_stops_none_of_the_others(caplog):
+def test_calls_of_one_turn_share_a_timer_and_a_failing_one_stops_none_of_the_others(caplog):
     timers = []
     resumes = async_modes.Resumes(lambda seconds, fn: timers.append(fn))
     ran: list[int] = []
 
-    def runs(task):
-        task()
-
-    def fails(task):
+    def fails():
         raise RuntimeError("boom")
 
-    for n, body in enumerate((runs, fails, runs)):
-        resumes.resume(greenlet.greenlet(body), functools.partial(ran.append, n))
+    for call in (functools.partial(ran.append, 0), fails, functools.partial(ran.append, 2)):
+        resumes.soon(call)
     assert len(timers) == 1
     with caplog.at_level(logging.ERROR, logger="chat.async_modes"):
         timers[0]()
-    assert ran == [0, 2] and "a resumed green thread failed" in caplog.text
-    resumes.resume(greenlet.greenlet(runs), lambda: ran.append(3))
+    assert ran == [0, 2] and "could not be started" in caplog.text
+    resumes.soon(lambda: ran.append(3))
     assert len(timers) == 2
 
 
