@@ -21,8 +21,38 @@ def made(path, written_schema):
     return path
 
 
+def schema_of(conn: sqlite3.Connection) -> dict:
+    """What a database's schema is, in whatever order its CREATE TABLE statements list their parts.
+
+    The migrations rebuild tables through Alembic's batch mode, which lists a table's constraints in
+    an order that varies from run to run (a set's), so two files the migrations made can differ in
+    their statements' text and not in their schema. Per table: its statement's lines as a set, its
+    columns in order, its indexes and foreign keys, and an ordinary table's rows; every other
+    statement (indexes, triggers) as written.
+    """
+    kinds = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA main.table_list")}
+    found: dict = {}
+    for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
+        if kind != "table" or name.startswith("sqlite_"):
+            found[name] = sql
+            continue
+        indexes = []
+        for _, index, unique, origin, partial in conn.execute(f'PRAGMA index_list("{name}")'):
+            columns = tuple(column for *_, column in conn.execute(f'PRAGMA index_info("{index}")'))
+            indexes.append((unique, origin, partial, columns))
+        found[name] = {
+            "lines": sorted(line.strip().rstrip(",").strip() for line in sql.splitlines()),
+            "columns": conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall(),
+            "indexes": sorted(indexes),
+            "foreign keys": sorted(row[2:] for row in conn.execute(f'PRAGMA foreign_key_list("{name}")')),
+            "rows": conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall()
+            if kinds.get(name) == "table" else None,
+        }
+    return found
+
+
 def shape(path):
-    """The database's schema (sqlite_schema.shape), after SQLite's integrity check of each full-text index.
+    """The database's schema (schema_of), after SQLite's integrity check of each full-text index.
 
     The full-text indexes' own rows are not part of it: the migrations rebuilt them over existing
     messages, which leaves an empty index's structure record encoded otherwise than a new one's.
@@ -30,7 +60,7 @@ def shape(path):
     with closing(sqlite3.connect(path)) as conn:
         for (name,) in conn.execute("SELECT name FROM pragma_table_list WHERE type = 'virtual'").fetchall():
             conn.execute(f"INSERT INTO {name} ({name}) VALUES ('integrity-check')")
-        return sqlite_schema.shape(conn)
+        return schema_of(conn)
 
 
 def test_a_new_file_from_the_written_schema_has_the_schema_the_migrations_make(tmp_path):
@@ -46,7 +76,7 @@ def test_a_new_file_from_the_written_schema_has_the_schema_the_migrations_make(t
 
 
 def test_two_files_the_migrations_made_can_differ_in_text_and_not_in_shape(tmp_path):
-    """Alembic's batch mode lists a rebuilt table's constraints in a set's order: the reason for shape()."""
+    """Alembic's batch mode lists a rebuilt table's constraints in a set's order: the reason for schema_of()."""
     one, two = made(tmp_path / "one.db", written_schema=False), tmp_path / "two.db"
     with closing(sqlite3.connect(one)) as source, closing(sqlite3.connect(two)) as copy:
         for (sql,) in source.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'"):
@@ -60,8 +90,8 @@ def test_two_files_the_migrations_made_can_differ_in_text_and_not_in_shape(tmp_p
         for (sql,) in source.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' "
                                      "AND sql IS NOT NULL"):
             copy.execute(sql)
-        swapped = sqlite_schema.shape(copy)["messages"]
-        assert swapped == sqlite_schema.shape(source)["messages"]
+        swapped = schema_of(copy)["messages"]
+        assert swapped == schema_of(source)["messages"]
 
 
 def test_a_file_from_the_written_schema_stores_searches_and_reopens(tmp_path):

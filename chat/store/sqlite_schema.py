@@ -65,36 +65,6 @@ def dump(conn: sqlite3.Connection) -> str:
     return HEADER + "".join(statement + ";\n" for statement in made + rows)
 
 
-def shape(conn: sqlite3.Connection) -> dict:
-    """What a database's schema is, in whatever order its CREATE TABLE statements list their parts.
-
-    The migrations rebuild tables through Alembic's batch mode, which lists a table's constraints in
-    an order that varies from run to run (a set's), so two files the migrations made can differ in
-    their statements' text and not in their schema. Per table: its statement's lines as a set, its
-    columns in order, its indexes and foreign keys, and an ordinary table's rows; every other
-    statement (indexes, triggers) as written.
-    """
-    kinds = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA main.table_list")}
-    found: dict = {}
-    for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-        if kind != "table" or name.startswith("sqlite_"):
-            found[name] = sql
-            continue
-        indexes = []
-        for _, index, unique, origin, partial in conn.execute(f'PRAGMA index_list("{name}")'):
-            columns = tuple(column for *_, column in conn.execute(f'PRAGMA index_info("{index}")'))
-            indexes.append((unique, origin, partial, columns))
-        found[name] = {
-            "lines": sorted(line.strip().rstrip(",").strip() for line in sql.splitlines()),
-            "columns": conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall(),
-            "indexes": sorted(indexes),
-            "foreign keys": sorted(row[2:] for row in conn.execute(f'PRAGMA foreign_key_list("{name}")')),
-            "rows": conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid').fetchall()
-            if kinds.get(name) == "table" else None,
-        }
-    return found
-
-
 def literal(value: object) -> str:
     """A value as an SQL literal."""
     if value is None:
