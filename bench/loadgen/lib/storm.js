@@ -11,7 +11,7 @@
 // drop, the reconnects and re-joins (recovered_s: first drop -> last re-join acked), one marker
 // message per room, and the check. Without --restart it stops after the connect phase.
 
-const { now, log, round, CpuMeter, loopDelay, generatorFields, sleep, pool, textOf } = require('./common');
+const { now, log, round, CpuMeter, loopDelay, generatorFields, sleep, pool, textOf, Samples } = require('./common');
 const { makeClient } = require('./sio');
 
 // socket.io-client's Backoff, with the browser client's settings (static/js: 500 ms, at most 4 s).
@@ -49,6 +49,7 @@ async function storm(ctx, o) {
   for (let r = 0; r < nRooms; r++) acked.set(r, new Map());
   const errors = { connect: 0, samples: [], sends: 0 };
   let firstDrop = null; let lastBack = null; let restarting = false;
+  const backMs = new Samples(); // each client's re-join, ms after the first drop
 
   const take = (mb, m) => {
     if (m.seq > maxSeq[mb.room]) maxSeq[mb.room] = m.seq;
@@ -100,6 +101,7 @@ async function storm(ctx, o) {
       }
     }
     down--;
+    if (restarting && firstDrop !== null) backMs.add(now() - firstDrop);
     if (restarting && down === 0 && dropped === members.length) lastBack = now();
   };
 
@@ -190,7 +192,8 @@ async function storm(ctx, o) {
     t_first_drop_wall_ms: firstDrop === null ? null : round(wallReady + firstDrop - tReady, 0),
     t_all_back_wall_ms: lastBack === null ? null : round(wallReady + lastBack - tReady, 0),
     recovered_s: recovered ? round((lastBack - firstDrop) / 1000, 2) : null,
-    back: backCount, attempts_max: Math.max(...members.map((mb) => mb.attempts)),
+    back: backCount, back_ms: backMs.summary(), attempts_max: Math.max(...members.map((mb) => mb.attempts)),
+    clients_by_attempts: members.reduce((a, mb) => { a[mb.attempts] = (a[mb.attempts] || 0) + 1; return a; }, {}),
     drops_before_restart: errors.connect,
     messages_in_rooms: maxSeq.reduce((a, b) => a + b, 0),
     // changed: a member got a seq whose client_id differs from the one acked for it (an acked message lost)
