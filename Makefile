@@ -74,7 +74,7 @@ bench-quick: setup-dev bench-deps
 bench-storage: setup-dev bench-deps
 	$(PY) bench/run.py --only latency-disk,storm,scaling,profile
 
-bench-deps: bench/loadgen/node_modules/.package-lock.json bench/reference/node_modules/.package-lock.json
+bench-deps: bench/reference/node_modules/.package-lock.json
 
 bench/%/node_modules/.package-lock.json: bench/%/package-lock.json
 	npm ci --prefix bench/$* --no-audit --no-fund

@@ -160,7 +160,7 @@ def header(data):
         "| software | version |", "|---|---|",
     ]
     for name in ("Python", "Flask", "Flask-SocketIO", "python-socketio", "python-engineio", "simple-websocket",
-                 "eventlet", "gevent", "SQLAlchemy", "Node", "socket.io", "ws (load generator)"):
+                 "eventlet", "gevent", "SQLAlchemy", "Node", "socket.io"):
         if name in v:
             lines.append(f"| {name} | {v.get(name) or '?'} |")
     lines.append("")
@@ -185,7 +185,8 @@ def method(data):
           f"generator's token cache (a pool of {data.get('user_pool')} users registered once: each registration "
           "hashes a password).",
         "- **The load generator** is Node (bench/loadgen/), speaking raw Engine.IO v4 / Socket.IO v5 frames "
-        "over `ws`, Engine.IO polling and plain HTTP: one Node process takes 150-200k deliveries/s on one core, "
+        "over WebSocket (a client of its own, lib/wsframes.js), Engine.IO polling and plain HTTP: one Node "
+        "process takes 150-200k deliveries/s on one core, "
         "where a Python client (python-socketio) would spend more per message than the server and measure "
         f"itself. Its CPU (% of one core, highest over the repeats) stands beside each figure; {GEN_MARK} marks a "
         "figure during which it passed 90% of a core: that figure may be the generator's limit, not the server's.",

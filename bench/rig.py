@@ -130,8 +130,7 @@ def versions():
                                        timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         found["Node"] = None
-    for name, package in (("socket.io", BENCH / "reference/node_modules/socket.io/package.json"),
-                          ("ws (load generator)", BENCH / "loadgen/node_modules/ws/package.json")):
+    for name, package in (("socket.io", BENCH / "reference/node_modules/socket.io/package.json"),):
         try:
             found[name] = json.loads(package.read_text())["version"]
         except (OSError, ValueError, KeyError):

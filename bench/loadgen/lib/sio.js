@@ -8,7 +8,7 @@
 // polling) when it is set, so a workload can count them without JSON work; else
 // `onEvent(name, data)`.
 
-const WebSocket = require('ws');
+const { WsConnection } = require('./wsframes');
 const { CountingAgent, request } = require('./http');
 
 const RS = '\x1e';
@@ -119,21 +119,20 @@ class SioBase {
 class SioWs extends SioBase {
   _open() {
     const u = new URL('/socket.io/?EIO=4&transport=websocket', this.base);
-    u.protocol = 'ws:';
-    const ws = new WebSocket(u.href, { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: 30000 });
-    this.ws = ws;
-    ws.on('open', () => { if (this.meter) this.meter.track(ws._socket); });
-    ws.on('message', (data) => this._packet(data));
-    ws.on('error', (e) => this._fail(e));
-    ws.on('close', () => this._closed());
+    this.ws = new WsConnection(u.href, {
+      onOpen: () => { if (this.meter) this.meter.track(this.ws.socket); },
+      onMessage: (data) => this._packet(data),
+      onError: (e) => this._fail(e),
+      onClose: () => this._closed(),
+    });
   }
 
   _send(s) {
-    if (this.ws.readyState === 1) this.ws.send(s);
+    this.ws.send(s);
   }
 
   close() {
-    if (this.ws && this.ws.readyState !== 3) this.ws.terminate();
+    if (this.ws) this.ws.terminate();
     this._closed();
   }
 }
