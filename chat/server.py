@@ -227,6 +227,7 @@ def _serve_gevent(app, listener, max_connections, papo):
 
         def detach(self):
             self.detached = self.close_connection = True
+            detached.add(self.socket)
 
         def log_request(self):
             """Write no access log (the server has none): gevent formats each line for its no-op log."""
@@ -238,8 +239,25 @@ def _serve_gevent(app, listener, max_connections, papo):
                 return None
             return result
 
+    detached: set = set()  # the green sockets whose connections the transport took over
+
+    class Server(WSGIServer):
+        """Leaves a detached connection's socket to its new owner.
+
+        gevent closes each handler's socket once the handler returns; the descriptor stayed open only
+        while the handler's file object referred to it, so the garbage collector's pass over a
+        detached handler cut its connection (a WebSocket upgraded from long-polling: the session
+        holds the first request's handler, not the upgrade's).
+        """
+
+        def do_close(self, sock, *args):
+            if sock in detached:
+                detached.discard(sock)
+                return
+            super().do_close(sock, *args)
+
     pool = internals.gevent_pool_on_kept_threads(max_connections, async_modes.green_tasks("gevent").start)
-    server = WSGIServer(listener, app, spawn=pool, log=None, handler_class=Handler)
+    server = Server(listener, app, spawn=pool, log=None, handler_class=Handler)
 
     def stop_accepting():
         server.stop_accepting()  # not close(): serve_forever would return, and the process end, mid-drain

@@ -145,6 +145,26 @@ def test_a_client_that_starts_on_polling_moves_to_websocket(server, user, room, 
     assert client.wait_until(lambda c: c.seqs(room) == [1], 5)
 
 
+def test_connections_upgraded_from_polling_outlive_the_garbage_collector(server, user, room, clients):
+    """The upgrade request's handler is garbage once it detached; collecting it must not close the socket.
+
+    Under gevent the server closed each handler's socket after the request, and the descriptor stayed
+    open only while the handler's file object lived: the collector's next pass over it cut the
+    connection. Hundreds of messages give the server's collector passes over every handler.
+    """
+    upgraded = [clients(server.url, user()[1], transports=["polling", "websocket"]) for _ in range(10)]
+    for client in upgraded:
+        assert client.wait_until(lambda c: c.transport == "websocket", 5), client.transport
+        client.join(room)
+    sender = clients(server.url, user()[1])
+    sender.join(room)
+    for n in range(300):
+        assert sender.send(room, f"message {n}")["ok"]
+    for client in upgraded:
+        assert client.wait_until(lambda c: c.seqs(room) == list(range(1, 301)), 10), len(client.seqs(room))
+        assert client.sio.connected
+
+
 def test_more_than_1024_connections_are_served_at_once(server):
     if server.mode == "threading":
         pytest.skip("a thread per connection under the development server; the cap is a production promise")
