@@ -119,7 +119,7 @@ class SioBase {
 class SioWs extends SioBase {
   _open() {
     const u = new URL('/socket.io/?EIO=4&transport=websocket', this.base);
-    this.ws = new WsConnection(u.href, {
+    this.ws = new WsConnection(u, {
       onOpen: () => { if (this.meter) this.meter.track(this.ws.socket); },
       onMessage: (data) => this._packet(data),
       onError: (e) => this._fail(e),

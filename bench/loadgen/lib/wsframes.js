@@ -24,8 +24,7 @@ function acceptFor(key) {
   return crypto.createHash('sha1').update(key + GUID).digest('base64');
 }
 
-function upgradeRequest(url, key) {
-  const u = new URL(url);
+function upgradeRequest(u, key) {
   return `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n`
     + `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 }
@@ -120,17 +119,16 @@ class Reader {
   }
 }
 
-// One client connection: onOpen(), onMessage(Buffer), onClose(), onError(Error).
+// One client connection to `u` (a URL): onOpen(), onMessage(Buffer), onClose(), onError(Error).
 class WsConnection {
-  constructor(url, { onOpen, onMessage, onClose, onError, handshakeTimeoutMs = 30000 }) {
-    const u = new URL(url);
+  constructor(u, { onOpen, onMessage, onClose, onError, handshakeTimeoutMs = 30000 }) {
     const key = randomBytes(16).toString('base64');
     this.onOpen = onOpen; this.onMessage = onMessage; this.onClose = onClose; this.onError = onError;
     this.readyState = 0; // 0 connecting, 1 open, 2 closing, 3 closed (as WebSocket has them)
     this.reader = new Reader(key);
     this.socket = net.connect({ host: u.hostname, port: Number(u.port), noDelay: true });
     this.timer = setTimeout(() => this._error(new Error('handshake timeout')), handshakeTimeoutMs);
-    this.socket.write(upgradeRequest(url, key)); // written once connected
+    this.socket.write(upgradeRequest(u, key)); // written once connected
     this.socket.on('data', (data) => this._data(data));
     this.socket.on('error', (e) => this._error(e));
     this.socket.on('close', () => this._closed());
@@ -173,4 +171,4 @@ class WsConnection {
   }
 }
 
-module.exports = { WsConnection, Reader, frame, acceptFor, upgradeRequest };
+module.exports = { WsConnection, Reader, frame };
