@@ -10,6 +10,7 @@ from typing import Any
 LOAD_WARN = 1.5  # 1-minute load average above which a figure is marked
 PAPO_MODES = ("eventlet", "gevent", "threading")
 DEFAULT_MODE = "gevent"  # Papo's default ASYNC_MODE (chat/config.py): the one mode the storage suites measure
+MEMORY = "-memory"  # a server kind's suffix: Papo with its messages in memory (bench/memory_server.py)
 GOALS = [  # key, label, comparison, target
     ("fanout", "Fan-out (deliveries/s)", ">=", 1.0),
     ("latency_p99", "p99 latency at fixed load", "<=", 2.0),
@@ -21,7 +22,7 @@ DISTURBED = 1.0  # cores other processes took during an invocation: half this ma
 MIN_CPU_S = 0.1  # server CPU in a window below this (10 clock ticks) is too coarse for a per-message figure
 LOAD_MARK = "⚠"
 SERVER_NAMES = {"reference": "Node reference", "eventlet": "Papo eventlet", "gevent": "Papo gevent",
-                "threading": "Papo threading (dev server)"}
+                "gevent-memory": "Papo gevent, messages in memory", "threading": "Papo threading (dev server)"}
 
 def get(obj, path, default=None):
     for part in path.split("."):
@@ -72,7 +73,7 @@ class Results:
         for run in self.runs:
             if run.get("section") == "server" and run["server"] not in seen:
                 seen.append(run["server"])
-        order = ["reference", "eventlet", "gevent", "threading"]
+        order = ["reference", "eventlet", "gevent", "gevent-memory", "threading"]
         return sorted(seen, key=lambda s: order.index(s) if s in order else 99)
 
     def idle_sizes(self):
@@ -523,6 +524,17 @@ def stress_ratios(res):
         "p99_two": (first(scale.get((papo, 2, True), {}).get("p99")),
                     first(scale.get(("reference", 2, True), {}).get("p99"))),
     }
+
+
+def persist_floor(res):
+    """(Papo's acked/s, Papo's with its messages in memory, the reference's) under the persistence load,
+    medians of this run; None without the in-memory server's runs."""
+    papo = measured_mode(res)
+    figs = server_figures(res)
+    memory = first(figs.get(papo + MEMORY, {}).get("persist"))
+    if memory is None:
+        return None
+    return first(figs.get(papo, {}).get("persist")), memory, first(figs.get("reference", {}).get("persist"))
 
 
 def papo_behind(res):

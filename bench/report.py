@@ -19,6 +19,7 @@ from figures import (
     GOALS,
     LOAD_MARK,
     LOAD_WARN,
+    MEMORY,
     SERVER_NAMES,
     Results,
     cpu_per_delivery,
@@ -298,6 +299,11 @@ def server_section(res, figs):
         spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
         spread([get(r, "result.server_cpu_us_per_message") for r in runs]),
     ])
+    if any(s.endswith(MEMORY) for s in servers):
+        lines += ["", "*Papo gevent, messages in memory* is Papo whole (its transport, python-socketio, sign-in, "
+                  "joins, the service's checks, rate limits, metrics and broadcast) with its store's `queue_append` "
+                  "answering at once from memory as the reference's `post` does (bench/memory_server.py): the "
+                  "most any storage path could give, measured in the same rounds."]
     lines += ["", "### Idle connections: one room, held, then single broadcasts", "",
               "Each size on a fresh server. Memory per connection = (VmRSS while held - VmRSS before) / connections; "
               "broadcast = the median over 3 broadcasts of the time until every connection has it.", "",

@@ -7,6 +7,7 @@ from figures import (
     latency_disk_figures,
     machine_ceiling,
     measured_mode,
+    persist_floor,
     profile_runs,
     scaling_figures,
     storm_figures,
@@ -41,7 +42,21 @@ def goals_section(res):
     lines += ["", f"In plain words: {verdicts.count(True)} of {len(verdicts) - unmeasured} measured goals are met"
               + (f"; not met: {'; '.join(missed)}" if missed else "")
               + (f"; {unmeasured} not measured in this run." if unmeasured else "."), ""]
-    return lines
+    return lines + floor_text(res)
+
+
+def floor_text(res):
+    """What the persistence goal is measured against: Papo with its messages in memory, when it ran."""
+    floor = persist_floor(res)
+    if floor is None or None in floor:
+        return []
+    papo, memory, reference = floor
+    return [f"Persistence beside its floor: Papo with its messages in memory (bench/memory_server.py: Papo "
+            "whole, its store's queue_append answering at once as the reference's `post` does, nothing "
+            f"written) acked {fmt(memory)} messages/s, {ratio_text(memory / reference)} the reference's "
+            f"{fmt(reference)}; Papo, durable, {fmt(papo)}, {papo / memory:.0%} of its floor. No storage path "
+            "can make Papo faster than its floor, so the persistence goal is out of reach on this machine "
+            "whatever the store does; what storage costs a message is the gap to the floor.", ""]
 
 
 def latency_disk_section(res):

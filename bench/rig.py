@@ -20,7 +20,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from figures import kept_up
+from figures import MEMORY, kept_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -28,6 +28,7 @@ RESULTS = BENCH / "results"
 BASELINE = BENCH / "baseline.json"
 LOADGEN = BENCH / "loadgen" / "loadgen.js"
 REFERENCE = BENCH / "reference" / "server.js"
+MEMORY_SERVER = BENCH / "memory_server.py"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 HOST = "127.0.0.1"
 SCHEMA = 1
@@ -220,7 +221,7 @@ class Server:
     """
 
     def __init__(self, kind, workdir, label="", *, env=None, redis=None):
-        self.kind = kind  # "reference", "eventlet", "gevent", "threading"
+        self.kind = kind  # "reference", "eventlet", "gevent", "threading", or a mode + MEMORY
         self.workdir = workdir
         self.label = label
         self.env = dict(env or {})
@@ -234,6 +235,11 @@ class Server:
     @property
     def papo(self):
         return self.kind != "reference"
+
+    @property
+    def mode(self):
+        """Papo's ASYNC_MODE."""
+        return self.kind.removesuffix(MEMORY)
 
     @property
     def cache_key(self):
@@ -253,7 +259,8 @@ class Server:
 
     def argv(self):
         if self.papo:
-            return [python(), "app.py", "--host", HOST, "--port", self.port]
+            entry = MEMORY_SERVER if self.kind.endswith(MEMORY) else "app.py"
+            return [python(), entry, "--host", HOST, "--port", self.port]
         redis = ["--redis", self.redis] if self.redis else []
         return ["node", REFERENCE, "--host", HOST, "--port", self.port, *redis]
 
@@ -261,7 +268,7 @@ class Server:
         t = time.monotonic()
         self.port = port or free_port()
         self.log_path = self.workdir / f"server-{self.kind}-{self.port}.log"
-        env = dict(papo_env(self.kind, self.workdir), **self.env) if self.papo else None
+        env = dict(papo_env(self.mode, self.workdir), **self.env) if self.papo else None
         with open(self.log_path, "ab") as out:
             self.proc = CHILDREN.start(self.argv(), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                        stderr=subprocess.STDOUT)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import rig
 import suites
-from figures import DEFAULT_MODE, descriptors, kept_up
+from figures import DEFAULT_MODE, MEMORY, descriptors, kept_up
 from rig import (
     BASELINE,
     BENCH,
@@ -78,9 +78,12 @@ FULL = {
     "user_pool": 50,  # registered once per run: persist needs 50 distinct senders
     # seconds per phase on a quiet machine (per round for the servers): the budget is shared out so
     "shares": {"transport": 560, "sweep": 60, "reference": [38, 28], "eventlet": [56, 44], "gevent": [56, 44],
-               "threading": 30, "latency-disk": 150, "storm": 75, "scaling": 110, "profile": 70},
+               "gevent-memory": [9], "threading": 30, "latency-disk": 150, "storm": 75, "scaling": 110,
+               "profile": 70},
     "rounds": 3,
-    "servers": ["reference", "eventlet", "gevent"],
+    # a kind + figures.MEMORY: Papo with its messages in memory (bench/memory_server.py), under the persistence
+    # load only: what the stack costs a message before any storage
+    "servers": ["reference", "eventlet", "gevent", "gevent-memory"],
     "threading": True,
     "threading_workloads": None,
     # the scale study: every way at each size until the first it does not keep up at; every client
@@ -122,10 +125,10 @@ QUICK = {
     "papo": DEFAULT_MODE,
     "budget": 240,
     "user_pool": 20,
-    "shares": {"transport": 40, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17], "threading": 9,
-               "latency-disk": 24, "storm": 25, "scaling": 40, "profile": 12},
+    "shares": {"transport": 40, "sweep": 14, "reference": [15], "eventlet": [18], "gevent": [17],
+               "gevent-memory": [5], "threading": 9, "latency-disk": 24, "storm": 25, "scaling": 40, "profile": 12},
     "rounds": 1,
-    "servers": ["reference", "eventlet", "gevent"],
+    "servers": ["reference", "eventlet", "gevent", "gevent-memory"],
     "threading": True,
     "threading_workloads": ["fanout", "latency"],
     "transport": {"sizes": [10, 100], "rate": 0.5, "max_senders": 200, "duration": 1.5, "warmup": 0.5,
@@ -430,9 +433,12 @@ class Bench:
                         self.runner.skip(f"{kind} round {round_no}", str(error))
                         continue
                     try:
-                        self.workloads(server, round_no)
-                        server.stop()
-                        self.idle(kind, self.idle_sizes(kind, round_no), round_no)
+                        if kind.endswith(MEMORY):
+                            self.workloads(server, round_no, only={"persist"})
+                        else:
+                            self.workloads(server, round_no)
+                            server.stop()
+                            self.idle(kind, self.idle_sizes(kind, round_no), round_no)
                     except ServerError as error:
                         self.runner.skip(f"the rest of {kind} round {round_no}", str(error))
                     finally:

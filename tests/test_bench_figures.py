@@ -166,6 +166,23 @@ def test_the_report_says_plainly_which_goals_are_met():
     assert "1 of 2 measured goals are met" in page
 
 
+def persist_run(server, acked):
+    return {"section": "server", "server": server, "workload": "persist", "error": None,
+            "result": {"acked_per_s": acked}}
+
+
+def test_persistence_is_set_beside_papo_with_its_messages_in_memory():
+    res = figures.Results({"plan": {"papo": "gevent"}, "runs": [
+        latency_run("reference", "quiet", 1, 2, 5), latency_run("gevent", "quiet", 1, 3, 20),
+        *(persist_run("reference", n) for n in (40_000, 44_000, 46_000)),
+        *(persist_run("gevent", n) for n in (15_000, 16_000, 17_000)),
+        *(persist_run("gevent-memory", n) for n in (19_000, 20_000, 21_000))]})
+    assert figures.persist_floor(res) == (16_000, 20_000, 44_000)
+    page = "\n".join(report_stress.sections(res))
+    assert "acked 20,000 messages/s, 0.45x the reference's 44,000; Papo, durable, 16,000, 80% of its floor" in page
+    assert figures.persist_floor(results(persist_run("gevent", 16_000))) is None
+
+
 def test_no_storage_sections_without_their_runs():
     assert report_stress.sections(results(latency_run("eventlet", "quiet", 1, 3, 20, section="server"))) == []
 
