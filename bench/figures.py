@@ -528,13 +528,11 @@ def stress_ratios(res):
 
 def persist_floor(res):
     """(Papo's acked/s, Papo's with its messages in memory, the reference's) under the persistence load,
-    medians of this run; None without the in-memory server's runs."""
+    medians of this run; None unless all three were measured."""
     papo = measured_mode(res)
     figs = server_figures(res)
-    memory = first(figs.get(papo + MEMORY, {}).get("persist"))
-    if memory is None:
-        return None
-    return first(figs.get(papo, {}).get("persist")), memory, first(figs.get("reference", {}).get("persist"))
+    floor = tuple(first(figs.get(server, {}).get("persist")) for server in (papo, papo + MEMORY, "reference"))
+    return None if None in floor else floor
 
 
 def papo_behind(res):

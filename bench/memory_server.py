@@ -34,15 +34,17 @@ class Answered:
 
 
 class MemoryMessages:
-    """The rooms' messages in memory: per room its last seq, its kept messages and their client_ids."""
+    """The rooms' messages in memory: per room its last seq, its kept messages and their client_ids.
 
-    def __init__(self):
+    make(id, room, seq, author, text, ts, client_id) builds a message as the store does (chat.store.wire).
+    """
+
+    def __init__(self, make):
+        self.make = make
         self.next_id = 1
         self.rooms = {}  # room -> [last seq, deque of (key, message), {key: message}]
 
     def queue_append(self, room, author, text, ts, client_id):
-        from chat.store import wire
-
         kept = self.rooms.get(room)
         if kept is None:
             kept = self.rooms[room] = [0, collections.deque(), {}]
@@ -50,7 +52,7 @@ class MemoryMessages:
         if key is not None and key in kept[2]:
             return Answered((kept[2][key], False))
         kept[0] += 1
-        message = wire.message(self.next_id, room, kept[0], author, text, ts, client_id)
+        message = self.make(self.next_id, room, kept[0], author, text, ts, client_id)
         self.next_id += 1
         kept[1].append((key, message))
         if key is not None:
@@ -63,8 +65,10 @@ class MemoryMessages:
 
 def with_messages_in_memory(create_app):
     def create(*args, **kwargs):
+        from chat.store import wire
+
         app = create_app(*args, **kwargs)
-        app.extensions["papo"].store.queue_append = MemoryMessages().queue_append
+        app.extensions["papo"].store.queue_append = MemoryMessages(wire.message).queue_append
         return app
 
     return create

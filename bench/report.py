@@ -299,7 +299,9 @@ def server_section(res, figs):
         spread([get(r, "result.server.cpu_pct") for r in runs], 2, "%"),
         spread([get(r, "result.server_cpu_us_per_message") for r in runs]),
     ])
-    for s in (s for s in servers if s.endswith(MEMORY) and figs[s].get("persist", (None, []))[1]):
+    for s in servers:
+        if not s.endswith(MEMORY) or not figs[s].get("persist", (None, []))[1]:
+            continue
         lines += ["", f"*{SERVER_NAMES.get(s, s)}* is Papo whole (its transport, python-socketio, sign-in, "
                   "joins, the service's checks, rate limits, metrics and broadcast) with its store's `queue_append` "
                   "answering at once from memory as the reference's `post` does (bench/memory_server.py): the "

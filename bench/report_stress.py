@@ -9,6 +9,7 @@ from figures import (
     measured_mode,
     persist_floor,
     profile_runs,
+    safe_ratio,
     scaling_figures,
     storm_figures,
     stress_goals,
@@ -48,13 +49,15 @@ def goals_section(res):
 def floor_text(res):
     """What the persistence goal is measured against: Papo with its messages in memory, when it ran."""
     floor = persist_floor(res)
-    if floor is None or None in floor:
+    if floor is None:
         return []
     papo, memory, reference = floor
+    share = safe_ratio(papo, memory)
     return [f"Persistence beside its floor: Papo with its messages in memory (bench/memory_server.py: Papo "
             "whole, its store's queue_append answering at once as the reference's `post` does, nothing "
-            f"written) acked {fmt(memory)} messages/s, {ratio_text(memory / reference)} the reference's "
-            f"{fmt(reference)}; Papo, durable, {fmt(papo)}, {papo / memory:.0%} of its floor. No storage path "
+            f"written) acked {fmt(memory)} messages/s, {ratio_text(safe_ratio(memory, reference))} the "
+            f"reference's {fmt(reference)}; Papo, durable, {fmt(papo)}, "
+            f"{'–' if share is None else f'{share:.0%}'} of its floor. No storage path "
             "can make Papo faster than its floor, so the persistence goal is out of reach on this machine "
             "whatever the store does; what storage costs a message is the gap to the floor.", ""]
 

@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 class MemoryServer(ServerProcess):
     def command(self):
-        return [*super().command()[:1], "bench/memory_server.py", *super().command()[2:]]
+        python, _app, *options = super().command()
+        return [python, "bench/memory_server.py", *options]
 
 
 def test_messages_are_answered_from_memory_as_the_reference_answers_them(tmp_path):
